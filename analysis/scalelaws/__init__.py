@@ -1,0 +1,1 @@
+"""scalelaws: fit scaling laws to scalelab results (numpy/scipy/statsmodels/polars only)."""

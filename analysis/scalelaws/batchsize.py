@@ -1,0 +1,504 @@
+"""Critical batch size (CBS): steps to a target loss, the S(B) fit, and its scaling laws.
+
+Laws (see docs/laws.md §2):
+- McCandlish et al. 2018, "An Empirical Model of Large-Batch Training" (arXiv 1812.06162),
+  eq. 2.11: (S/S_min − 1)·(E/E_min − 1) = 1 with E = B·S, i.e. S(B) = S_min + E_min/B;
+  eq. 2.12: B_crit = E_min / S_min.
+- Zhang et al., "How Does Critical Batch Size Scale in Pre-training?", ICLR 2025
+  (arXiv 2410.21676): T(B) = fewest steps to a target eval loss, minimised over the LR sweep;
+  fit T(B) = a + b/B in log space; CBS = the B where T(B) is 20% above linear scaling from
+  B_ref: a + b/B = 1.2·(a·B_ref + b)/B  =>  CBS = 1.2·B_ref + b/(5a).
+  b/a (McCandlish's B_crit) and the 20%-overhead CBS are different quantities; never mix them.
+
+Batch sizes are in sequences per optimizer step; steps are optimizer updates.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import polars as pl
+import statsmodels.api as sm
+
+FIT_STATUSES = ("completed", "diverged")  # a diverged run's curve is valid up to divergence
+
+
+# ---------------------------------------------------------------- steps to target
+
+
+def first_crossing(steps: np.ndarray, losses: np.ndarray, target: float) -> float | None:
+    """First step at which the loss is <= target, linearly interpolated between eval points.
+
+    Between (s0, l0) with l0 > target and (s1, l1 <= target):
+    s = s0 + (l0 − target)/(l0 − l1)·(s1 − s0). None when the target is never reached.
+    """
+    order = np.argsort(steps, kind="stable")
+    s, loss = np.asarray(steps, float)[order], np.asarray(losses, float)[order]
+    keep = np.isfinite(loss)
+    s, loss = s[keep], loss[keep]
+    hits = np.flatnonzero(loss <= target)
+    if hits.size == 0:
+        return None
+    i = int(hits[0])
+    if i == 0:
+        return float(s[0])
+    s0, s1, l0, l1 = s[i - 1], s[i], loss[i - 1], loss[i]
+    return float(s0 + (l0 - target) / (l0 - l1) * (s1 - s0))
+
+
+def _group_col(runs: pl.DataFrame) -> pl.Expr:
+    # A group is one (model size, data size) pair: "85M/D=1.74e+09".
+    return pl.format(
+        "{}/D={}", pl.col("model"), pl.col("tokens").map_elements(lambda t: f"{t:.3g}", pl.String)
+    ).alias("group")
+
+
+def _check_columns(df: pl.DataFrame, cols: tuple[str, ...], name: str) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(f"{name} lacks columns {missing}; see the study tables contract")
+
+
+def final_losses(curves: pl.DataFrame, loss_col: str = "eval_loss") -> pl.DataFrame:
+    """Last non-null `loss_col` value of each trial: columns trial, final_loss."""
+    return (
+        curves.filter(pl.col(loss_col).is_not_null() & pl.col(loss_col).is_finite())
+        .sort("trial", "step")
+        .group_by("trial", maintain_order=True)
+        .agg(pl.col(loss_col).last().alias("final_loss"))
+    )
+
+
+def choose_targets(
+    curves: pl.DataFrame, runs: pl.DataFrame, ref_batch: int, loss_col: str = "eval_loss"
+) -> pl.DataFrame:
+    """Per-group target as in Zhang et al.: the best final eval loss over the LR sweep at
+    `ref_batch` (the loss reached at the reference batch size and its full budget).
+
+    Returns columns group, target. Only completed runs define a target.
+    """
+    ref = runs.filter((pl.col("status") == "completed") & (pl.col("batch_size") == ref_batch))
+    out = (
+        ref.with_columns(_group_col(ref))
+        .join(final_losses(curves, loss_col), on="trial", how="inner")
+        .group_by("group")
+        .agg(pl.col("final_loss").min().alias("target"))
+    )
+    all_groups = runs.with_columns(_group_col(runs))["group"].unique().to_list()
+    lacking = sorted(set(all_groups) - set(out["group"].to_list()))
+    if lacking:
+        raise ValueError(
+            f"groups {lacking} have no completed run with an eval loss at ref_batch={ref_batch}; "
+            "pass an explicit target or a ref_batch present in every group"
+        )
+    return out
+
+
+def steps_to_target(
+    curves: pl.DataFrame,
+    runs: pl.DataFrame,
+    target: float | None = None,
+    ref_batch: int | None = None,
+    loss_col: str = "eval_loss",
+) -> pl.DataFrame:
+    """Fewest optimizer steps to reach the target loss, per (group, batch size) (Zhang et al.).
+
+    For each trial: first crossing of `target` by `loss_col` (linear interpolation between
+    eval points). Seeds at the same (group, batch, lr) are averaged (an LR counts as reached
+    only if every seed reached it); then the minimum over the LR sweep is taken.
+    `target=None` picks each group's target with `choose_targets` (needs `ref_batch`).
+    Use `loss_col="ewa_eval_loss"` for the EWA model's loss when curves have it.
+
+    Returns one row per (group, batch_size): group, model, params, tokens, batch_size,
+    target, steps_to_target (null when not reached), reached, trial, lr (the best LR's
+    trial and value; null when not reached).
+    """
+    _check_columns(
+        runs, ("trial", "status", "model", "params", "batch_size", "lr", "tokens"), "runs"
+    )
+    _check_columns(curves, ("trial", "step", loss_col), "curves")
+    runs = runs.filter(pl.col("status").is_in(FIT_STATUSES))
+    if runs.height == 0:
+        raise ValueError("runs has no completed or diverged trial; nothing to measure")
+    runs = runs.with_columns(_group_col(runs))
+    if target is None:
+        if ref_batch is None:
+            raise ValueError("steps_to_target needs target or ref_batch to choose the target")
+        targets = choose_targets(curves, runs, ref_batch, loss_col)
+    else:
+        targets = runs.select(pl.col("group").unique(), pl.lit(float(target)).alias("target"))
+    runs = runs.join(targets, on="group", how="left")
+
+    target_of = dict(zip(runs["trial"].to_list(), runs["target"].to_list(), strict=True))
+    rows = []
+    for (trial,), part in curves.filter(pl.col("trial").is_in(list(target_of))).group_by("trial"):
+        step = part["step"].to_numpy()
+        loss = part[loss_col].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+        rows.append((trial, first_crossing(step, loss, target_of[trial])))
+    hit = pl.DataFrame(rows, schema={"trial": pl.String, "steps": pl.Float64}, orient="row")
+    per_trial = runs.join(hit, on="trial", how="left")  # a trial without a curve: not reached
+
+    keys = ["group", "model", "params", "tokens", "batch_size", "target"]
+    per_lr = per_trial.group_by([*keys, "lr"]).agg(
+        pl.col("steps").mean().alias("steps"),
+        pl.col("steps").null_count().alias("misses"),
+        pl.col("trial").sort().first().alias("trial"),
+    )
+    per_lr = per_lr.with_columns(
+        pl.when(pl.col("misses") == 0).then(pl.col("steps")).otherwise(None).alias("steps")
+    )
+    best = (
+        per_lr.sort("steps", "lr", nulls_last=True)
+        .group_by(keys, maintain_order=True)
+        .agg(
+            pl.col("steps").first().alias("steps_to_target"),
+            pl.col("trial").first(),
+            pl.col("lr").first(),
+        )
+        .with_columns(reached=pl.col("steps_to_target").is_not_null())
+        .with_columns(
+            pl.when(pl.col("reached")).then(pl.col("trial")).alias("trial"),
+            pl.when(pl.col("reached")).then(pl.col("lr")).alias("lr"),
+        )
+    )
+    return best.sort("params", "tokens", "batch_size")
+
+
+def noise_scale_at_target(
+    curves: pl.DataFrame, steps: pl.DataFrame, ref_batch: int
+) -> pl.DataFrame:
+    """Gradient noise scale B_simple (McCandlish App. A.1) logged by the trainer, read where
+    each group's reference run (best LR at `ref_batch`) reaches the target.
+
+    Linear interpolation between logged values; outside the logged range the nearest value.
+    Returns group, trial, step, noise_scale (null where not reached or never logged).
+    """
+    ref = steps.filter(pl.col("batch_size") == ref_batch).select(
+        "group", "trial", "steps_to_target"
+    )
+    has_col = "noise_scale" in curves.columns
+    out = []
+    for group, trial, step in ref.iter_rows():
+        value = None
+        if has_col and trial is not None and step is not None:
+            part = curves.filter(
+                (pl.col("trial") == trial)
+                & pl.col("noise_scale").is_not_null()
+                & pl.col("noise_scale").is_finite()
+            ).sort("step")
+            if part.height:
+                xs, ys = part["step"].to_numpy(), part["noise_scale"].to_numpy()
+                value = float(np.interp(step, xs, ys))  # np.interp clamps = nearest at ends
+        out.append((group, trial, step, value))
+    schema = {"group": pl.String, "trial": pl.String, "step": pl.Float64, "noise_scale": pl.Float64}
+    return pl.DataFrame(out, schema=schema, orient="row")
+
+
+# ---------------------------------------------------------------- S(B) fit and CBS
+
+
+def steps_model(batch_size, s_min: float, e_min: float):
+    """McCandlish eq. 2.11 solved for S: S(B) = S_min + E_min/B (Zhang: T(B) = a + b/B)."""
+    return s_min + e_min / np.asarray(batch_size, float)
+
+
+def cbs_20pct(s_min: float, e_min: float, ref_batch: float) -> float:
+    """Zhang et al. CBS: a + b/B = 1.2·(a·B_ref + b)/B  =>  B = 1.2·B_ref + b/(5a)."""
+    return math.inf if s_min <= 0 else 1.2 * ref_batch + e_min / (5.0 * s_min)
+
+
+def b_crit(s_min: float, e_min: float) -> float:
+    """McCandlish eq. 2.12: B_crit = E_min / S_min (inf when S_min = 0: no saturation seen)."""
+    return math.inf if s_min <= 0 else e_min / s_min
+
+
+def _fit_ab(b: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """min over a, b >= 0 of Σ (log(a + b/B) − log T)², for each row of (m, n) arrays.
+
+    Variable projection: write a + b/B = a·(1 + c/B) with c = b/a. For fixed c the best
+    log a = mean(log T − log(1 + c/B)), so only u = log c is searched: a grid over
+    [B_min·1e-4, B_max·1e4], then golden-section refinement in the best grid cell.
+    An optimum at the grid's upper edge is a = 0 (T = b/B); at the lower edge b = 0.
+    """
+    lb, lt = np.log(b), np.log(t)
+
+    def sse(u):  # u: (m, k) values of log c -> (m, k) sums of squared log residuals
+        r = lt[:, None, :] - np.logaddexp(0.0, u[..., None] - lb[:, None, :])
+        r = r - r.mean(-1, keepdims=True)
+        return (r * r).sum(-1)
+
+    m = b.shape[0]
+    grid = np.linspace(np.log(b.min()) - 9.2, np.log(b.max()) + 9.2, 300)
+    k = sse(np.broadcast_to(grid, (m, grid.size))).argmin(1)
+    lo, hi = grid[np.maximum(k - 1, 0)], grid[np.minimum(k + 1, grid.size - 1)]
+    g = (math.sqrt(5) - 1) / 2
+    for _ in range(60):  # bracket shrinks by 0.618^60 ≈ 3e-13
+        x1, x2 = hi - g * (hi - lo), lo + g * (hi - lo)
+        left = sse(np.stack([x1, x2], 1))
+        go_left = left[:, 0] < left[:, 1]
+        hi = np.where(go_left, x2, hi)
+        lo = np.where(go_left, lo, x1)
+    c = np.exp((lo + hi) / 2)
+    a = np.exp((lt - np.logaddexp(0.0, np.log(c)[:, None] - lb)).mean(1))
+    bb = a * c
+    top, bottom = k == grid.size - 1, k == 0
+    a = np.where(top, 0.0, np.where(bottom, np.exp(lt.mean(1)), a))
+    bb = np.where(top, np.exp((lt + lb).mean(1)), np.where(bottom, 0.0, bb))
+    return a, bb
+
+
+@dataclass(frozen=True)
+class CBSFit:
+    """One group's fit of T(B) = S_min + E_min/B. Units: batch in sequences, S in steps,
+    E_min in sequences. Intervals: 95% percentile bootstrap over the group's rows."""
+
+    group: str
+    params: int | None
+    tokens: int | None
+    ref_batch: float
+    s_min: float  # a
+    e_min: float  # b
+    b_crit: float  # McCandlish eq. 2.12: E_min/S_min
+    cbs: float  # Zhang et al. 20%-overhead CBS: 1.2·B_ref + b/(5a)
+    s_min_interval: tuple[float, float]
+    e_min_interval: tuple[float, float]
+    b_crit_interval: tuple[float, float]
+    cbs_interval: tuple[float, float]
+    batch_sizes: tuple[float, ...]
+    steps: tuple[float, ...]
+    residuals: tuple[float, ...]  # log T̂ − log T per row
+    n_boot: int  # resamples that had >= 3 distinct batch sizes
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def fit_cbs(
+    batch_sizes,
+    steps,
+    ref_batch: float,
+    group: str = "",
+    params: int | None = None,
+    tokens: int | None = None,
+    n_boot: int = 500,
+    seed: int = 0,
+) -> CBSFit:
+    """Fit T(B) = a + b/B in log space (Zhang et al.), then B_crit and the 20% CBS.
+
+    Bootstrap: resample the rows (batch sizes) with replacement `n_boot` times (fixed
+    `seed`), refit, take the 2.5/97.5 percentiles.
+    """
+    b = np.asarray(batch_sizes, float)
+    t = np.asarray(steps, float)
+    if b.shape != t.shape or b.ndim != 1:
+        raise ValueError("batch_sizes and steps must be 1-D arrays of the same length")
+    if not (np.all(np.isfinite(t)) and np.all(t > 0) and np.all(b > 0)):
+        raise ValueError(f"group {group!r}: steps and batch_sizes must be finite and > 0")
+    if np.unique(b).size < 3:
+        raise ValueError(
+            f"group {group!r}: T(B) = a + b/B needs >= 3 distinct batch sizes, got {np.unique(b).size}"
+        )
+    if n_boot < 200:
+        raise ValueError(f"n_boot={n_boot}: use at least 200 bootstrap resamples")
+    a1, b1 = _fit_ab(b[None, :], t[None, :])
+    a_hat, b_hat = float(a1[0]), float(b1[0])
+    resid = np.log(steps_model(b, a_hat, b_hat)) - np.log(t)
+
+    idx = np.random.default_rng(seed).integers(0, b.size, (n_boot, b.size))
+    bi, ti = b[idx], t[idx]
+    distinct = (np.diff(np.sort(bi, 1), axis=1) > 0).sum(1) + 1
+    bi, ti = bi[distinct >= 3], ti[distinct >= 3]  # T(B) = a + b/B needs 3 distinct B
+    if bi.shape[0] < n_boot // 2:
+        raise ValueError(f"group {group!r}: too few usable bootstrap resamples ({bi.shape[0]})")
+    ab, bb = _fit_ab(bi, ti)
+    d = np.array(
+        [(x, y, b_crit(x, y), cbs_20pct(x, y, ref_batch)) for x, y in zip(ab, bb, strict=True)]
+    )
+
+    def ci(col: int) -> tuple[float, float]:
+        lo, hi = np.quantile(d[:, col], [0.025, 0.975], method="inverted_cdf")
+        return float(lo), float(hi)
+
+    return CBSFit(
+        group=group,
+        params=params,
+        tokens=tokens,
+        ref_batch=float(ref_batch),
+        s_min=a_hat,
+        e_min=b_hat,
+        b_crit=b_crit(a_hat, b_hat),
+        cbs=cbs_20pct(a_hat, b_hat, ref_batch),
+        s_min_interval=ci(0),
+        e_min_interval=ci(1),
+        b_crit_interval=ci(2),
+        cbs_interval=ci(3),
+        batch_sizes=tuple(b.tolist()),
+        steps=tuple(t.tolist()),
+        residuals=tuple(resid.tolist()),
+        n_boot=int(d.shape[0]),
+    )
+
+
+def fit_cbs_table(
+    table: pl.DataFrame, ref_batch: float, n_boot: int = 500, seed: int = 0
+) -> list[CBSFit]:
+    """Fit every group of a steps table: columns group, params, batch_size, steps_to_target,
+    optional tokens and reached. Rows not reached (null/NaN steps or reached=False) are
+    excluded with a warning."""
+    _check_columns(table, ("group", "params", "batch_size", "steps_to_target"), "table")
+    if "tokens" not in table.columns:
+        table = table.with_columns(tokens=pl.lit(None, pl.Int64))
+    ok = (
+        pl.col("steps_to_target").is_not_null()
+        & pl.col("steps_to_target").cast(pl.Float64).is_finite()
+    )
+    if "reached" in table.columns:
+        ok = ok & pl.col("reached")
+    fits = []
+    for (group,), part in table.group_by("group", maintain_order=True):
+        dropped = part.filter(~ok)
+        if dropped.height:
+            warnings.warn(
+                f"group {group}: target not reached at batch sizes "
+                f"{dropped['batch_size'].to_list()}; excluded from the fit",
+                stacklevel=2,
+            )
+        part = part.filter(ok)
+        params, tokens = part["params"][0], part["tokens"][0]
+        fits.append(
+            fit_cbs(
+                part["batch_size"].to_numpy(),
+                part["steps_to_target"].cast(pl.Float64).to_numpy(),
+                ref_batch,
+                group=str(group),
+                params=None if params is None else int(params),
+                tokens=None if tokens is None else int(tokens),
+                n_boot=n_boot,
+                seed=seed,
+            )
+        )
+    return fits
+
+
+# ---------------------------------------------------------------- scaling laws of the CBS
+
+
+@dataclass(frozen=True)
+class PowerLaw:
+    """y = coef · (x/x_unit)^exponent, OLS on log-log data; 95% intervals (statsmodels)."""
+
+    coef: float
+    exponent: float
+    coef_interval: tuple[float, float]
+    exponent_interval: tuple[float, float]
+    x_unit: float
+    r2: float
+    n: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class JointPowerLaw:
+    """y = coef · (N/n_unit)^a · (D/d_unit)^b, OLS on logs; 95% intervals."""
+
+    coef: float
+    a: float
+    b: float
+    coef_interval: tuple[float, float]
+    a_interval: tuple[float, float]
+    b_interval: tuple[float, float]
+    n_unit: float
+    d_unit: float
+    r2: float
+    n: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _ols(x_cols: list[np.ndarray], y: np.ndarray):
+    res = sm.OLS(np.log(y), sm.add_constant(np.column_stack(x_cols), has_constant="add")).fit()
+    ci = res.conf_int(0.05)
+    return res, [(float(lo), float(hi)) for lo, hi in ci]
+
+
+def fit_power_law(x, y, x_unit: float = 1.0) -> PowerLaw:
+    """log y = log c + e·log(x/x_unit) by OLS (e.g. Zhang et al.: CBS ≈ 93.2·N^0.468, N in M)."""
+    x, y = np.asarray(x, float) / x_unit, np.asarray(y, float)
+    if x.size < 3 or np.unique(x).size < 2:
+        raise ValueError(f"a power-law fit needs >= 3 points and 2 distinct x, got {x.size}")
+    if not (np.all(x > 0) and np.all(y > 0) and np.all(np.isfinite(y))):
+        raise ValueError("power-law fit: x and y must be finite and > 0")
+    res, ci = _ols([np.log(x)], y)
+    return PowerLaw(
+        coef=float(np.exp(res.params[0])),
+        exponent=float(res.params[1]),
+        coef_interval=(math.exp(ci[0][0]), math.exp(ci[0][1])),
+        exponent_interval=ci[1],
+        x_unit=x_unit,
+        r2=float(res.rsquared),
+        n=int(x.size),
+    )
+
+
+def fit_joint_power_law(n, d, y, n_unit: float = 1.0, d_unit: float = 1.0) -> JointPowerLaw:
+    """log y = log c + a·log N + b·log D by OLS (Zhang et al.'s CBS(N, D) form)."""
+    ln = np.log(np.asarray(n, float) / n_unit)
+    ld = np.log(np.asarray(d, float) / d_unit)
+    y = np.asarray(y, float)
+    if y.size < 4:
+        raise ValueError(f"the joint fit c·N^a·D^b needs >= 4 points, got {y.size}")
+    if abs(np.corrcoef(ln, ld)[0, 1]) > 0.99:
+        raise ValueError(
+            "N and D vary together (|corr(log N, log D)| > 0.99); a joint fit "
+            "cannot separate them: vary N at fixed D and D at fixed N"
+        )
+    res, ci = _ols([ln, ld], y)
+    return JointPowerLaw(
+        coef=float(np.exp(res.params[0])),
+        a=float(res.params[1]),
+        b=float(res.params[2]),
+        coef_interval=(math.exp(ci[0][0]), math.exp(ci[0][1])),
+        a_interval=ci[1],
+        b_interval=ci[2],
+        n_unit=n_unit,
+        d_unit=d_unit,
+        r2=float(res.rsquared),
+        n=int(y.size),
+    )
+
+
+def fit_cbs_scaling(
+    fits: list[CBSFit], quantity: str = "cbs", n_unit: float = 1e6, d_unit: float = 1e9
+) -> dict:
+    """Power laws of `quantity` ("cbs" or "b_crit") vs params N (in n_unit) and tokens D
+    (in d_unit), and the joint c·N^a·D^b when both vary independently.
+
+    Returns {"params": PowerLaw, "tokens": PowerLaw, "joint": JointPowerLaw} with only the
+    fits the data allow; each skipped fit is a warning naming the reason.
+    """
+    y = np.array([getattr(f, quantity) for f in fits], float)
+    n = np.array([np.nan if f.params is None else f.params for f in fits], float)
+    d = np.array([np.nan if f.tokens is None else f.tokens for f in fits], float)
+    ok_y = np.isfinite(y) & (y > 0)
+    out: dict = {}
+    for key, x, unit in (("params", n, n_unit), ("tokens", d, d_unit)):
+        m = ok_y & np.isfinite(x)
+        if np.unique(x[m]).size < 2:
+            continue  # this variable does not vary: nothing to fit
+        try:
+            out[key] = fit_power_law(x[m], y[m], x_unit=unit)
+        except ValueError as e:
+            warnings.warn(f"{quantity} vs {key}: {e}", stacklevel=2)
+    if "params" in out and "tokens" in out:
+        m = ok_y & np.isfinite(n) & np.isfinite(d)
+        try:
+            out["joint"] = fit_joint_power_law(n[m], d[m], y[m], n_unit, d_unit)
+        except ValueError as e:
+            warnings.warn(f"{quantity} joint fit skipped: {e}", stacklevel=2)
+    return out

@@ -1,0 +1,1 @@
+"""scalelab: scaling-law studies on Ray Tune + PyTorch FSDP."""

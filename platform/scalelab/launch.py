@@ -1,0 +1,264 @@
+"""Ray glue only: run a SweepSpec as one Ray Tune Tuner over a function trainable.
+
+One-worker trials train inside the trial process. Multi-worker trials build a TorchTrainer
+inside the trial (Ray Train V2: `Tuner(TorchTrainer)` is gone) whose metrics reach Tune via
+TuneReportCallback. Every trial writes into `<study>/trials/<trial name>/`; a trial whose
+trial.json says completed/diverged (same content hash) is skipped, so running a study again
+resumes it, and an interrupted trial resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from pathlib import Path
+
+from scalelab import files, progress
+from scalelab.config import TrialSpec
+from scalelab.sweep import SweepSpec, expand
+from scalelab.train import STATUS_DONE
+
+
+def study_dir(spec: SweepSpec, storage: str | None = None) -> Path:
+    root = storage or spec.storage
+    return Path(root).absolute() if root else Path.cwd() / "results" / spec.name
+
+
+def trial_dir(root: Path, trial: TrialSpec) -> Path:
+    return Path(root) / "trials" / trial.name
+
+
+def is_done(root: Path, trial: TrialSpec) -> bool:
+    """Finished marker: trial.json with a final status and the same content hash."""
+    path = trial_dir(root, trial) / "trial.json"
+    try:
+        rec = files.read_json(path)
+    except (OSError, ValueError):
+        return False
+    return rec.get("status") in STATUS_DONE and rec.get("content_hash") == trial.content_hash()
+
+
+def footprint(trial: TrialSpec) -> dict[str, float]:
+    """Logical resources one trial holds: the trial actor plus its Train workers, if any."""
+    if trial.workers == 1:
+        return {"CPU": trial.cpus_per_worker, "GPU": trial.gpus_per_worker}
+    return {
+        "CPU": 1 + trial.workers * trial.cpus_per_worker,
+        "GPU": trial.workers * trial.gpus_per_worker,
+    }
+
+
+def connect(trials: list[TrialSpec], num_cpus: int | None = None) -> dict:
+    """Join a running cluster (RAY_ADDRESS, or a node from `ray start`), else start a local Ray.
+
+    The local Ray gets max(cores, biggest trial) logical CPUs, so a 2-worker trial (3 CPUs)
+    still fits on a 2-core laptop.
+    """
+    import ray
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    if not ray.is_initialized():
+        quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
+        if os.environ.get("RAY_ADDRESS") or _local_cluster_running():
+            ray.init(address="auto", **quiet)
+        else:
+            need = max((footprint(t)["CPU"] for t in trials), default=1)
+            cpus = num_cpus or max(os.cpu_count() or 1, math.ceil(need))
+            ray.init(num_cpus=cpus, include_dashboard=False, **quiet)
+    return ray.cluster_resources()
+
+
+def _local_cluster_running() -> bool:
+    """True if `ray start` left a live node on this machine (ray.init() would join it)."""
+    try:
+        from ray._private.services import find_gcs_addresses
+
+        return bool(find_gcs_addresses())
+    except Exception:
+        return False
+
+
+def concurrency(trials: list[TrialSpec], resources: dict) -> int:
+    """Trials that fit at once, from the cluster's resources and the largest trial footprint."""
+    fits = []
+    for kind in ("CPU", "GPU"):
+        need = max((footprint(t)[kind] for t in trials), default=0)
+        if need > 0:
+            fits.append(int(resources.get(kind, 0) // need))
+    n = min(fits) if fits else 1
+    if n < 1:
+        raise RuntimeError(
+            f"the cluster ({resources}) cannot fit one trial "
+            f"({max((footprint(t) for t in trials), key=lambda f: f['CPU'])})"
+        )
+    return n
+
+
+def run(
+    spec: SweepSpec,
+    *,
+    storage: str | None = None,
+    wandb_mode: str | None = "offline",
+    show_progress: bool = True,
+    num_cpus: int | None = None,
+    max_concurrent: int | None = None,
+) -> Path:
+    """Run (or resume) a study; collect its tables; return the study folder."""
+    from scalelab import results
+
+    trials = expand(spec)  # validates every trial before anything starts
+    root = study_dir(spec, storage)
+    root.mkdir(parents=True, exist_ok=True)
+    files.write_json(
+        root / "study.json",
+        {
+            "name": spec.name,
+            "sweep": _sweep_record(spec),
+            "trials": [{"name": t.name, "content_hash": t.content_hash()} for t in trials],
+        },
+    )
+    pending = [t for t in trials if not is_done(root, t)]
+    if show_progress:
+        print(
+            f"study {spec.name}: {len(trials)} trials, {len(trials) - len(pending)} done, "
+            f"{len(pending)} to run -> {root}"
+        )
+    if pending:
+        _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurrent)
+    results.collect(root)
+    return root
+
+
+def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurrent) -> None:
+    from ray import tune
+
+    resources = connect(pending, num_cpus)
+    n = min(max_concurrent or concurrency(pending, resources), len(pending))
+    trainable = tune.with_resources(_trial_fn, _trial_resources)
+    configs = [
+        {
+            "spec": t.to_json(),
+            "dir": str(trial_dir(root, t)),
+            "wandb": wandb_mode,
+            "max_failures": spec.max_failures,
+            "storage": str(root / "_ray"),
+            "driver_resources": dict(spec.driver_resources),
+        }
+        for t in pending
+    ]
+    scheduler = None
+    if spec.asha:
+        from ray.tune.schedulers import ASHAScheduler
+
+        scheduler = ASHAScheduler(
+            time_attr="step",
+            grace_period=spec.asha.get("grace_period", 1),
+            reduction_factor=spec.asha.get("reduction_factor", 3),
+        )
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"trial": tune.grid_search(configs)},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=n,
+            scheduler=scheduler,
+            metric=(spec.asha or {}).get("metric", "eval_loss") if scheduler else None,
+            mode="min" if scheduler else None,
+            trial_dirname_creator=lambda t: t.config["trial"]["dir"].rsplit("/", 1)[-1],
+        ),
+        run_config=tune.RunConfig(
+            name=spec.name,
+            storage_path=str(root / "_ray"),
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        ),
+    )
+    view = progress.Live(root, pending, concurrency=n) if show_progress else None
+    stop = threading.Event()
+    thread = threading.Thread(target=view.loop, args=(stop,), daemon=True) if view else None
+    if thread:
+        thread.start()
+    try:
+        tuner.fit()
+    finally:
+        stop.set()
+        if thread:
+            thread.join()
+
+
+def _trial_resources(config: dict) -> dict:
+    """The trial actor's own resources; a multi-worker trial's Train workers ask for theirs."""
+    cfg = config["trial"]
+    t = TrialSpec.from_json(cfg["spec"])
+    own = (
+        {"cpu": t.cpus_per_worker, "gpu": t.gpus_per_worker}
+        if t.workers == 1
+        else {"cpu": 1, "gpu": 0}
+    )
+    return {**own, **cfg["driver_resources"]}
+
+
+def _trial_fn(config: dict) -> None:
+    """Tune function trainable: one trial (one worker here, or a TorchTrainer of several)."""
+    from ray import tune
+
+    cfg = config["trial"]
+    spec = TrialSpec.from_json(cfg["spec"])
+    if spec.workers == 1:
+        from scalelab.train import train
+
+        train(
+            spec,
+            cfg["dir"],
+            wandb_mode=cfg["wandb"],
+            on_log=lambda row: tune.report({k: v for k, v in row.items() if v is not None}),
+        )
+        return
+    from ray import train as ray_train
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    trainer = TorchTrainer(
+        _worker_fn,
+        train_loop_config=cfg,
+        scaling_config=ray_train.ScalingConfig(
+            num_workers=spec.workers,
+            use_gpu=spec.gpus_per_worker > 0,
+            resources_per_worker={
+                "CPU": spec.cpus_per_worker,
+                **({"GPU": spec.gpus_per_worker} if spec.gpus_per_worker else {}),
+            },
+        ),
+        run_config=ray_train.RunConfig(
+            name=spec.name,
+            storage_path=cfg["storage"],
+            callbacks=[TuneReportCallback()],
+            failure_config=ray_train.FailureConfig(max_failures=cfg["max_failures"]),
+        ),
+    )
+    trainer.fit()
+
+
+def _worker_fn(cfg: dict) -> None:
+    """Ray Train worker: every rank trains; rank 0 writes; every rank reports (V2 contract)."""
+    from ray import train as ray_train
+
+    from scalelab.train import train
+
+    spec = TrialSpec.from_json(cfg["spec"])
+    train(
+        spec,
+        cfg["dir"],
+        wandb_mode=cfg["wandb"],
+        on_log=lambda row: ray_train.report({k: v for k, v in row.items() if v is not None}),
+    )
+
+
+def _sweep_record(spec: SweepSpec) -> dict:
+    import dataclasses
+    import json
+
+    return json.loads(json.dumps(dataclasses.asdict(spec), default=str))

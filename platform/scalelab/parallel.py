@@ -1,0 +1,64 @@
+"""Process group, device and FSDP2 sharding. Model code stays single-device (torchtitan style)."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def init_distributed(device_kind: str) -> tuple[int, int, int]:
+    """Join the process group if launched with several ranks; return (rank, world, local_rank).
+
+    Ray TorchTrainer and torchrun both set RANK / WORLD_SIZE; Ray also initialises the group.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+    return 0, 1, 0
+
+
+def pick_device(want: str, local_rank: int) -> torch.device:
+    if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                "device: 'cuda' asked for but torch sees no GPU; use 'auto' or 'cpu'"
+            )
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def apply_fsdp(model: torch.nn.Module, device: torch.device, world: int) -> torch.nn.Module:
+    """FSDP2: shard each transformer block, then the root (embeddings + final norm).
+
+    `prepare_model(parallel_strategy="fsdp")` needs CUDA, so we call fully_shard ourselves.
+    """
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    mesh = init_device_mesh(device.type, (world,))
+    mp = MixedPrecisionPolicy()
+    if device.type == "cuda":  # bf16 compute, fp32 master weights and gradient reduction
+        mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    for block in model.blocks:
+        fully_shard(block, mesh=mesh, mp_policy=mp)
+    fully_shard(model, mesh=mesh, mp_policy=mp)
+    return model
+
+
+def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    """Sum a few floats over ranks (one collective); identity without a process group."""
+    if not dist.is_initialized():
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()

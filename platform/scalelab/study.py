@@ -1,0 +1,74 @@
+"""Study files: `experiments/<study>.py` declares `SPEC = SweepSpec(...)` (pure data).
+
+Optionally it defines `after(root: Path) -> None`, run once the sweep has finished (analysis,
+follow-up sweeps). `scalelab run FILE` and `python FILE` (via `main`) do the same thing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from scalelab.config import SpecError
+from scalelab.sweep import SweepSpec
+
+
+def load(path: str | Path) -> ModuleType:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(
+            f"study: no file {path}; pass a study file such as experiments/quickstart.py"
+        )
+    name = f"scalelab_study_{path.stem}"
+    mod_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(mod_spec)
+    sys.modules[name] = module
+    mod_spec.loader.exec_module(module)
+    spec = getattr(module, "SPEC", None)
+    if not isinstance(spec, SweepSpec):
+        raise SpecError(f"SPEC: {path} must define SPEC = SweepSpec(...)")
+    return module
+
+
+def run_module(
+    module: ModuleType,
+    *,
+    storage: str | None = None,
+    wandb_mode: str | None = None,
+    show_progress: bool = True,
+    max_concurrent: int | None = None,
+    preset: str | None = None,
+) -> Path:
+    from scalelab import launch
+
+    spec = module.SPEC
+    if preset:
+        presets = getattr(module, "PRESETS", {})
+        if preset not in presets:
+            raise SpecError(
+                f"preset: unknown {preset!r}; this study has {', '.join(presets) or 'none'}"
+            )
+        spec = presets[preset]
+    if wandb_mode is None:
+        wandb_mode = os.environ.get("WANDB_MODE", "offline")
+    root = launch.run(
+        spec,
+        storage=storage,
+        wandb_mode=wandb_mode,
+        show_progress=show_progress,
+        max_concurrent=max_concurrent,
+    )
+    after = getattr(module, "after", None)
+    if after is not None:
+        after(root)
+    return root
+
+
+def main(file: str) -> None:
+    """`if __name__ == "__main__": main(__file__)` in a study file: same as `scalelab run FILE`."""
+    from scalelab.cli import app
+
+    app(["run", file, *sys.argv[1:]])

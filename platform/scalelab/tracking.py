@@ -1,0 +1,65 @@
+"""Rank-0 tracking: Weights & Biases (offline by default) and a live progress.json.
+
+Under Ray Train V2 `setup_wandb(rank_zero_only=True)` opens a run on every rank, so the trainer
+creates a Tracker on world rank 0 only and calls wandb.init itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+from scalelab import files
+
+
+class Tracker:
+    def __init__(self, spec, out: Path, wandb_mode: str | None):
+        self.out, self.run, self._last = Path(out), None, 0.0
+        if wandb_mode and wandb_mode != "disabled":
+            import wandb
+
+            os.environ.setdefault("WANDB_SILENT", "true")
+            self.run = wandb.init(
+                project=os.environ.get("WANDB_PROJECT", "scalelab"),
+                group=spec.study or None,
+                name=spec.name,
+                id=_run_id(spec),
+                config=spec.to_dict(),
+                dir=str(self.out),
+                mode=wandb_mode,
+                resume="allow",
+                reinit="finish_previous",
+            )
+
+    def log(self, row: dict) -> None:
+        if self.run is not None:
+            self.run.log({k: v for k, v in row.items() if v is not None}, step=row["step"])
+
+    def progress(self, step: int, total: int, row: dict, every_s: float = 2.0) -> None:
+        now = time.time()
+        if now - self._last >= every_s or step == total:
+            self._last = now
+            files.write_json(
+                self.out / "progress.json",
+                {
+                    "step": step,
+                    "total_steps": total,
+                    "train_loss": row["train_loss"],
+                    "eval_loss": row["eval_loss"],
+                    "time": now,
+                },
+            )
+
+    def finish(self, record: dict) -> None:
+        if self.run is not None:
+            for k in ("status", "final_eval_loss", "best_eval_loss", "wall_s"):
+                self.run.summary[k] = record.get(k)
+            self.run.finish(exit_code=0 if record["status"] != "failed" else 1)
+
+
+def _run_id(spec) -> str:
+    """Stable W&B run id, so a resumed trial continues the same run."""
+    raw = f"{spec.study or 'trial'}-{spec.name}-{spec.content_hash()}"
+    return re.sub(r"[^A-Za-z0-9_-]", "_", raw)[:128]
