@@ -70,7 +70,7 @@ def run(
     except SpecError as e:
         typer.secho(f"error: {e}", fg="red", err=True)
         raise typer.Exit(2) from None
-    _summary(root)
+    summary(root)
 
 
 @app.command()
@@ -101,7 +101,18 @@ def collect(root: Annotated[Path, typer.Argument(help="Study folder, e.g. result
     )
 
 
-def _summary(root: Path) -> None:
+@app.command()
+def demo(
+    storage: Annotated[str, typer.Option(help="Results folder; default results/quickstart.")] = "",
+    wandb: Annotated[bool, typer.Option(help="Log to W&B (WANDB_MODE, default offline).")] = True,
+):
+    """The default study end to end: run experiments/quickstart.py, collect, summarise, fit."""
+    from scalelab import demo as demo_mod
+
+    demo_mod.run(storage=storage or None, wandb_mode=None if wandb else "disabled")
+
+
+def summary(root: Path) -> None:
     import polars as pl
     from rich.console import Console
     from rich.table import Table

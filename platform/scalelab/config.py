@@ -73,6 +73,7 @@ class TrialSpec:
     knowledge_eval: bool = False  # measure per-fact losses at the end (bioS / bioD)
     diverge_loss: float = 0.0  # train loss above this = diverged; 0 = 2 x ln(vocab) + 1
     workers: int = 1  # data-parallel ranks (FSDP2 when > 1)
+    fsdp: bool = False  # shard with FSDP2 even on one rank (e.g. one GPU)
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     device: str = "auto"  # "auto" (cuda if there is one), "cpu" or "cuda"

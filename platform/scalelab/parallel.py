@@ -8,17 +8,32 @@ import torch
 import torch.distributed as dist
 
 
-def init_distributed(device_kind: str) -> tuple[int, int, int]:
+def init_distributed(device_kind: str, force: bool = False) -> tuple[int, int, int]:
     """Join the process group if launched with several ranks; return (rank, world, local_rank).
 
     Ray TorchTrainer and torchrun both set RANK / WORLD_SIZE; Ray also initialises the group.
+    `force` makes a one-rank group (FSDP2 on a single device needs a device mesh).
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+    if (world > 1 or force) and not dist.is_initialized():
+        if world == 1:  # a plain process: make it rank 0 of 1
+            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+            os.environ.setdefault("MASTER_PORT", str(_free_port()))
+            os.environ.setdefault("RANK", "0")
+            os.environ.setdefault("WORLD_SIZE", "1")
+        gpu = device_kind != "cpu" and torch.cuda.is_available()
+        dist.init_process_group("nccl" if gpu else "gloo")
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
     return 0, 1, 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def pick_device(want: str, local_rank: int) -> torch.device:

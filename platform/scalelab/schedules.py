@@ -8,7 +8,8 @@ are reproduced exactly. After warmup, s = step, P = peak_lr, E = final_lr, T = t
 
   constant  P
   cosine    E + (P-E)/2·(1 + cos(π·(s-W)/(T-W)))           (lr[T-1] is just above E)
-  wsd       P until D = T - decay_steps, then with f = (s-D)/decay_steps (Hägele et al. 2024):
+  wsd       P until D = T - decay_steps, then with f = (s-D)/decay_steps (Hägele et al. 2024;
+            the last step has f = 1 - 1/decay_steps, as in the refdata, so it stays above E):
               linear  P·(1-f) + E·f                        (refdata `wsdld`)
               cosine  E + (P-E)/2·(1 + cos(π·f))
               exp     P^(1-f)·E^f                          (refdata `wsd`; needs E > 0)
@@ -52,23 +53,24 @@ def _cosine(s, peak, total, warmup, final_lr):
     return e + (peak - e) / 2 * (1 + np.cos(np.pi * (s - warmup) / (total - warmup)))
 
 
-def _decay_len(total, warmup, decay_steps, decay_frac) -> int:
+def _decay_len(total, decay_steps, decay_frac) -> int:
     # decay_frac is a fraction of total_steps, rounded to whole steps.
     return int(decay_steps) if decay_steps is not None else round(decay_frac * total)
 
 
 def _wsd(s, peak, total, warmup, decay_steps, decay_frac, shape, final_lr):
-    n = _decay_len(total, warmup, decay_steps, decay_frac)
+    n = _decay_len(total, decay_steps, decay_frac)
     start, end, e = total - n, total, final_lr
-    f = (s - start) / n
+    d = np.maximum(s, start)  # decay clock; stable steps are set by np.where (no exp overflow)
+    f = (d - start) / n
     if shape == "linear":
         decay = peak * (1 - f) + e * f
     elif shape == "cosine":
         decay = e + (peak - e) / 2 * (1 + np.cos(np.pi * f))
     elif shape == "exp":  # written as in the refdata: P^((end-s)/len)·E^((s-start)/len)
-        decay = peak ** ((end - s) / n) * e ** ((s - start) / n)
+        decay = peak ** ((end - d) / n) * e ** ((d - start) / n)
     else:  # "1-sqrt"
-        decay = e + (peak - e) * (1 - np.sqrt(np.clip(f, 0, None)))
+        decay = e + (peak - e) * (1 - np.sqrt(f))
     return np.where(s < start, peak, decay)
 
 
@@ -148,6 +150,9 @@ def _resolve(name, peak_lr, total_steps, warmup_steps, params) -> dict:
     p = dict(defaults)
     p.update({k: v for k, v in params.items() if v is not None})
     post = total_steps - warmup_steps  # steps after warmup
+    for key in ("final_lr", "decay_frac", "factor", "value"):
+        if p.get(key) is not None and not isinstance(p[key], Real):
+            raise ValueError(f"schedule.{key}: must be a number, got {p[key]!r}")
 
     if "final_lr" in p:
         if p["final_lr"] is None:
@@ -171,7 +176,7 @@ def _resolve(name, peak_lr, total_steps, warmup_steps, params) -> dict:
                     f"{post}], got {n!r}"
                 )
         else:
-            n = _decay_len(total_steps, warmup_steps, None, p["decay_frac"])
+            n = _decay_len(total_steps, None, p["decay_frac"])
             if not 0 < p["decay_frac"] <= 1 or not 0 < n <= post:
                 raise ValueError(
                     f"schedule.decay_frac: {p['decay_frac']} of total_steps gives {n} decay "

@@ -103,7 +103,7 @@ def train(
     spec.validate()
     out = Path(out_dir)
     t_start = time.time()
-    rank, world, local_rank = parallel.init_distributed(spec.device)
+    rank, world, local_rank = parallel.init_distributed(spec.device, force=spec.fsdp)
     if world != spec.workers:
         raise ValueError(f"workers: spec asks for {spec.workers} ranks but {world} are running")
     device = parallel.pick_device(spec.device, local_rank)
@@ -126,7 +126,7 @@ def train(
         "device": str(device),
         "torch": torch.__version__,
     }
-    if world > 1:
+    if world > 1 or spec.fsdp:
         parallel.apply_fsdp(model, device, world)
     opt = make_optimizer(model, spec)
     params = list(model.parameters())
@@ -277,7 +277,7 @@ def knowledge_eval(model, source, device, autocast, out: Path, rank: int) -> dic
             rows = rows.to(device)
             _, tok = model(*datasets.inputs_targets(rows), reduction="none")
             losses.append(tok.float().cpu())
-    result = dict(source.fact_losses(torch.cat(losses)))
+    result = dict(source.fact_losses(torch.cat(losses), facts=fe))
     result.update(source.knowledge_meta())
     result = {k: (sorted(v) if isinstance(v, set) else v) for k, v in result.items()}
     if rank == 0:

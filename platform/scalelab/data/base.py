@@ -159,11 +159,13 @@ def save_text(path: Path, text: str) -> None:
     _atomic(path, lambda f: f.write(text), "w")
 
 
-def try_cache(folder: Path, files: dict[str, np.ndarray | str]) -> None:
-    """Save arrays (.npy) and texts; meta.json goes last and marks the folder complete.
-    A read-only cache only warns: the data lives in memory anyway."""
+def try_cache(folder: Path, files: dict[str, np.ndarray | str], overwrite: bool = False) -> None:
+    """Save arrays (.npy) and texts, skipping files already there unless `overwrite`; meta.json
+    goes last and marks the folder complete. A read-only cache only warns (data is in memory)."""
     try:
         for fname, obj in sorted(files.items(), key=lambda kv: kv[0] == "meta.json"):
+            if (folder / fname).exists() and not overwrite:
+                continue
             if isinstance(obj, np.ndarray):
                 save_npy(folder / fname, obj)
             else:

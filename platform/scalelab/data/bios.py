@@ -217,23 +217,22 @@ class BioSSource(KnowledgeSource):
         people = _subset(p["n_people"], max_people)
         rng = np.random.default_rng([p["data_seed"], EVAL_KEY])
         tpl = rng.integers(self.n_templates, size=(p["n_people"], 6))[people]
-        rows, spans = [], []
-        for i, t in zip(people, tpl, strict=True):
+        rows, spans = [], np.zeros((len(people), 1 + len(ATTRIBUTES), 2), np.int64)
+        for r, (i, t) in enumerate(zip(people, tpl, strict=True)):
             s: dict = {}
             rows.append([BOS, *self.render(int(i), t, range(6), s), EOS])
-            spans.append(s)
+            spans[r] = [s["name"], *(s[a] for a in ATTRIBUTES)]
         width = max(map(len, rows))
-        tokens = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.int64)
-        name = torch.zeros(len(rows), width - 1, dtype=torch.bool)
-        attr = torch.full((len(rows), width - 1), -1, dtype=torch.int64)
-        first = torch.zeros(len(rows), width - 1, dtype=torch.bool)
-        for r, (row, s) in enumerate(zip(rows, spans, strict=True)):
-            tokens[r, : len(row)] = torch.tensor(row)
-            # token at bio position q is row token q+1 (after <bos>), i.e. target q
-            name[r, s["name"][0] : s["name"][1]] = True
-            for k, a in enumerate(ATTRIBUTES):
-                attr[r, s[a][0] : s[a][1]] = k
-                first[r, s[a][0]] = True
+        tokens = np.full((len(rows), width), IGNORE_INDEX, np.int64)
+        for r, row in enumerate(rows):
+            tokens[r, : len(row)] = row
+        # bio position q is row token q + 1 (after <bos>), i.e. target q: spans are targets
+        q = np.arange(width - 1)
+        inside = (q >= spans[:, :, :1]) & (q < spans[:, :, 1:])  # [n, 1 + K, width - 1]
+        name = inside[:, 0]
+        attr = np.where(inside[:, 1:].any(1), inside[:, 1:].argmax(1), -1)
+        first = (q == spans[:, 1:, :1]).any(1)
+        tokens, name, attr, first = map(torch.from_numpy, (tokens, name, attr, first))
         return FactEval(
             tokens,
             name,

@@ -48,6 +48,11 @@ class FactEval:
     attributes: tuple[str, ...]  # names of the K attributes
     p2_over_attributes: str  # "mean" (bioD) or "sum" (bioS)
 
+    @property
+    def value_mask(self) -> torch.Tensor:
+        """bool [n_rows, L]: target is a value token (any attribute)."""
+        return self.value_attr >= 0
+
     def losses(self, per_token_loss: torch.Tensor) -> dict:
         """p1, p2, p3 (nats) from per-target losses [n_rows, L] (cross_entropy, reduction none)."""
         loss = per_token_loss.detach().to("cpu", torch.float64)
@@ -56,11 +61,10 @@ class FactEval:
                 f"per_token_loss: shape {tuple(loss.shape)} != {tuple(self.name_mask.shape)}"
             )
         loss = torch.nan_to_num(loss) * (self.tokens[:, 1:] != IGNORE_INDEX)
-        k = len(self.attributes)
-        onehot = torch.nn.functional.one_hot(self.value_attr.clamp(min=0), k).double()
-        onehot *= (self.value_attr >= 0).unsqueeze(-1)
-        value = torch.einsum("nl,nlk->nk", loss, onehot)  # loss of each whole value
-        first = torch.einsum("nl,nlk->nk", loss * self.first_chunk, onehot)
+        zeros = torch.zeros(len(loss), len(self.attributes), dtype=torch.float64)
+        attr, is_value = self.value_attr.clamp(min=0), self.value_mask
+        value = zeros.scatter_add(1, attr, loss * is_value)  # [n, K]: loss of each whole value
+        first = zeros.scatter_add(1, attr, loss * (is_value & self.first_chunk))
         p2 = value.sum(1).mean() if self.p2_over_attributes == "sum" else value.mean()
         return {
             "p1": float((loss * self.name_mask).sum(1).mean()),
@@ -93,7 +97,7 @@ class KnowledgeSource(Source):
 
     def fact_losses(self, per_token_loss: torch.Tensor, facts: FactEval | None = None) -> dict:
         """p1, p2, p3 of laws.md §3 for the rows of `facts` (default: all people)."""
-        return (facts or self._full_fact_eval).losses(per_token_loss)
+        return (self._full_fact_eval if facts is None else facts).losses(per_token_loss)
 
     def knowledge_meta(self) -> dict:
         raise NotImplementedError
@@ -182,7 +186,7 @@ class BioDSource(KnowledgeSource):
         try_cache(
             self.folder,
             {
-                "rows.npy": self.rows,
+                "rows.npy": self.rows.astype(np.int32),
                 "tokenizer.json": self.tokenizer.to_json(),
                 "meta.json": json.dumps(meta, indent=1),
             },

@@ -229,6 +229,7 @@ class PCFGSource(Source):
                 "tokenizer.json": self.tokenizer.to_json(),
                 "meta.json": json.dumps(meta, indent=1),
             },
+            overwrite=True,
         )
         return arr
 

@@ -1,0 +1,159 @@
+"""Studies on a real local Ray: many one-worker trials, a 2-worker FSDP trial through
+TorchTrainer, divergence, idempotent reruns, and a killed driver."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from scalelab import launch
+from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, TrialSpec
+from scalelab.sweep import SweepSpec
+
+BIN = Path(sys.executable).parent
+BASE = TrialSpec(
+    model=ModelSpec("50K"),
+    optim=OptimSpec(lr=3e-3, grad_clip=0.0),
+    schedule=ScheduleSpec("constant", 2),
+    data=DataSpec("pcfg"),
+    batch_size=8,
+    seq_len=32,
+    total_steps=40,
+    eval_every=10,
+    eval_batch_size=16,
+)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_six_trials_with_a_diverging_one_then_rerun_skips_all(local_ray, tmp_path):
+    spec = SweepSpec(
+        "six",
+        BASE,
+        grid={"optim.lr": [1e-3, 3e-3, 80.0], "seed": [0, 1]},
+        storage=str(tmp_path / "six"),
+    )
+    root = launch.run(spec, wandb_mode=None, show_progress=False)
+    runs = pl.read_parquet(root / "runs.parquet")
+    curves = pl.read_parquet(root / "curves.parquet")
+    assert len(runs) == 6
+    status = dict(zip(runs["trial"], runs["status"], strict=True))
+    diverged = [t for t, s in status.items() if s == "diverged"]
+    assert len(diverged) == 2 and all("lr80" in t for t in diverged), status
+    assert sum(s == "completed" for s in status.values()) == 4
+    done = runs.filter(pl.col("status") == "completed")
+    assert (done["steps_done"] == 40).all() and (done["final_eval_loss"] < 1.1).all()
+    assert curves.group_by("trial", "step").len()["len"].max() == 1
+    assert curves.filter(pl.col("trial").is_in(done["trial"].to_list())).height == 4 * 40
+    before = {
+        t: json.loads((root / "trials" / t / "trial.json").read_text())["finished_at"]
+        for t in status
+    }
+
+    t0 = time.time()
+    launch.run(spec, wandb_mode=None, show_progress=False)  # everything is done: nothing runs
+    assert time.time() - t0 < 10
+    after = {
+        t: json.loads((root / "trials" / t / "trial.json").read_text())["finished_at"]
+        for t in status
+    }
+    assert after == before
+    assert pl.read_parquet(root / "curves.parquet").equals(curves)
+    assert pl.read_parquet(root / "runs.parquet").equals(runs)
+
+
+def test_two_worker_fsdp_trial_runs_through_torchtrainer_with_wandb_on_rank0(local_ray, tmp_path):
+    spec = SweepSpec(
+        "fsdp",
+        BASE,
+        points=[{"workers": 2, "total_steps": 12, "eval_every": 6}],
+        storage=str(tmp_path / "fsdp"),
+    )
+    root = launch.run(spec, wandb_mode="offline", show_progress=False)
+    runs = pl.read_parquet(root / "runs.parquet")
+    assert runs["status"].to_list() == ["completed"]
+    (tdir,) = (root / "trials").iterdir()
+    rec = json.loads((tdir / "trial.json").read_text())
+    assert rec["world_size"] == 2 and rec["steps_done"] == 12
+    # W&B: exactly one offline run, opened by world rank 0 only
+    wandb_runs = list((tdir / "wandb").glob("offline-run-*"))
+    assert len(wandb_runs) == 1, wandb_runs
+
+
+STUDY = """
+from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, TrialSpec
+from scalelab.sweep import SweepSpec
+
+SPEC = SweepSpec(
+    "killme",
+    TrialSpec(model=ModelSpec("50K"), optim=OptimSpec(lr=3e-3), schedule=ScheduleSpec("cosine", 5),
+              data=DataSpec("pcfg"), batch_size=8, seq_len=32, total_steps={steps},
+              eval_every=20, checkpoint_every=20, cpus_per_worker=1),
+    grid={{"seed": [0, 1, 2, 3]}},
+    storage={storage!r},
+)
+"""
+
+
+@pytest.mark.slow
+def test_killing_the_driver_then_rerunning_finishes_without_redoing_work(tmp_path):
+    root = tmp_path / "killme"
+    study = tmp_path / "killme.py"
+    study.write_text(STUDY.format(steps=400, storage=str(root)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_ADDRESS": ""}
+    cmd = [
+        str(BIN / "scalelab"),
+        "run",
+        str(study),
+        "--no-wandb",
+        "--no-progress",
+        "--max-concurrent",
+        "1",
+    ]
+    p = subprocess.Popen(
+        cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 240
+    finished = []
+    while time.time() < deadline:  # wait for one finished trial and one part-way through
+        finished = [d.name for d in (root / "trials").glob("*") if (d / "trial.json").exists()]
+        running = list((root / "trials").glob("*/ckpt/step_*"))
+        if finished and running:
+            break
+        time.sleep(0.5)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert finished and running, "the study never got part-way"
+    stamps = {
+        t: json.loads((root / "trials" / t / "trial.json").read_text())["finished_at"]
+        for t in finished
+    }
+
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = pl.read_parquet(root / "runs.parquet")
+    curves = pl.read_parquet(root / "curves.parquet")
+    assert sorted(runs["status"].to_list()) == ["completed"] * 4
+    for t, stamp in stamps.items():  # finished trials were not run again
+        assert json.loads((root / "trials" / t / "trial.json").read_text())["finished_at"] == stamp
+    assert curves.height == 4 * 400
+    assert curves.group_by("trial", "step").len()["len"].max() == 1
+    resumed = [
+        json.loads(p.read_text()).get("resumed_from")
+        for p in (root / "trials").glob("*/trial.json")
+    ]
+    assert any(r for r in resumed), "the interrupted trial should resume from its checkpoint"
