@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
+
 from scalelab import data as datasets
 from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, TrialSpec
 from scalelab.train import train

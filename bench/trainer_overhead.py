@@ -16,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 import torch
+
 from scalelab import data as datasets
 from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, TrialSpec
 from scalelab.train import build, make_optimizer, train

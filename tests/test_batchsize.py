@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-import scalelab.commands.cbs  # noqa: F401  (registers `fit cbs`)
 import typer
+from typer.testing import CliRunner
+
+import scalelab.commands.cbs  # noqa: F401  (registers `fit cbs`)
 from scalelab.commands import fit_app
 from scalelaws.batchsize import (
     cbs_20pct,
@@ -26,7 +28,6 @@ from scalelaws.batchsize import (
     noise_scale_at_target,
     steps_to_target,
 )
-from typer.testing import CliRunner
 
 REFDATA = Path(__file__).resolve().parents[2] / "shared" / "refdata" / "cbs"
 ZHANG_CSV = REFDATA / "zhang2025_cbs_chinchilla_steps_to_target.csv"

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+
 from scalelaws.capacity import (
     BIOS_N0,
     BIOS_S0,

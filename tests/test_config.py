@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, SpecError, TrialSpec
 
 

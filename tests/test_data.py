@@ -11,6 +11,7 @@ from functools import cache
 import numpy as np
 import pytest
 import torch
+
 from scalelab.data import (
     BOS,
     EOS,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, TrialSpec
 from scalelab.train import train
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+
 from scalelab import launch
 from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, TrialSpec
 from scalelab.sweep import SweepSpec

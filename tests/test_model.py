@@ -3,6 +3,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
 from scalelab.model import (
     GPT,
     SIZES,
@@ -14,8 +17,6 @@ from scalelab.model import (
     param_counts,
     rotary_tables,
 )
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
 
 
 def tiny(**overrides) -> ModelArgs:
@@ -218,7 +219,7 @@ def test_overfits_one_batch(mlp, norm):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
     first = model(inputs, targets)[1].item()
     assert first == pytest.approx(math.log(32), abs=0.1)  # ~uniform at init
-    for _ in range(150):
+    for _ in range(60):
         _, loss = model(inputs, targets)
         opt.zero_grad()
         loss.backward()

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from scalelab.schedules import REGISTRY, lr_array, param_defaults, validate
 
 REFDATA = Path(__file__).resolve().parents[2] / "shared" / "refdata" / "multipower"
@@ -140,6 +141,7 @@ def test_param_defaults_cover_registry():
         (("wsd", 1e-3, 100, 10), {"decay_frac": 0.95}, "decay_frac"),
         (("wsd", 1e-3, 100, 10), {"decay_steps": 10, "decay_frac": 0.1}, "decay_steps"),
         (("wsd", 1e-3, 100, 10), {"shape": "square"}, "shape"),
+        (("wsd", 1e-3, 100, 10), {"final_lr": "1e-4"}, "final_lr"),
         (("wsd", 1e-3, 100, 10), {"shape": "exp", "final_lr": 0.0}, "final_lr"),
         (("step", 1e-3, 100, 10), {}, "milestones"),
         (("step", 1e-3, 100, 10), {"milestones": [5]}, "milestones"),
@@ -165,3 +167,9 @@ def test_validate_accepts_good_specs():
     validate("wsd", 1e-3, 100, 10, decay_steps=90, shape="1-sqrt", final_lr=0.0)
     validate("step", 1e-3, 100, 10, milestones=[10, 99])
     validate("cosine", 1e-3, 100, 0, final_lr=None)  # None: default peak/10
+
+
+def test_wsd_exp_short_decay_has_no_overflow():
+    with np.errstate(all="raise"):
+        lr = lr_array("wsd", 3e-4, 24000, 100, decay_steps=2, shape="exp", final_lr=3e-5)
+    assert lr[-2] == 3e-4 and lr[-1] == pytest.approx((3e-4 * 3e-5) ** 0.5, rel=1e-12)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+
 from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, TrialSpec
 from scalelab.train import train
 

@@ -104,6 +104,7 @@ def cbs(
     import polars as pl
     from rich.console import Console
     from rich.table import Table
+
     from scalelaws import batchsize as bs
 
     console = Console()
