@@ -121,7 +121,7 @@ def summary(root: Path) -> None:
     t = Table(title=f"{root.name}: {len(runs)} trials")
     cols = ["trial", "status", "params", "final_eval_loss", "best_eval_loss", "wall_s"]
     for c in cols:
-        t.add_column(c)
+        t.add_column(c, overflow="fold")
     for r in runs.sort("trial").iter_rows(named=True):
         t.add_row(
             *[

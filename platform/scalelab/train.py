@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from scalelab import checkpoint, files, parallel
+from scalelab import checkpoint, files, knowledge, parallel
 from scalelab import data as datasets
 from scalelab.config import TrialSpec
 from scalelab.model import GPT, flops_per_token, model_args, param_counts
@@ -259,30 +259,12 @@ def train(
         _finish(out, record, rows, status, error, None, t_start, tracker, rank)
         raise
     if status == "completed" and spec.knowledge_eval:
-        record["knowledge"] = knowledge_eval(model, source, device, autocast, out, rank)
+        record["knowledge"] = knowledge.measure(model, source, device, out, rank)
     _finish(out, record, rows, status, error, diverged_step, t_start, tracker, rank)
     if rank == 0:
         checkpoint.clear(out)
     parallel.barrier()
     return record
-
-
-def knowledge_eval(model, source, device, autocast, out: Path, rank: int) -> dict:
-    """Per-fact losses p1/p2/p3 (laws.md §3) on the training facts, in fp32; knowledge.json."""
-    fe = source.fact_eval()
-    model.eval()
-    losses = []
-    with torch.no_grad():
-        for rows in torch.split(fe.tokens, 256):
-            rows = rows.to(device)
-            _, tok = model(*datasets.inputs_targets(rows), reduction="none")
-            losses.append(tok.float().cpu())
-    result = dict(source.fact_losses(torch.cat(losses), facts=fe))
-    result.update(source.knowledge_meta())
-    result = {k: (sorted(v) if isinstance(v, set) else v) for k, v in result.items()}
-    if rank == 0:
-        files.write_json(out / "knowledge.json", result)
-    return result
 
 
 def _finish(out, record, rows, status, error, diverged_step, t_start, tracker, rank) -> None:
