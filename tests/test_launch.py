@@ -3,6 +3,7 @@ TorchTrainer, divergence, idempotent reruns, and a killed driver."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -110,6 +111,13 @@ SPEC = SweepSpec(
 """
 
 
+def _status(tdir: Path) -> str | None:
+    try:
+        return json.loads((tdir / "trial.json").read_text())["status"]
+    except (OSError, ValueError):
+        return None
+
+
 @pytest.mark.slow
 def test_killing_the_driver_then_rerunning_finishes_without_redoing_work(tmp_path):
     root = tmp_path / "killme"
@@ -131,7 +139,7 @@ def test_killing_the_driver_then_rerunning_finishes_without_redoing_work(tmp_pat
     deadline = time.time() + 240
     finished = []
     while time.time() < deadline:  # wait for one finished trial and one part-way through
-        finished = [d.name for d in (root / "trials").glob("*") if (d / "trial.json").exists()]
+        finished = [d.name for d in (root / "trials").glob("*") if _status(d) == "completed"]
         running = list((root / "trials").glob("*/ckpt/step_*"))
         if finished and running:
             break
@@ -158,3 +166,28 @@ def test_killing_the_driver_then_rerunning_finishes_without_redoing_work(tmp_pat
         for p in (root / "trials").glob("*/trial.json")
     ]
     assert any(r for r in resumed), "the interrupted trial should resume from its checkpoint"
+
+
+def test_asha_stops_bad_trials_early_and_records_them_as_stopped(local_ray, tmp_path):
+    # one at a time, hopeless LR last: asynchronous halving compares it with the earlier ones
+    spec = SweepSpec(
+        "asha",
+        dataclasses.replace(BASE, total_steps=400),
+        grid={"optim.lr": [3e-3, 1e-2, 1e-5]},
+        storage=str(tmp_path / "asha"),
+        asha={"metric": "eval_loss", "grace_period": 10, "reduction_factor": 3},
+    )
+    root = launch.run(spec, wandb_mode=None, show_progress=False, max_concurrent=1)
+    runs = pl.read_parquet(root / "runs.parquet")
+    status = dict(zip(runs["trial"], runs["status"], strict=True))
+    assert sorted(status.values()).count("completed") >= 1
+    stopped = [t for t, s in status.items() if s == "stopped"]
+    assert any("lr1e-5" in t for t in stopped), status  # the hopeless LR is cut at the rung
+    steps = dict(zip(runs["trial"], runs["steps_done"], strict=True))
+    assert all(steps[t] < 400 for t in stopped)
+    curves = pl.read_parquet(root / "curves.parquet")
+    for t in stopped:  # the partial curve is kept
+        assert curves.filter(pl.col("trial") == t)["step"].max() == steps[t]
+    t0 = time.time()
+    launch.run(spec, wandb_mode=None, show_progress=False)  # stopped counts as done
+    assert time.time() - t0 < 10

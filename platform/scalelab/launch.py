@@ -15,15 +15,27 @@ import os
 import threading
 from pathlib import Path
 
+import polars as pl
+
 from scalelab import files, progress
-from scalelab.config import TrialSpec
+from scalelab.config import SpecError, TrialSpec
 from scalelab.sweep import SweepSpec, expand
 from scalelab.train import STATUS_DONE
 
 
 def study_dir(spec: SweepSpec, storage: str | None = None) -> Path:
+    """The study folder: `storage` or spec.storage itself, else $SCALELAB_STORAGE/<study> (set
+    once per cluster, on its shared file system), else ./results/<study>."""
     root = storage or spec.storage
-    return Path(root).absolute() if root else Path.cwd() / "results" / spec.name
+    shared = os.environ.get("SCALELAB_STORAGE", "")
+    if "://" in (root or shared):
+        raise SpecError(
+            f"storage: {root or shared!r} is a URI; trials write through a POSIX file system, "
+            "so mount the bucket or share (EFS, FSx, NFS, ...) and pass the mount path"
+        )
+    if root:
+        return Path(root).absolute()
+    return (Path(shared).absolute() if shared else Path.cwd() / "results") / spec.name
 
 
 def trial_dir(root: Path, trial: TrialSpec) -> Path:
@@ -147,6 +159,7 @@ def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurre
             "max_failures": spec.max_failures,
             "storage": str(root / "_ray"),
             "driver_resources": dict(spec.driver_resources),
+            "asha": bool(spec.asha),
         }
         for t in pending
     ]
@@ -156,6 +169,7 @@ def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurre
 
         scheduler = ASHAScheduler(
             time_attr="step",
+            max_t=max(t.total_steps for t in pending),
             grace_period=spec.asha.get("grace_period", 1),
             reduction_factor=spec.asha.get("reduction_factor", 3),
         )
@@ -182,11 +196,38 @@ def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurre
     if thread:
         thread.start()
     try:
-        tuner.fit()
+        grid = tuner.fit()
     finally:
         stop.set()
         if thread:
             thread.join()
+    if scheduler is not None:
+        _mark_stopped(grid)
+
+
+def _mark_stopped(grid) -> None:
+    """Trials the early-stopping scheduler ended: status `stopped`, with their partial curve."""
+    for result in grid:
+        tdir = Path(result.config["trial"]["dir"])
+        try:
+            rec = files.read_json(tdir / "trial.json")
+        except (OSError, ValueError):
+            continue
+        if result.error is None and rec.get("status") == "running":
+            try:  # flushed at every eval, so it ends where the scheduler stopped the trial
+                curve = pl.read_parquet(tdir / "curve.parquet")
+            except (OSError, pl.exceptions.PolarsError):
+                curve = files.curve_frame([])
+            evals = curve["eval_loss"].drop_nulls()
+            rec.update(
+                status="stopped",
+                error="stopped early by the ASHA scheduler",
+                steps_done=int(curve["step"].max() or 0),
+                tokens_seen=int(curve["tokens"].max() or 0),
+                final_eval_loss=evals[-1] if len(evals) else None,
+                best_eval_loss=evals.min() if len(evals) else None,
+            )
+            files.write_json(tdir / "trial.json", rec)
 
 
 def _trial_resources(config: dict) -> dict:
@@ -201,9 +242,21 @@ def _trial_resources(config: dict) -> dict:
     return {**own, **cfg["driver_resources"]}
 
 
+def _report_to_tune(row: dict) -> None:
+    """tune.report, then honour a scheduler's stop (Tune sets the session's stop event)."""
+    from ray import tune
+    from ray.train._internal.session import get_session
+
+    from scalelab.train import Stopped
+
+    tune.report({k: v for k, v in row.items() if v is not None})
+    session = get_session()
+    if session is not None and session.stop_event.is_set():
+        raise Stopped(f"stopped early by the scheduler at step {row['step']}")
+
+
 def _trial_fn(config: dict) -> None:
     """Tune function trainable: one trial (one worker here, or a TorchTrainer of several)."""
-    from ray import tune
 
     cfg = config["trial"]
     spec = TrialSpec.from_json(cfg["spec"])
@@ -214,7 +267,8 @@ def _trial_fn(config: dict) -> None:
             spec,
             cfg["dir"],
             wandb_mode=cfg["wandb"],
-            on_log=lambda row: tune.report({k: v for k, v in row.items() if v is not None}),
+            flush_curve=cfg["asha"],
+            on_log=_report_to_tune,
         )
         return
     from ray import train as ray_train

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from scalelab import files
 
-STATES = ("completed", "diverged", "failed", "running", "pending")
+STATES = ("completed", "diverged", "stopped", "failed", "running", "pending")
 
 
 def trial_state(tdir: Path) -> dict:
@@ -20,6 +20,8 @@ def trial_state(tdir: Path) -> dict:
     try:
         rec = files.read_json(tdir / "trial.json")
         spec = rec.get("spec", {})
+        if rec["status"] == "running":
+            raise KeyError("running: read progress.json")
         return {
             "state": rec["status"],
             "step": rec.get("steps_done", 0),

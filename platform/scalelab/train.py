@@ -25,11 +25,15 @@ from scalelab.config import TrialSpec
 from scalelab.model import GPT, flops_per_token, model_args, param_counts
 from scalelab.tracking import Tracker
 
-STATUS_DONE = ("completed", "diverged")  # final states: a rerun skips these
+STATUS_DONE = ("completed", "diverged", "stopped")  # final: a rerun skips these
 
 
 class Diverged(Exception):
     pass
+
+
+class Stopped(Exception):
+    """Raised by an on_log callback when a scheduler (ASHA) ends the trial early."""
 
 
 def build(spec: TrialSpec, device: torch.device):
@@ -95,10 +99,12 @@ def train(
     on_log: Callable[[dict], None] | None = None,
     wandb_mode: str | None = None,
     resume: bool = True,
+    flush_curve: bool = False,
 ) -> dict:
     """Train one trial; return its trial.json record (on every rank).
 
     on_log(row) is called on every rank at each eval step and at the end (Ray reporting).
+    flush_curve rewrites curve.parquet at every eval, for trials a scheduler may stop early.
     """
     spec.validate()
     out = Path(out_dir)
@@ -150,6 +156,8 @@ def train(
         noise.g2, noise.tr, noise_value = meta["noise"]
         record["resumed_from"] = start
     tracker = Tracker(spec, out, wandb_mode) if rank == 0 else None
+    if rank == 0:  # "running" until the end; only completed/diverged count as done
+        files.write_json(out / "trial.json", record)
 
     per_rank = spec.batch_size // world
     micro = spec.micro_batch_size or per_rank
@@ -243,8 +251,11 @@ def train(
             if rank == 0:
                 tracker.log(row)
                 tracker.progress(done, spec.total_steps, row)
-            if on_log and row["eval_loss"] is not None:
-                on_log(row)
+            if row["eval_loss"] is not None:
+                if flush_curve and rank == 0:
+                    files.write_parquet(out / "curve.parquet", files.curve_frame(rows))
+                if on_log and not last:  # the last row is reported once trial.json is written
+                    on_log(row)
             if spec.checkpoint_every and done % spec.checkpoint_every == 0 and not last:
                 extra = {"meta": {"noise": [noise.g2, noise.tr, noise_value]}}
                 if ewa:
@@ -254,6 +265,8 @@ def train(
                 os.kill(os.getpid(), signal.SIGKILL)
     except Diverged as e:
         status, error, diverged_step = "diverged", str(e), rows[-1]["step"]
+    except Stopped as e:
+        status, error = "stopped", str(e)
     except Exception as e:
         status, error = "failed", f"{type(e).__name__}: {e}"
         _finish(out, record, rows, status, error, None, t_start, tracker, rank)
@@ -263,6 +276,8 @@ def train(
     _finish(out, record, rows, status, error, diverged_step, t_start, tracker, rank)
     if rank == 0:
         checkpoint.clear(out)
+    if on_log and status == "completed":
+        on_log(rows[-1])
     parallel.barrier()
     return record
 
