@@ -121,7 +121,8 @@ def _load_values(values, path) -> np.ndarray:
             values = np.load(p)
         elif p.suffix == ".json":
             values = json.loads(p.read_text())
-            values = values["values"] if isinstance(values, dict) else values
+            if isinstance(values, dict):  # {"values": [...]} or a SCHED.json from `propose`
+                values = values["values"] if "values" in values else values["lr"]
         else:
             raise ValueError(f"schedule.path: {p.name!r} must end in .npy or .json")
     arr = np.asarray(values, dtype=np.float64)

@@ -1,0 +1,22 @@
+"""scalelaws is the light side: importing any of its modules must not pull in torch or ray."""
+
+import json
+import pkgutil
+import subprocess
+import sys
+
+import scalelaws
+
+
+def test_scalelaws_modules_import_without_torch_or_ray():
+    mods = ["scalelaws", "scalelaws.fitting", "scalelaws.multipower", "scalelaws.schedule"]
+    mods += [f"scalelaws.{m.name}" for m in pkgutil.iter_modules(scalelaws.__path__)]
+    code = (
+        "import importlib, json, sys\n"
+        f"for m in {sorted(set(mods))!r}:\n"
+        "    importlib.import_module(m)\n"
+        "print(json.dumps(sorted(k for k in sys.modules if k.split('.')[0] in ('torch', 'ray'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    assert "scalelaws.plots" in mods and "scalelaws.schedule" in mods

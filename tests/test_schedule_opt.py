@@ -1,0 +1,104 @@
+"""Schedule optimisation under the multi-power law: gradient, baselines, the paper's optimum."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from scalelab import schedules
+from scalelab.commands import fit_app, propose_app
+from scalelab.commands import multipower as _commands  # noqa: F401  (registers the commands)
+from scalelaws import schedule as sch
+from scalelaws.multipower import predict
+
+REF = Path(__file__).resolve().parents[2] / "shared" / "refdata" / "multipower"
+PARAMS_400M = dict(L0=2.3747, A=0.6542, alpha=0.4288, B=523.42, C=2.0246, beta=0.5935, gamma=0.6347)
+P, W, T = 3e-4, 2160, 24000
+
+
+def test_final_loss_gradient_matches_finite_differences():
+    lr = sch.wsd_schedule(3000, 200, P, P / 10, 0.3, "cosine")
+    lr[2500:2600] *= 0.9  # a non-monotone bump: the formula must hold for any schedule
+    loss, grad = sch.final_loss_grad(PARAMS_400M, lr)
+    assert loss == pytest.approx(sch.final_loss(PARAMS_400M, lr), rel=1e-13)
+    for i in (0, 1, 150, 199, 200, 1200, 2100, 2500, 2599, 2600, 2998, 2999):
+        h = 1e-9
+        up, dn = lr.copy(), lr.copy()
+        up[i] += h
+        dn[i] -= h
+        fd = (sch.final_loss(PARAMS_400M, up) - sch.final_loss(PARAMS_400M, dn)) / (2 * h)
+        assert grad[i] == pytest.approx(fd, rel=1e-5, abs=1e-6), i
+
+
+def test_baseline_schedules_follow_the_refdata_formulas():
+    s = np.arange(W, T)
+    cos = sch.cosine_schedule(T, W, P, 3e-5)
+    np.testing.assert_allclose(cos[:W], np.linspace(0, P, W))
+    np.testing.assert_allclose(
+        cos[W:], 3e-5 + (P - 3e-5) / 2 * (1 + np.cos(np.pi * (s - W) / (T - W)))
+    )
+    # refdata wsd_20000_24000: 3e-4 until 20000, then P^((24000−s)/4000)·E^((s−20000)/4000)
+    wsd = sch.wsd_schedule(T, W, P, 3e-5, 4000 / (T - W), "exponential")
+    t = np.arange(20000, T)
+    np.testing.assert_allclose(wsd[W:20000], P)
+    np.testing.assert_allclose(
+        wsd[20000:], P ** ((24000 - t) / 4000) * 3e-5 ** ((t - 20000) / 4000)
+    )
+    for shape in sch.WSD_SHAPES:
+        lr = sch.wsd_schedule(T, W, P, 3e-5, 0.2, shape)
+        assert lr.size == T and np.all(np.diff(lr[W:]) <= 0)
+        assert lr[-1] == pytest.approx(3e-5, rel=0.01) and lr[-1] > 3e-5
+    with pytest.raises(ValueError, match="WSD shape"):
+        sch.wsd_schedule(T, W, P, 3e-5, 0.2, "square")
+
+
+@pytest.mark.skipif(not REF.is_dir(), reason=f"reference data not found at {REF}")
+def test_proposed_schedule_beats_the_papers_optimum_cosine_and_wsd():
+    prop = sch.optimise_schedule(PARAMS_400M, T, W, P)
+    lr = prop.lr
+    assert lr.dtype == np.float64 and lr.size == T
+    np.testing.assert_array_equal(lr[:W], np.linspace(0, P, W))
+    assert np.all(np.diff(lr[W:]) <= 0) and lr[W] <= P and lr[-1] > 0
+    assert prop.predicted_final_loss == pytest.approx(predict(PARAMS_400M, lr, [T])[0], rel=1e-12)
+
+    paper = np.concatenate([np.linspace(0, P, W), np.load(REF / "optimized_schedules" / "400.npy")])
+    assert paper.size == T
+    paper_loss = sch.final_loss(PARAMS_400M, paper)
+    b = prop.baselines
+    assert prop.predicted_final_loss <= paper_loss
+    assert prop.predicted_final_loss < b["wsd"]["predicted_final_loss"]
+    assert b["wsd"]["predicted_final_loss"] < b["cosine"]["predicted_final_loss"]
+    assert b["wsd"]["shape"] in sch.WSD_SHAPES and 0 < b["wsd"]["decay_fraction"] < 0.6
+    # the optimum looks like the paper's: flat at peak for most steps, then a fast decay
+    flat = np.mean(lr[W:] >= P * (1 - 1e-9))
+    assert 0.75 < flat < 0.95 and lr[-1] < P / 50
+    # the trainer's `array` schedule takes it as is
+    np.testing.assert_array_equal(schedules.lr_array("array", P, T, 0, values=lr), lr)
+
+
+def test_cli_propose_schedule(tmp_path):
+    app = typer.Typer()
+    app.add_typer(fit_app, name="fit")
+    app.add_typer(propose_app, name="propose")
+    fit = tmp_path / "fit.json"
+    fit.write_text(json.dumps({"law": "multipower", "params": PARAMS_400M, "input_hash": "x"}))
+    out, png = tmp_path / "sched.json", tmp_path / "sched.png"
+    args = ["propose", "schedule", "--fit", str(fit), "--total-steps", "4000"]
+    args += ["--warmup-steps", "300", "--peak-lr", "3e-4", "--out", str(out), "--plot", str(png)]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(out.read_text())
+    lr = np.array(doc["lr"])
+    assert lr.size == 4000 and np.all(np.diff(lr[300:]) <= 0)
+    assert doc["predicted_final_loss"] == pytest.approx(predict(PARAMS_400M, lr, [4000])[0])
+    assert doc["predicted_final_loss"] < doc["baselines"]["wsd"]["predicted_final_loss"]
+    assert doc["predicted_final_loss"] < doc["baselines"]["cosine"]["predicted_final_loss"]
+    assert {"decay_fraction", "shape"} <= set(doc["baselines"]["wsd"])
+    assert png.stat().st_size > 10_000
+    bad = tmp_path / "power.json"
+    bad.write_text(json.dumps({"law": "power", "params": {"L0": 1, "A": 1, "alpha": 0.5}}))
+    r = CliRunner().invoke(app, args[:2] + ["--fit", str(bad)] + args[4:])
+    assert r.exit_code != 0 and "multipower" in r.output
