@@ -81,6 +81,31 @@ def bios_max_bits(N, n0: float = BIOS_N0, s0: float = BIOS_S0) -> float:
     return float(N * math.log2(n0 / N) + N * math.log2(s0))
 
 
+def knowledge_bits(meta: dict, p1, p2, p3=None):
+    """Bits of a knowledge.json record (the data's metadata + losses): bioD or bioS by
+    meta["kind"]. bioD needs p3; bioS ignores it."""
+    kind, n, n0 = meta.get("kind"), meta["n_people"], meta["n0"]
+    if kind == "biod":
+        if p3 is None:
+            raise ValueError("p3: bioD bits need the first-chunk loss p3")
+        k, c, d, ln, t = (meta[x] for x in ("K", "C", "D", "L", "T"))
+        return biod_bits(n, k, c, d, ln, t, p1, p2, p3, n0=n0)
+    if kind == "bios":
+        return bios_bits(n, p1, p2, n0=n0, s0=meta.get("S0", BIOS_S0))
+    raise ValueError(f"kind: {kind!r} is not a knowledge data source; expected 'biod' or 'bios'")
+
+
+def knowledge_max_bits(meta: dict) -> float:
+    """Max bits of a knowledge.json record (bioD or bioS by meta["kind"])."""
+    kind, n, n0 = meta.get("kind"), meta["n_people"], meta["n0"]
+    if kind == "biod":
+        k, c, d, ln, t = (meta[x] for x in ("K", "C", "D", "L", "T"))
+        return biod_max_bits(n, k, c, d, ln, t, n0=n0)
+    if kind == "bios":
+        return bios_max_bits(n, n0=n0, s0=meta.get("S0", BIOS_S0))
+    raise ValueError(f"kind: {kind!r} is not a knowledge data source; expected 'biod' or 'bios'")
+
+
 def capacity_law(params, ratio: float, max_bits):
     """The capacity law: bits ≈ min(R·P, max bits) (Allen-Zhu & Li, R ≈ 2 at 1000 exposures)."""
     return _out(np.minimum(ratio * np.asarray(params, float), np.asarray(max_bits, float)))
@@ -103,11 +128,12 @@ class CapacityFit:
         return asdict(self)
 
 
-def fit_ratio(params, bits, max_bits, bound_frac: float = 0.9) -> CapacityFit:
+def fit_ratio(params, bits, max_bits, bound_frac: float = 0.9, bound=None) -> CapacityFit:
     """Fit R in bits ≈ min(R·P, max_bits) on the capacity-bound models (bits < bound_frac·max)
     by OLS through the origin (statsmodels), with its 95% interval.
 
-    `max_bits` is a scalar or one value per trial (when N differs between trials).
+    `max_bits` is a scalar or one value per trial (when N differs between trials). `bound`, a
+    boolean per trial, fixes the fitted set instead (e.g. the fp32 set for quantized bits).
     """
     p = np.asarray(params, float)
     y = np.asarray(bits, float)
@@ -118,7 +144,9 @@ def fit_ratio(params, bits, max_bits, bound_frac: float = 0.9) -> CapacityFit:
         raise ValueError("params must be > 0")
     if not 0 < bound_frac <= 1:
         raise ValueError(f"bound_frac={bound_frac}: must be in (0, 1]")
-    bound = y < bound_frac * mx
+    bound = y < bound_frac * mx if bound is None else np.asarray(bound, bool)
+    if bound.shape != p.shape:
+        raise ValueError("bound must have one boolean per trial")
     if bound.sum() < 2:
         raise ValueError(
             f"only {int(bound.sum())} models have bits < {bound_frac}·max; need >= 2 "

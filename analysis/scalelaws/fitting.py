@@ -162,6 +162,7 @@ def metrics(y: np.ndarray, yhat: np.ndarray) -> dict[str, float]:
 
 # --------------------------------------------------------------------------- BLAS threads
 
+
 @contextmanager
 def single_blas_thread() -> Iterator[None]:
     """Run BLAS on one thread inside the block.

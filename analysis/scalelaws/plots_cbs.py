@@ -84,3 +84,49 @@ def plot_capacity(params, bits, max_bits, fit: CapacityFit, path: str | Path) ->
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_capacity_study(trials: list[dict], ratio: float | None, path: str | Path) -> Path:
+    """Capacity study (Allen-Zhu & Li, Fig. 1): left, bits vs P per (data, N), with max bits per
+    N, the 2 bits/param line and the fitted R·P; right, R = bits/P vs R_max = max bits/P (R can
+    never exceed R_max: points on the diagonal store everything). Marker: exposures.
+
+    trials: dicts with params, bits, max_bits, n_people, exposures, data."""
+    groups = sorted({(t["data"], t["n_people"]) for t in trials})
+    exposures = sorted({t["exposures"] for t in trials}, reverse=True)
+    markers = dict(zip(exposures, "os^vDP*", strict=False))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.4))
+    p_all = np.array([t["params"] for t in trials], float)
+    grid = np.geomspace(p_all.min() / 1.5, p_all.max() * 1.5, 100)
+    for i, (data, n) in enumerate(groups):
+        color = f"C{i % 10}"
+        rows = [t for t in trials if (t["data"], t["n_people"]) == (data, n)]
+        ax.axhline(rows[0]["max_bits"], color=color, ls=":", lw=1)
+        for e in exposures:
+            sel = [t for t in rows if t["exposures"] == e]
+            if not sel:
+                continue
+            p = np.array([t["params"] for t in sel], float)
+            b = np.array([t["bits"] for t in sel], float)
+            mx = np.array([t["max_bits"] for t in sel], float)
+            label = f"{data} N={n:,}, {e:g} exp."
+            ax.scatter(p, np.clip(b, 1, None), color=color, marker=markers[e], label=label)
+            ax2.scatter(mx / p, b / p, color=color, marker=markers[e], label=label)
+    ax.plot(grid, 2 * grid, "k:", lw=1, label="2 bits/param")
+    if ratio is not None and np.isfinite(ratio):
+        ax.plot(grid, ratio * grid, "k--", lw=1, label=f"fit R = {ratio:.2f}")
+    ax.set(xscale="log", yscale="log", xlabel="parameters P (used embedding rows)")
+    ax.set(ylabel="bits stored (dotted: max per N)", title="bits vs P")
+    ax.legend(fontsize=7)
+    rmax = np.array([t["max_bits"] / t["params"] for t in trials], float)
+    diag = np.geomspace(rmax.min() / 1.5, rmax.max() * 1.5, 50)
+    ax2.plot(diag, diag, "k-", lw=0.8, label="R = R_max (stores all)")
+    ax2.axhline(2, color="k", ls=":", lw=1, label="2 bits/param")
+    ax2.set(xscale="log", xlabel="R_max = max bits / P", ylabel="R = bits / P")
+    ax2.set_title("capacity ratio vs its ceiling")
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -85,11 +85,13 @@ def connect(trials: list[TrialSpec], num_cpus: int | None = None) -> dict:
 
 
 def _local_cluster_running() -> bool:
-    """True if `ray start` left a live node on this machine (ray.init() would join it)."""
+    """True if the last `ray start` on this machine left a live head node (ray.init() would
+    join it), not merely some other process's embedded Ray, which dies with that process."""
     try:
-        from ray._private.services import find_gcs_addresses
+        from ray._private.services import find_bootstrap_address, find_gcs_addresses
 
-        return bool(find_gcs_addresses())
+        address = find_bootstrap_address(None)  # written by `ray start` into /tmp/ray
+        return bool(address) and address in find_gcs_addresses()
     except Exception:
         return False
 
