@@ -36,6 +36,51 @@ SPEC = SweepSpec(
     grid={"model.size": ["50K", "150K"], "schedule": SCHEDULES},
 )
 
+
+def after(root):
+    """Short multi-power-law loop: fit on the 150K model's constant, cosine and one-drop curves,
+    test on WSD, then propose a schedule for the same budget (Luo et al. 2025)."""
+    from scalelab.cli import app
+
+    fit = "model = '150K' AND schedule IN ('constant', 'cosine', 'wsdcon')"
+    app(
+        [
+            "fit",
+            "multipower",
+            "--runs",
+            str(root),
+            "--where",
+            fit,
+            "--test-where",
+            "model = '150K' AND schedule = 'wsd'",
+            "--out",
+            str(root / "mpl_fit.json"),
+            "--plot",
+            str(root / "mpl_fit.png"),
+        ],
+        standalone_mode=False,
+    )
+    app(
+        [
+            "propose",
+            "schedule",
+            "--fit",
+            str(root / "mpl_fit.json"),
+            "--total-steps",
+            str(STEPS),
+            "--warmup-steps",
+            str(WARMUP),
+            "--peak-lr",
+            str(PEAK),
+            "--out",
+            str(root / "proposed_schedule.json"),
+            "--plot",
+            str(root / "proposed_schedule.png"),
+        ],
+        standalone_mode=False,
+    )
+
+
 if __name__ == "__main__":
     from scalelab.study import main
 

@@ -102,13 +102,14 @@ def _study_curves(root: Path, where: str | None, test_where: str | None, loss_co
     for p in (runs_p, curves_p):
         if not p.is_file():
             raise typer.BadParameter(f"no {p.name} in {root} (run `scalelab collect` first?)")
-    runs = pl.read_parquet(runs_p).filter(pl.col("status") == "completed")
-    try:
-        if where:
-            runs = runs.filter(pl.sql_expr(where))
-        tests = set(runs.filter(pl.sql_expr(test_where))["trial"]) if test_where else set()
+    done = pl.read_parquet(runs_p).filter(pl.col("status") == "completed")
+    try:  # fit: runs matching --where (all if none); test: runs matching --test-where
+        tested = done.filter(pl.sql_expr(test_where)) if test_where else done.clear()
+        fitted = done.filter(pl.sql_expr(where)) if where else done
     except Exception as e:  # polars raises several error types for a bad expression
         raise typer.BadParameter(f"bad filter: {e}", param_hint="--where/--test-where") from None
+    tests = set(tested["trial"])
+    runs = pl.concat([fitted.filter(~pl.col("trial").is_in(tests)), tested])
     table = pl.read_parquet(curves_p)
     if loss_column not in table.columns:
         raise typer.BadParameter(f"curves.parquet has no column {loss_column!r}")
