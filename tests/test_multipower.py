@@ -294,7 +294,7 @@ def test_cli_fit_from_a_study_folder(tmp_path):
     out = tmp_path / "fit.json"
     args = ["fit", "multipower", "--runs", str(tmp_path), "--bootstrap", "0", "--out", str(out)]
     r = CliRunner().invoke(
-        _app(), args + ["--where", "seed = 0", "--test-where", "schedule = 'wsd'"]
+        _app(), args + ["--where", "seed = 0", "--test-where", "schedule = 'wsd' AND seed = 0"]
     )
     assert r.exit_code == 0, r.output
     doc = json.loads(out.read_text())
