@@ -10,7 +10,6 @@ numpy/scipy/polars are imported inside the commands, so `scalelab --help` stays 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -85,14 +84,11 @@ def _file_curves(paths, role, warmup_steps, step_offset):
 
 
 def _spec_lr(spec_json: str):
-    """(per-step LR, warmup steps) from the trial spec, or (None, warmup) if that API is absent."""
-    warm = int(json.loads(spec_json).get("schedule", {}).get("warmup_steps", 0))
-    try:
-        from scalelab.config import TrialSpec
+    """(exact per-step LR, warmup steps) of a study trial, from its spec."""
+    from scalelab.config import TrialSpec
 
-        return TrialSpec.from_json(spec_json).lr_array(), warm
-    except (ImportError, AttributeError, TypeError, ValueError, KeyError):
-        return None, warm  # rebuild from the logged lr column instead
+    spec = TrialSpec.from_json(spec_json)
+    return spec.lr_array(), spec.schedule.warmup_steps
 
 
 def _study_curves(root: Path, where: str | None, test_where: str | None, loss_column: str):
@@ -115,10 +111,11 @@ def _study_curves(root: Path, where: str | None, test_where: str | None, loss_co
         raise typer.BadParameter(f"curves.parquet has no column {loss_column!r}")
     out = []
     for row in runs.iter_rows(named=True):
-        c = table.filter(pl.col("trial") == row["trial"]).sort("step")
+        lr, warm = _spec_lr(row["spec"])
+        # the law is fitted after warmup, as Luo et al. do (the refdata rows start there too)
+        c = table.filter((pl.col("trial") == row["trial"]) & (pl.col("step") > warm)).sort("step")
         if c.height == 0:
             continue
-        lr, warm = _spec_lr(row["spec"])
         out.append(
             _make_curve(
                 row["trial"],
