@@ -86,7 +86,20 @@ def collect(root: str | Path, write: bool = True) -> tuple[pl.DataFrame, pl.Data
     """Build (runs, curves) for a study folder; write runs.parquet and curves.parquet."""
     root = Path(root)
     rows = []
-    for tdir in sorted(p for p in (root / "trials").glob("*") if p.is_dir()):
+    tdirs = sorted(p for p in (root / "trials").glob("*") if p.is_dir())
+    try:  # only the trials of the study as it is now; folders of edited-away points stay put
+        names = {t["name"] for t in files.read_json(root / "study.json")["trials"]}
+        stale = [p.name for p in tdirs if p.name not in names]
+        tdirs = [p for p in tdirs if p.name in names]
+        if stale:
+            warnings.warn(
+                f"ignoring {len(stale)} trial folder(s) not in {root / 'study.json'} "
+                f"(e.g. {stale[0]})",
+                stacklevel=2,
+            )
+    except (OSError, ValueError, KeyError):
+        pass  # no study.json: every trial folder counts
+    for tdir in tdirs:
         try:
             rows.append(run_row(files.read_json(tdir / "trial.json")))
         except FileNotFoundError:
