@@ -72,7 +72,7 @@ def test_gated_mlp_width():
 
 
 def test_model_args_errors():
-    with pytest.raises(ValueError, match=r"^model\.size: unknown size 'x'; choose one of 50K"):
+    with pytest.raises(ValueError, match=r"^model\.size: unknown size 'x'; choose one of 6K"):
         model_args("x", vocab_size=10, seq_len=8)
     assert model_args("1M", 10, 8, mlp="gated").mlp == "gated"
     with pytest.raises(ValueError, match=r"^model\.n_heads: "):

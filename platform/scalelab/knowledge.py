@@ -26,17 +26,6 @@ from scalelab.quantize import quantized
 
 QUANT_BITS = (8, 4)  # int8, int4
 
-# Tiny 2-layer GPTs for the CPU capacity study (laws.md §3: widths 16-48 on the compact bioD).
-# Names are non-embedding counts 2·(12·d² + 2d) + d. Registered here until model.SIZES has them.
-CAPACITY_SIZES = {
-    "6K": dict(d_model=16, n_layers=2, n_heads=2),  # 6,224
-    "14K": dict(d_model=24, n_layers=2, n_heads=3),  # 13,944
-    "25K": dict(d_model=32, n_layers=2, n_heads=4),  # 24,736
-    "55K": dict(d_model=48, n_layers=2, n_heads=6),  # 55,536
-}
-for _name, _shape in CAPACITY_SIZES.items():
-    model.SIZES.setdefault(_name, _shape)
-
 
 def fact_losses(net, source, fe, device) -> dict:
     """p1/p2/p3 (and p2_by_attribute) of `net` in fp32 on the fact rows `fe`."""

@@ -74,7 +74,12 @@ def gated_hidden(d_model: int) -> int:
 #   124M = GPT-2 small (85.0M non-emb + 38.6M emb), 350M = GPT-2 medium (302M + 51.5M),
 #   760M = GPT-3 "Large" 760M (680M + 77.2M), 1B = 925M + 90.1M (d=1792, L=24, head_dim 128).
 SIZES: dict[str, dict] = {
+    # 2-layer sizes for knowledge-capacity studies (laws.md §3: widths 16-48)
+    "6K": dict(d_model=16, n_layers=2, n_heads=2),  # 6,224 non-emb
+    "14K": dict(d_model=24, n_layers=2, n_heads=3),  # 13,944
+    "25K": dict(d_model=32, n_layers=2, n_heads=4),  # 24,736
     "50K": dict(d_model=32, n_layers=4, n_heads=4),  # 49.4K non-emb
+    "55K": dict(d_model=48, n_layers=2, n_heads=6),  # 55,536
     "150K": dict(d_model=64, n_layers=3, n_heads=4),  # 148K
     "500K": dict(d_model=96, n_layers=5, n_heads=6),  # 554K
     "1M": dict(d_model=128, n_layers=5, n_heads=4),  # 984K

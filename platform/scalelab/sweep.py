@@ -28,7 +28,7 @@ class SweepSpec:
     base: TrialSpec = field(default_factory=TrialSpec)  # defaults for every trial
     grid: dict[str, list] = field(default_factory=dict)  # dotted field -> values (crossed)
     points: list[dict] = field(default_factory=list)  # extra explicit grid points
-    storage: str = ""  # results folder or URI; "" = results/<name> under the cwd
+    storage: str = ""  # results folder (local or a mounted shared FS); "" = see launch.study_dir
     max_failures: int = 1  # retries of a failed trial (Tune) and of a failed worker group (Train)
     asha: dict | None = None  # e.g. {"metric": "eval_loss", "grace_period": 100}; None = full runs
     driver_resources: dict = field(default_factory=dict)  # custom Ray resources for each trial
