@@ -24,7 +24,6 @@ from functools import cache
 from pathlib import Path
 
 from scalelab import data
-from scalelab import knowledge as _knowledge  # noqa: F401  (registers the tiny "6K".."55K" sizes)
 from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, TrialSpec
 from scalelab.sweep import SweepSpec
 

@@ -16,7 +16,6 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import statsmodels.api as sm
 
 LN2 = math.log(2.0)
 BIOS_N0 = 400 * 400 * 1000  # first × middle × last name pools; log2 = 27.25
@@ -152,6 +151,8 @@ def fit_ratio(params, bits, max_bits, bound_frac: float = 0.9, bound=None) -> Ca
             f"only {int(bound.sum())} models have bits < {bound_frac}·max; need >= 2 "
             "capacity-bound models (train smaller models or more people)"
         )
+    import statsmodels.api as sm  # only the fit needs it (the bit formulas run anywhere)
+
     res = sm.OLS(y[bound], p[bound]).fit()
     lo, hi = res.conf_int(0.05)[0]
     ratios = y / p
