@@ -171,8 +171,10 @@ def noise_scale_at_target(
     curves: pl.DataFrame, steps: pl.DataFrame, ref_batch: int
 ) -> pl.DataFrame:
     """Gradient noise scale B_simple (McCandlish App. A.1) logged by the trainer, read where
-    each group's reference run (best LR at `ref_batch`) reaches the target.
+    each group's run at batch `ref_batch` (its best LR) reaches the target.
 
+    Any batch size with a logged B_simple will do: B_simple is a property of the weights at
+    that loss, and its estimate from (B/2, B) gradient norms is less noisy at a larger B.
     Linear interpolation between logged values; outside the logged range the nearest value.
     Returns group, trial, step, noise_scale (null where not reached or never logged).
     """

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -123,10 +124,83 @@ def plot_capacity_study(trials: list[dict], ratio: float | None, path: str | Pat
     ax2.plot(diag, diag, "k-", lw=0.8, label="R = R_max (stores all)")
     ax2.axhline(2, color="k", ls=":", lw=1, label="2 bits/param")
     ax2.set(xscale="log", xlabel="R_max = max bits / P", ylabel="R = bits / P")
+    ax2.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax2.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax2.set_title("capacity ratio vs its ceiling")
     ax2.legend(fontsize=7)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_cbs_study(fits: list[CBSFit], noise: dict, path: str | Path) -> Path:
+    """A CBS study over model size N x data size D (Zhang et al. 2025, Figs. 1 and 3).
+
+    One panel per N: steps to target vs B per D with the fitted S_min + E_min/B (dotted: the
+    20% CBS). Then CBS (filled), B_crit = E_min/S_min (open squares) and the gradient noise
+    scale B_simple at the target (triangles; `noise`: group -> value or None) vs D, one colour
+    per N; and CBS vs N, one colour per D. Bars: 95% bootstrap intervals."""
+    sizes = sorted({f.params for f in fits})
+    datas = sorted({f.tokens for f in fits})
+    panels = len(sizes) + 2
+    fig, axes = plt.subplots(1, panels, figsize=(4.0 * panels, 3.7), squeeze=False)
+    axes = axes[0]
+
+    def bars(fs, attr):
+        v = np.array([getattr(f, attr) for f in fs], float)
+        ci = np.array([getattr(f, f"{attr}_interval") for f in fs], float)
+        return v, np.clip(np.array([v - ci[:, 0], ci[:, 1] - v]), 0, None)
+
+    for ax, n in zip(axes, sizes, strict=False):
+        for f in (f for f in fits if f.params == n):
+            color = f"C{datas.index(f.tokens) % 10}"
+            b, t = np.array(f.batch_sizes), np.array(f.steps)
+            grid = np.geomspace(b.min(), b.max(), 100)
+            ax.scatter(b, t, color=color, s=16)
+            ax.plot(
+                grid, steps_model(grid, f.s_min, f.e_min), color=color, label=f"D={f.tokens:.3g}"
+            )
+            if np.isfinite(f.cbs):
+                ax.axvline(f.cbs, color=color, ls=":", lw=0.9)
+        ax.set(xscale="log", yscale="log", xlabel="batch size B (sequences)")
+        ax.set(ylabel="steps to target", title=f"N={n:,}: T(B) = S_min + E_min/B")
+        ax.legend(fontsize=7)
+    ax = axes[-2]
+    for i, n in enumerate(sizes):
+        fs = sorted((f for f in fits if f.params == n), key=lambda f: f.tokens)
+        d = np.array([f.tokens for f in fs], float)
+        color = f"C{i % 10}"
+        v, err = bars(fs, "cbs")
+        ax.errorbar(d, v, yerr=err, fmt="o-", color=color, capsize=3, label=f"CBS, N={n:,}")
+        v, err = bars(fs, "b_crit")
+        ax.errorbar(
+            d * 1.03,
+            v,
+            yerr=err,
+            fmt="s--",
+            mfc="none",
+            color=color,
+            capsize=3,
+            label=f"B_crit, N={n:,}",
+        )
+        ns = np.array([noise.get(f.group) or np.nan for f in fs], float)
+        ax.plot(d * 0.97, ns, "^", color=color, mfc="none", label=f"B_simple, N={n:,}")
+    ax.set(xscale="log", yscale="log", xlabel="data size D (tokens)", ylabel="sequences")
+    ax.set_title("CBS, B_crit, B_simple vs D")
+    ax.legend(fontsize=6)
+    ax = axes[-1]
+    for j, d in enumerate(datas):
+        fs = sorted((f for f in fits if f.tokens == d), key=lambda f: f.params)
+        v, err = bars(fs, "cbs")
+        n = np.array([f.params for f in fs], float)
+        ax.errorbar(n, v, yerr=err, fmt="o-", color=f"C{j % 10}", capsize=3, label=f"D={d:.3g}")
+    ax.set(xscale="log", yscale="log", xlabel="N (non-embedding params)", ylabel="CBS (sequences)")
+    ax.set_title("CBS vs N")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, SpecError, TrialSpec
 
 BUDGET_KEYS = ("tokens", "exposures")
@@ -187,9 +189,10 @@ def trial_name(trial: TrialSpec, point: dict[str, Any]) -> str:
 
 
 def _short(v: Any) -> str:
-    if isinstance(v, float):
-        s = f"{v:.0e}" if v < 1e-2 or v >= 1e4 else f"{v:g}"
-        return s.replace("e-0", "e-").replace("e+0", "e").replace("e+", "e")
+    if isinstance(v, float):  # 3e-3, 1.5e-3, 0.02 (no rounding: 1.5e-3 stays 1.5e-3)
+        if v < 1e-2 or v >= 1e4:
+            return np.format_float_scientific(v, trim="-", exp_digits=1).replace("+", "")
+        return f"{v:g}"
     if isinstance(v, int) and v >= 10_000:
         for unit, div in (("G", 10**9), ("M", 10**6), ("K", 10**3)):
             if v >= div and v % (div // 10) == 0:

@@ -1,7 +1,7 @@
 """`scalelab fit cbs`: critical batch size from a steps-to-target table or a study folder.
 
     scalelab fit cbs TABLE.csv --ref-batch 256 --out CBS.json [--plot CBS.png]
-    scalelab fit cbs --runs DIR [--target LOSS] [--ref-batch B] --out CBS.json
+    scalelab fit cbs --runs DIR [--target LOSS] [--ref-batch B] [--noise-batch B] --out CBS.json
 
 TABLE columns: group, params, batch_size, steps_to_target, optional tokens (data size D).
 DIR holds runs.parquet and curves.parquet (the study tables contract).
@@ -96,6 +96,12 @@ def cbs(
         int, typer.Option("--n-boot", help="Bootstrap resamples per group (>= 200).")
     ] = 500,
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    noise_batch: Annotated[
+        int | None,
+        typer.Option(
+            "--noise-batch", help="Read B_simple from the run at this batch (default: ref batch)."
+        ),
+    ] = None,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="PNG: steps vs B, CBS vs N and D.")
     ] = None,
@@ -129,11 +135,12 @@ def cbs(
                 if ref_batch is None:
                     ref_batch = int(run_df["batch_size"].min())
                 steps = bs.steps_to_target(curves, run_df, target, ref_batch, loss_col)
-                noise = bs.noise_scale_at_target(curves, steps, ref_batch)
+                noise = bs.noise_scale_at_target(curves, steps, noise_batch or ref_batch)
                 doc |= {
                     "source": str(runs),
                     "input_sha256": _sha256(rp, cp),
                     "loss_col": loss_col,
+                    "noise_batch": noise_batch or ref_batch,
                     "steps": steps.to_dicts(),
                 }
             if ref_batch is None:
@@ -176,7 +183,7 @@ def cbs(
     for col in ("group", "N (M)", "D (B tok)", "S_min", "E_min", "B_crit = E/S", "CBS (20%)"):
         tab.add_column(col, justify="left" if col == "group" else "right")
     if runs is not None:
-        tab.add_column("B_simple at target", justify="right")
+        tab.add_column(f"B_simple at target (B={noise_batch or ref_batch})", justify="right")
     for f, g in zip(fits, groups, strict=True):
         row = [
             f.group,
