@@ -47,7 +47,7 @@ def plot_curves(
     axr.axhline(0, color="k", lw=0.5)
     axr.set_xlabel("step")
     axr.set_ylabel("y − ŷ")
-    return _save(fig, plt, path)
+    return save(fig, path)
 
 
 def plot_schedule(
@@ -75,13 +75,15 @@ def plot_schedule(
     a2.set_xlabel("step")
     a2.set_ylabel("predicted loss")
     a2.legend()
-    return _save(fig, plt, path)
+    return save(fig, path)
 
 
-def _save(fig, plt, path: str | Path) -> Path:
+def save(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Lay out, write the PNG (creating its folder) and free the figure."""
+    plt = _pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path

@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 
 from scalelaws.batchsize import CBSFit, steps_model  # noqa: E402
 from scalelaws.capacity import CapacityFit, capacity_law  # noqa: E402
+from scalelaws.plots import save  # noqa: E402
 
 
 def plot_cbs(fits: list[CBSFit], scaling: dict, path: str | Path) -> Path:
@@ -55,11 +56,7 @@ def plot_cbs(fits: list[CBSFit], scaling: dict, path: str | Path) -> Path:
         )
         ax.set(xscale="log", yscale="log", xlabel=label, ylabel="CBS (sequences)")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=120)
 
 
 def plot_capacity(params, bits, max_bits, fit: CapacityFit, path: str | Path) -> Path:
@@ -80,11 +77,7 @@ def plot_capacity(params, bits, max_bits, fit: CapacityFit, path: str | Path) ->
     )
     ax.set(xscale="log", yscale="log", xlabel="parameters P", ylabel="bits")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=120)
 
 
 def plot_capacity_study(trials: list[dict], ratio: float | None, path: str | Path) -> Path:
@@ -128,11 +121,7 @@ def plot_capacity_study(trials: list[dict], ratio: float | None, path: str | Pat
     ax2.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax2.set_title("capacity ratio vs its ceiling")
     ax2.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=120)
 
 
 def plot_cbs_study(fits: list[CBSFit], noise: dict, path: str | Path) -> Path:
@@ -199,8 +188,4 @@ def plot_cbs_study(fits: list[CBSFit], noise: dict, path: str | Path) -> Path:
     ax.set(xscale="log", yscale="log", xlabel="N (non-embedding params)", ylabel="CBS (sequences)")
     ax.set_title("CBS vs N")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=100)
