@@ -292,7 +292,7 @@ def test_bios_pools_names_and_recorded_positions():
         assert x["major"] in p.majors and x["gender"] in PRONOUNS
         assert x["work_city"] == p.cities[p.employer_city[p.employers.index(x["employer"])]]
         day, month, year = x["birth_date"].split()
-        assert 1 <= int(day) <= 28 and month in MONTHS and 1900 <= int(year) < 2100
+        assert int(day) in range(1, 29) and month in MONTHS and 1900 <= int(year) < 2100
     facts = src.fact_eval()
     assert facts.tokens.shape[0] == 400 and facts.attributes == ATTRIBUTES
     for r in range(400):
