@@ -260,7 +260,9 @@ def _report_to_tune(row: dict) -> None:
 def _trial_fn(config: dict) -> None:
     """Tune function trainable: one trial (one worker here, or a TorchTrainer of several)."""
 
-    cfg = config["trial"]
+    import ray
+
+    cfg = {**config["trial"], "driver_node": ray.get_runtime_context().get_node_id()}
     spec = TrialSpec.from_json(cfg["spec"])
     if spec.workers == 1:
         from scalelab.train import train
@@ -270,6 +272,7 @@ def _trial_fn(config: dict) -> None:
             cfg["dir"],
             wandb_mode=cfg["wandb"],
             flush_curve=cfg["asha"],
+            record_extra={"driver_node": cfg["driver_node"]},
             on_log=_report_to_tune,
         )
         return
@@ -309,6 +312,7 @@ def _worker_fn(cfg: dict) -> None:
         spec,
         cfg["dir"],
         wandb_mode=cfg["wandb"],
+        record_extra={"driver_node": cfg["driver_node"]},
         on_log=lambda row: ray_train.report({k: v for k, v in row.items() if v is not None}),
     )
 

@@ -100,6 +100,7 @@ def train(
     wandb_mode: str | None = None,
     resume: bool = True,
     flush_curve: bool = False,
+    record_extra: dict | None = None,
 ) -> dict:
     """Train one trial; return its trial.json record (on every rank).
 
@@ -132,6 +133,7 @@ def train(
         "device": str(device),
         "torch": torch.__version__,
     }
+    record.update(record_extra or {})  # e.g. the Ray node of the trial's driver
     if world > 1 or spec.fsdp:
         parallel.apply_fsdp(model, device, world)
     opt = make_optimizer(model, spec)
