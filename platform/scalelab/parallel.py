@@ -28,6 +28,27 @@ def init_distributed(device_kind: str, force: bool = False) -> tuple[int, int, i
     return 0, 1, 0
 
 
+def keep_freed_memory() -> None:
+    """Stop glibc from handing freed memory back to the OS after every training step.
+
+    Ray runs a trial in a thread, and glibc gives each thread its own malloc arena, which it
+    trims eagerly: a 150K model took ~830 page faults per step there (165K in 200 steps),
+    ~11 per step in the main thread. With these limits both take a few hundred in all.
+    Process-wide and idempotent; a no-op where libc has no mallopt (macOS, musl).
+    """
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:
+        return
+    mb = 1 << 20
+    mallopt(-1, 256 * mb)  # M_TRIM_THRESHOLD: keep up to 256 MB free at the top of a heap
+    mallopt(-2, 64 * mb)  # M_TOP_PAD: grow heaps in 64 MB steps
+    mallopt(-3, 32 * mb)  # M_MMAP_THRESHOLD: below 32 MB, reuse heap memory, not fresh mmaps
+
+
 def _free_port() -> int:
     import socket
 

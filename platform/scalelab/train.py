@@ -114,6 +114,7 @@ def train(
     if world != spec.workers:
         raise ValueError(f"workers: spec asks for {spec.workers} ranks but {world} are running")
     device = parallel.pick_device(spec.device, local_rank)
+    parallel.keep_freed_memory()
     if device.type == "cpu":
         torch.set_num_threads(max(1, int(spec.cpus_per_worker)))
 
