@@ -4,12 +4,15 @@ after another in this process without Ray, divided by the concurrency.
     .venv/bin/python bench/sweep_overhead.py [--trials 16] [--steps 800]
 
 overhead = wall(Ray) / (wall(in-process) / concurrency) - 1     (goal <= 15% for ~20 s trials)
-The default steps give trials of ~20 s of a 150K-parameter model on one core.
+The default steps give trials of ~20 s of a 150K-parameter model on one core. It also splits
+the Ray wall time into training (train() inside the trial actors, from each trial.json) and the
+rest (ray.init, Tuner set-up, actor start-up, scheduling gaps, the final collect).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -55,12 +58,22 @@ def main() -> None:
             max_concurrent=concurrency,
         )
         ray_wall = time.perf_counter() - t
+        inside = [
+            json.loads((Path(d) / "ray" / "trials" / x.name / "trial.json").read_text())["wall_s"]
+            for x in trials
+        ]
     ideal = plain / concurrency
     print(f"{a.trials} trials of {a.steps} steps ({plain / a.trials:.1f}s each in-process)")
     print(
         f"in-process, sequential: {plain:7.1f}s  -> ideal with {concurrency} at once: {ideal:.1f}s"
     )
     print(f"local Ray, {concurrency} at once:   {ray_wall:7.1f}s")
+    busy = sum(inside) / concurrency
+    print(
+        f"  of which training itself (train() inside the trial actors): {busy:.1f}s "
+        f"({sum(inside) / a.trials:.1f}s per trial, {sum(inside) / plain - 1:+.1%} vs in-process);"
+        f" set-up, scheduling and gaps: {ray_wall - busy:.1f}s"
+    )
     print(f"orchestration overhead: {ray_wall / ideal - 1:+.1%} (goal <= 15%)")
 
 

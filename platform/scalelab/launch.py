@@ -78,6 +78,9 @@ def connect(trials: list[TrialSpec], num_cpus: int | None = None) -> dict:
         if os.environ.get("RAY_ADDRESS") or _local_cluster_running():
             ray.init(address="auto", **quiet)
         else:
+            # Nothing reads Prometheus metrics from an embedded Ray, and exporting them wakes
+            # every Ray process often enough to slow 2 trials on 2 cores by ~5%.
+            os.environ.setdefault("RAY_enable_metrics_collection", "0")
             need = max((footprint(t)["CPU"] for t in trials), default=1)
             cpus = num_cpus or max(os.cpu_count() or 1, math.ceil(need))
             ray.init(num_cpus=cpus, include_dashboard=False, **quiet)
@@ -180,6 +183,9 @@ def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurre
         param_space={"trial": tune.grid_search(configs)},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=n,
+            # One trial actor per slot runs trial after trial: a fresh actor per trial would
+            # import torch again (~3 s of CPU) next to the trials still training.
+            reuse_actors=True,
             scheduler=scheduler,
             metric=(spec.asha or {}).get("metric", "eval_loss") if scheduler else None,
             mode="min" if scheduler else None,
@@ -275,6 +281,7 @@ def _trial_fn(config: dict) -> None:
             record_extra={"driver_node": cfg["driver_node"]},
             on_log=_report_to_tune,
         )
+        _release_memory()  # the actor runs the next trial
         return
     from ray import train as ray_train
     from ray.train.torch import TorchTrainer
@@ -299,6 +306,16 @@ def _trial_fn(config: dict) -> None:
         ),
     )
     trainer.fit()
+
+
+def _release_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _worker_fn(cfg: dict) -> None:
