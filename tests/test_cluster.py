@@ -326,24 +326,18 @@ def test_ray_job_submit_runs_a_study_across_nodes_with_drivers_pinned_to_the_hea
 
     root = storage / "multi"
     runs = _assert_every_step_once(root, 30, 2)
-    worlds = {
-        json.loads((root / "trials" / t / "trial.json").read_text())["world_size"]
-        for t in runs["trial"]
-    }
-    assert worlds == {1, 2}
+    recs = [json.loads((root / "trials" / t / "trial.json").read_text()) for t in runs["trial"]]
+    assert {r["world_size"] for r in recs} == {1, 2}
 
     state = cluster.state("multi")
     head = {n["id"] for n in state["nodes"] if n["head"]}
     workers = {n["id"] for n in state["nodes"] if not n["head"]}
     assert len(head) == 1 and len(workers) == 2
-    # each trial records the node its driver (the Tune trial actor) ran on: the head
-    drivers = {
-        json.loads((root / "trials" / t / "trial.json").read_text())["driver_node"]
-        for t in runs["trial"]
-    }
-    assert drivers == head
-    ranks = [a["node"] for a in state["actors"] if a["cls"] == "RayTrainWorker"]
-    assert len(ranks) == 2 and set(ranks) == workers  # one FSDP rank on each worker node
+    # each trial records the node its driver (the Tune trial actor) ran on: the head;
+    # the FSDP trial records its ranks' nodes: one on each worker node
+    assert {r["driver_node"] for r in recs} == head
+    (fsdp,) = [r for r in recs if r["world_size"] == 2]
+    assert len(fsdp["rank_nodes"]) == 2 and set(fsdp["rank_nodes"]) == workers
 
 
 @pytest.mark.slow

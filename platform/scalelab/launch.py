@@ -329,9 +329,23 @@ def _worker_fn(cfg: dict) -> None:
         spec,
         cfg["dir"],
         wandb_mode=cfg["wandb"],
-        record_extra={"driver_node": cfg["driver_node"]},
+        record_extra={"driver_node": cfg["driver_node"], "rank_nodes": _rank_nodes()},
         on_log=lambda row: ray_train.report({k: v for k, v in row.items() if v is not None}),
     )
+
+
+def _rank_nodes() -> list[str]:
+    """The Ray node of every rank, in rank order (Ray has set up the process group)."""
+    import ray
+    import torch
+    import torch.distributed as dist
+    from ray.train.torch import get_device
+
+    if torch.cuda.is_available():  # NCCL gathers objects through the current device
+        torch.cuda.set_device(get_device())
+    nodes = [None] * dist.get_world_size()
+    dist.all_gather_object(nodes, ray.get_runtime_context().get_node_id())
+    return nodes
 
 
 def _sweep_record(spec: SweepSpec) -> dict:
