@@ -8,10 +8,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from scalelab import schedules
 from scalelab.commands import fit_app, propose_app
 from scalelab.commands import multipower as _commands  # noqa: F401  (registers the commands)
 from scalelaws import schedule as sch
+from scalelaws import schedules
 from scalelaws.multipower import predict
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "refdata" / "multipower"

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scalelab.schedules import REGISTRY, lr_array, param_defaults, validate
+from scalelaws.schedules import REGISTRY, lr_array, param_defaults, validate
 
 REFDATA = Path(__file__).resolve().parents[2] / "shared" / "refdata" / "multipower"
 P, E, W, T = 3e-4, 3e-5, 2160, 24000  # the multi-power-law reference runs

@@ -111,7 +111,7 @@ class TrialSpec:
 
     def lr_array(self) -> np.ndarray:
         """Per-step LR, lr[t] used by optimizer update t (t = 0..total_steps-1)."""
-        from scalelab import schedules
+        from scalelaws import schedules
 
         return schedules.lr_array(
             self.schedule.name,
@@ -123,7 +123,8 @@ class TrialSpec:
 
     def validate(self) -> TrialSpec:
         """Check every field; raise SpecError naming the first bad one. Returns self."""
-        from scalelab import data, model, schedules
+        from scalelab import data, model
+        from scalelaws import schedules
 
         def need(ok: bool, fld: str, msg: str) -> None:
             if not ok:

@@ -1,51 +1,13 @@
-"""Atomic file writes: write a temp file beside the target, then rename over it."""
+"""Trial files: the curve schema, and the atomic writers (one implementation: scalelaws.io)."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
-
 import polars as pl
 
+from scalelaws.io import atomic_write, read_json, write_json, write_parquet, write_text
 
-def _atomic(path: Path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, obj) -> None:
-    def w(tmp):
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=_jsonable)
-
-    _atomic(path, w)
-
-
-def write_parquet(path: Path, df: pl.DataFrame) -> None:
-    _atomic(path, lambda tmp: df.write_parquet(tmp))
-
-
-def read_json(path: Path):
-    with open(path) as f:
-        return json.load(f)
-
-
-def _jsonable(x):
-    if hasattr(x, "item"):  # numpy / torch scalars
-        return x.item()
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    raise TypeError(f"not JSON-serialisable: {type(x).__name__}")
+__all__ = ["CURVE_SCHEMA", "atomic_write", "curve_frame", "read_json", "write_json"]
+__all__ += ["write_parquet", "write_text"]
 
 
 # One row per logged step; eval columns are null on steps without an eval.

@@ -22,7 +22,7 @@ from typing import Annotated
 import typer
 
 from scalelab.commands import fit_app
-from scalelab.commands.cbs import write_json_atomic
+from scalelaws.io import write_json
 
 QUANT = ("int8", "int4")
 QUANT_METHOD = "per-channel (per output row) symmetric round-to-nearest; norm gains stay fp32"
@@ -213,7 +213,7 @@ def capacity(
         **fits,
         "warnings": [str(w.message) for w in caught],
     }
-    write_json_atomic(out, doc)
+    write_json(out, doc)
 
     tab = Table(title=f"Knowledge capacity ({runs.name}); full trial names in {out.name}")
     cols = ["data", "exp.", "model", "P", "bits", "max", "of max", "R", "R_max", "R int8", "R int4"]

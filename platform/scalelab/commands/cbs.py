@@ -11,10 +11,7 @@ Laws: McCandlish et al. 2018 (B_crit = E_min/S_min); Zhang et al. 2025 (CBS at 2
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Annotated
@@ -22,35 +19,10 @@ from typing import Annotated
 import typer
 
 from scalelab.commands import fit_app
+from scalelaws.io import write_json
 
 PARAMS_UNIT = 1e6  # N in millions of parameters (Zhang et al.: CBS ≈ 93.2·N^0.468)
 TOKENS_UNIT = 1e9  # D in billions of tokens
-
-
-def _clean(x):
-    """JSON-safe: tuples -> lists, inf/nan -> None."""
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_clean(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def write_json_atomic(path: Path, obj: dict) -> None:
-    """Write JSON to a temp file beside `path`, then os.replace (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(_clean(obj), fh, indent=2, allow_nan=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _sha256(*paths: Path) -> str:
@@ -175,7 +147,7 @@ def cbs(
         "scaling_b_crit": {k: v.to_dict() for k, v in scaling_bc.items()},
         "warnings": [str(w.message) for w in caught],
     }
-    write_json_atomic(out, doc)
+    write_json(out, doc)
 
     for w in caught:
         console.print(f"[yellow]warning:[/yellow] {w.message}")

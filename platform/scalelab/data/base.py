@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from scalelab.data.tokenizer import PAD
+from scalelaws.io import atomic_write
 
 EVAL_KEY = 2**62  # RNG key of eval batches; training steps never reach it
 
@@ -137,26 +137,12 @@ def cache_dir(name: str, params: dict, version: int) -> Path:
     return cache_root() / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
-def _atomic(path: Path, write: Callable[[object], None], mode: str) -> None:
-    """Write to a temp file in the same folder, then os.replace: readers never see a partial
-    file, and two processes writing the same (deterministic) content at once are both fine."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_npy(path: Path, arr: np.ndarray) -> None:
-    _atomic(path, lambda f: np.save(f, arr), "wb")
+    atomic_write(path, lambda f: np.save(f, arr), "wb")
 
 
 def save_text(path: Path, text: str) -> None:
-    _atomic(path, lambda f: f.write(text), "w")
+    atomic_write(path, lambda f: f.write(text), "w")
 
 
 def try_cache(folder: Path, files: dict[str, np.ndarray | str], overwrite: bool = False) -> None:
