@@ -3,7 +3,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test test-fast lint venv clean
 
 $(BIN)/scalelab: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,12 +16,16 @@ $(BIN)/scalelab: pyproject.toml
 venv: $(BIN)/scalelab
 
 demo: venv
-	$(BIN)/scalelab demo
+	$(BIN)/scalelab run experiments/quickstart.py
 
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
+
+# the unit tier alone (no Ray, no subprocesses): under 90 s on 2 cores
+test-fast: venv
+	$(BIN)/pytest -q -m "not integration"
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -22,7 +22,15 @@ import polars as pl
 import torch
 
 from scalelab import data as datasets
-from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, TrialSpec
+from scalelab.config import (
+    DataSpec,
+    ModelSpec,
+    OptimSpec,
+    RunConfig,
+    ScheduleSpec,
+    Trial,
+    TrialSpec,
+)
 from scalelab.train import train
 
 
@@ -33,7 +41,7 @@ def corpus(path: Path, n_tokens: int) -> Path:
     return path
 
 
-def run(spec: TrialSpec) -> tuple[dict, pl.DataFrame]:
+def run(spec: Trial) -> tuple[dict, pl.DataFrame]:
     with tempfile.TemporaryDirectory() as d:
         rec = train(spec, d)
         return rec, pl.read_parquet(Path(d) / "curve.parquet")
@@ -59,14 +67,13 @@ def main() -> None:
         seq_len=a.seq_len,
         data=DataSpec("tokens", params={"path": str(path), "dtype": "uint16", "vocab_size": 50257}),
         total_steps=a.steps,
-        eval_every=100,
         eval_batch_size=16,
-        noise_every=0,
-        fsdp=True,
-        device="cuda",
+        precision="bf16",
     )
+    trial = Trial(spec, RunConfig(eval_every=100, noise_every=0, fsdp=True, device="cuda"))
     print(torch.cuda.get_device_name(), "torch", torch.__version__)
-    for label, s in (("FSDP2 (1 rank)", spec), ("plain + autocast", _plain(spec))):
+    plain = trial.replace(fsdp=False, name="plain")
+    for label, s in (("FSDP2 (1 rank)", trial), ("plain + autocast", plain)):
         rec, curve = run(s)
         steady = curve.filter(pl.col("step") > 20)["tokens_per_s"].median()
         mfu = steady * rec["flops_per_token"] / (a.peak_tflops * 1e12)
@@ -75,10 +82,6 @@ def main() -> None:
             f"loss {curve['train_loss'][0]:.3f} -> {curve['train_loss'][-1]:.3f}  "
             f"eval {rec['final_eval_loss']:.3f}  {steady:,.0f} tokens/s  MFU {mfu:.3f}"
         )
-
-
-def _plain(spec: TrialSpec) -> TrialSpec:
-    return TrialSpec.from_dict({**spec.to_dict(), "fsdp": False, "name": "plain"})
 
 
 if __name__ == "__main__":

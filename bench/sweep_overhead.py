@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from scalelab import launch
-from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, TrialSpec
+from scalelab.config import DataSpec, ModelSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
 from scalelab.sweep import SweepSpec, expand
 from scalelab.train import train
 
@@ -38,10 +38,11 @@ def main() -> None:
         batch_size=16,
         seq_len=64,
         total_steps=a.steps,
-        eval_every=50,
         eval_batch_size=32,
     )
-    spec = SweepSpec("overhead", base, grid={"seed": list(range(a.trials))})
+    spec = SweepSpec(
+        "overhead", base, grid={"seed": list(range(a.trials))}, run=RunConfig(eval_every=50)
+    )
     trials = expand(spec)
     concurrency = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as d:

@@ -18,7 +18,15 @@ import polars as pl
 import torch
 
 from scalelab import data as datasets
-from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, TrialSpec
+from scalelab.config import (
+    DataSpec,
+    ModelSpec,
+    OptimSpec,
+    RunConfig,
+    ScheduleSpec,
+    Trial,
+    TrialSpec,
+)
 from scalelab.train import build, make_optimizer, train
 
 
@@ -37,7 +45,7 @@ def bare_loop(spec: TrialSpec) -> float:
     return (time.perf_counter() - t0) / spec.total_steps
 
 
-def our_loop(spec: TrialSpec) -> float:
+def our_loop(spec: Trial) -> float:
     """Seconds per step between the first and the second-to-last logged step (no set-up)."""
     with tempfile.TemporaryDirectory() as d:
         train(spec, d)
@@ -63,16 +71,13 @@ def main() -> None:
         batch_size=a.batch,
         seq_len=a.seq_len,
         total_steps=a.steps,
-        eval_every=a.steps,
         eval_batch_size=16,
-        log_every=1,
-        noise_every=0,
-        cpus_per_worker=a.threads,
     )
+    run = RunConfig(eval_every=a.steps, log_every=1, noise_every=0, cpus_per_worker=a.threads)
     bare_loop(spec)  # warm-up: data cache, allocator
     base = bare_loop(spec)
-    ours = our_loop(spec)
-    ours_noise = our_loop(TrialSpec.from_dict({**spec.to_dict(), "noise_every": 10}))
+    ours = our_loop(Trial(spec, run))
+    ours_noise = our_loop(Trial(spec, run).replace(noise_every=10))
     tok = a.batch * a.seq_len
     print(f"model {a.size}, batch {a.batch}x{a.seq_len}, {a.steps} steps, {a.threads} thread(s)")
     print(f"bare PyTorch loop     {base * 1e3:8.2f} ms/step  {tok / base:10.0f} tokens/s")

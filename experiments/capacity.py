@@ -24,7 +24,7 @@ from functools import cache
 from pathlib import Path
 
 from scalelab import data
-from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, TrialSpec
+from scalelab.config import DataSpec, ModelSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
 from scalelab.sweep import SweepSpec
 
 LR = 2e-2  # tiny models memorise best at a high LR (6K on N=500: 1e-2 -> 1.9, 2e-2 -> 2.1 bits/P)
@@ -80,16 +80,13 @@ QUICK_BASE = TrialSpec(
     data=DataSpec("biod"),
     batch_size=128,  # sequences (people) per step
     seq_len=BIOD_SEQ,
-    eval_every=250,
-    log_every=50,
-    noise_every=0,
     knowledge_eval=True,  # p1/p2/p3 in fp32, int8 and int4 -> knowledge.json
-    cpus_per_worker=1,  # two trials at a time on 2 cores
-    device="cpu",
 )
 QUICK = SweepSpec(
     name="capacity",
     base=QUICK_BASE,
+    # two 1-core trials at a time on 2 cores
+    run=RunConfig(eval_every=250, log_every=50, noise_every=0, cpus_per_worker=1, device="cpu"),
     points=(
         points(QUICK_BASE, "biod", [500, 1000], ["6K", "14K", "25K", "55K"], [1000, 100])
         + points(QUICK_BASE, "bios", [100], ["6K"], [1000, 100], batch=32, seq_len=64)
@@ -102,17 +99,15 @@ CLUSTER_BASE = TrialSpec(
     data=DataSpec("bios"),
     batch_size=192,
     seq_len=512,
-    eval_every=1000,
-    log_every=100,
-    noise_every=0,
     knowledge_eval=True,
-    gpus_per_worker=1,
-    cpus_per_worker=4,
-    device="cuda",
+    precision="bf16",
 )
 CLUSTER = SweepSpec(
     name="capacity_cluster",
     base=CLUSTER_BASE,
+    run=RunConfig(
+        eval_every=1000, log_every=100, noise_every=0, gpus_per_worker=1, cpus_per_worker=4
+    ),
     points=(
         points(
             CLUSTER_BASE, "bios", [10_000, 20_000, 50_000], ["1M", "2M", "5M", "10M", "20M"], [1000]
@@ -136,6 +131,6 @@ def after(root: Path) -> None:
 
 
 if __name__ == "__main__":
-    from scalelab.study import main
+    from scalelab.cli import run_file
 
-    main(__file__)
+    run_file(__file__)

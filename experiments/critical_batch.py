@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, TrialSpec
+from scalelab.config import DataSpec, ModelSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
 from scalelab.sweep import SweepSpec
 
 
@@ -49,6 +49,7 @@ class Design:
     evals_per_run: int = 80  # eval points of a run at B > B_ref
     noise_batch: int = 0  # read B_simple at the target from this B's best run; 0 = B_ref
     base: TrialSpec = field(default_factory=TrialSpec)
+    run: RunConfig = field(default_factory=RunConfig)  # placement; eval_every is set per point
 
     @property
     def ref_batch(self) -> int:
@@ -122,7 +123,7 @@ def sweep(d: Design) -> SweepSpec:
         trial_point(d, n, b, lr) for n in d.sizes for b in d.batch_sizes for lr in lrs(d, n, b)
     ]
     points.sort(key=lambda p: -p["total_steps"] * p["batch_size"])  # longest runs start first
-    return SweepSpec(name=d.name, base=d.base, points=points)
+    return SweepSpec(name=d.name, base=d.base, run=d.run, points=points)
 
 
 # ---------------------------------------------------------------- presets
@@ -141,10 +142,8 @@ QUICK = Design(
         data=DataSpec("pcfg"),
         seq_len=64,
         eval_batch_size=64,
-        noise_every=5,
-        cpus_per_worker=1.0,
-        device="cpu",
     ),
+    run=RunConfig(noise_every=5, cpus_per_worker=1.0, device="cpu"),
 )
 
 CLUSTER = Design(
@@ -168,13 +167,10 @@ CLUSTER = Design(
         # cluster's shared file system; edit the path for your cluster.
         data=DataSpec("tokens", params={"path": "/data/fineweb10B/train.bin", "vocab_size": 50304}),
         seq_len=512,
-        micro_batch_size=32,
         eval_batch_size=256,
-        noise_every=20,
-        cpus_per_worker=8.0,
-        gpus_per_worker=1.0,
-        device="cuda",
+        precision="bf16",
     ),
+    run=RunConfig(micro_batch_size=32, noise_every=20, cpus_per_worker=8.0, gpus_per_worker=1.0),
 )
 
 DESIGNS = {d.name: d for d in (QUICK, CLUSTER)}
@@ -351,6 +347,6 @@ def summary(doc: dict, raw: dict, steps, per_b, median: dict, b_min: int) -> str
 
 
 if __name__ == "__main__":
-    from scalelab.study import main
+    from scalelab.cli import run_file
 
-    main(__file__)
+    run_file(__file__)

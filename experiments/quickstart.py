@@ -6,7 +6,7 @@ are what the multi-power law is fitted on; WSD is a held-out schedule.
     scalelab run experiments/quickstart.py      # or: python experiments/quickstart.py
 """
 
-from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, TrialSpec
+from scalelab.config import DataSpec, ModelSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
 from scalelab.sweep import SweepSpec
 
 STEPS = 600
@@ -29,10 +29,9 @@ SPEC = SweepSpec(
         batch_size=16,  # sequences per step
         seq_len=64,  # tokens per sequence -> 1,024 tokens per step
         total_steps=STEPS,
-        eval_every=10,
         eval_batch_size=64,
-        noise_every=10,
     ),
+    run=RunConfig(eval_every=10, noise_every=10),  # placement and cadence: not in the hash
     grid={"model.size": ["50K", "150K"], "schedule": SCHEDULES},
 )
 
@@ -82,6 +81,6 @@ def after(root):
 
 
 if __name__ == "__main__":
-    from scalelab.study import main
+    from scalelab.cli import run_file
 
-    main(__file__)
+    run_file(__file__)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, TrialSpec
+from scalelab.config import DataSpec, ModelSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
 from scalelab.sweep import SweepSpec
 
 STEPS = 1000
@@ -41,14 +41,14 @@ BASE = TrialSpec(
     batch_size=16,  # sequences per step
     seq_len=64,  # 1,024 tokens per step
     total_steps=STEPS,
-    eval_every=10,
     eval_batch_size=128,
-    noise_every=0,
 )
+RUN = RunConfig(eval_every=10, noise_every=0)
 
 SPEC = SweepSpec(
     name="schedules",
     base=BASE,
+    run=RUN,
     points=[{"schedule": s} for s in FIT + HELD_OUT]
     + [{"schedule": ScheduleSpec("cosine", WARMUP, {"final_lr": FLOOR}), "total_steps": 1500}],
 )
@@ -70,6 +70,7 @@ def validation_spec(proposal: dict, root: Path) -> SweepSpec:
     return SweepSpec(
         name="schedules_validate",
         base=BASE,
+        run=RUN,
         grid={"schedule": schedules, "seed": SEEDS},
         storage=str(root.parent / "schedules_validate"),
     )
@@ -140,6 +141,6 @@ def after(root: Path) -> None:
 
 
 if __name__ == "__main__":
-    from scalelab.study import main
+    from scalelab.cli import run_file
 
-    main(__file__)
+    run_file(__file__)

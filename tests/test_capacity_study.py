@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
 import torch
@@ -22,7 +21,15 @@ import scalelab.commands.capacity as capacity_cmd
 from scalelab import data as datasets
 from scalelab import knowledge, results
 from scalelab.commands import fit_app
-from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, TrialSpec
+from scalelab.config import (
+    DataSpec,
+    ModelSpec,
+    OptimSpec,
+    RunConfig,
+    ScheduleSpec,
+    Trial,
+    TrialSpec,
+)
 from scalelab.model import GPT, model_args
 from scalelab.quantize import channel_scales, qmax, quantize_model_, quantize_rtn, quantized
 from scalelab.train import train
@@ -99,9 +106,9 @@ N_PEOPLE = 64
 BATCH = 64
 
 
-def _spec(size: str, exposures: int, name: str) -> TrialSpec:
+def _spec(size: str, exposures: int, name: str) -> Trial:
     steps = exposures * N_PEOPLE // BATCH
-    return TrialSpec(
+    spec = TrialSpec(
         name=name,
         study="cap_test",
         model=ModelSpec(size),
@@ -111,12 +118,10 @@ def _spec(size: str, exposures: int, name: str) -> TrialSpec:
         batch_size=BATCH,
         seq_len=12,
         total_steps=steps,
-        eval_every=steps,
-        log_every=steps,
-        noise_every=0,
         knowledge_eval=True,
-        device="cpu",
+        grid={"exposures": exposures},
     )
+    return Trial(spec, RunConfig(eval_every=steps, log_every=steps, noise_every=0, device="cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +194,7 @@ if rank == 0:
 """
 
 
+@pytest.mark.integration
 def test_measure_under_fsdp_matches_one_process(tmp_path):
     """int8/int4 on FSDP2 shards (2 gloo ranks, row-sharded) = on the whole matrices."""
     script = tmp_path / "m.py"
@@ -272,11 +278,13 @@ def test_study_file_presets_expand():
     assert mod.SPEC is mod.PRESETS["quick"]
     quick = expand(mod.PRESETS["quick"])
     assert len(quick) == 18
-    assert {t.cpus_per_worker for t in quick} == {1} and all(t.knowledge_eval for t in quick)
+    assert {t.run.cpus_per_worker for t in quick} == {1}
+    assert all(t.spec.knowledge_eval for t in quick)
     # 1000 exposures of N = 500 compact people: 500·12·1000 tokens / (128·12) = 3906 steps
     t = next(t for t in quick if "6K" in t.name and "npeople500-E1000" in t.name)
-    assert t.total_steps == 3906 and t.schedule.warmup_steps == 195
+    assert t.spec.total_steps == 3906 and t.spec.schedule.warmup_steps == 195
+    assert t.spec.grid["exposures"] == 1000
     cluster = expand(mod.PRESETS["cluster"])
-    assert {t.data.name for t in cluster} == {"bios"}
-    assert min(t.data.params["n_people"] for t in cluster) == 10_000
-    assert np.all([t.device == "cuda" for t in cluster])
+    assert {t.spec.data.name for t in cluster} == {"bios"}
+    assert min(t.spec.data.params["n_people"] for t in cluster) == 10_000
+    assert all(t.run.gpus_per_worker == 1 and t.spec.precision == "bf16" for t in cluster)

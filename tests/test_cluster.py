@@ -264,23 +264,24 @@ def cluster():
 
 
 STUDY = """
-from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, TrialSpec
+from scalelab.config import DataSpec, ModelSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
 from scalelab.sweep import SweepSpec
 
 SPEC = SweepSpec(
     {name!r},
     TrialSpec(model=ModelSpec("50K"), optim=OptimSpec(lr=3e-3), schedule=ScheduleSpec("cosine", 5),
               data=DataSpec("pcfg"), batch_size=8, seq_len=32, total_steps={steps},
-              eval_every={every}, eval_batch_size=16, checkpoint_every={every}),
+              eval_batch_size=16),
     {grid},
+    run=RunConfig(eval_every={every}, checkpoint_every={every}),
     driver_resources={driver!r},
     max_failures=2,
 )
 
 if __name__ == "__main__":
-    from scalelab.study import main
+    from scalelab.cli import run_file
 
-    main(__file__)
+    run_file(__file__)
 """
 
 

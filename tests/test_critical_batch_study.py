@@ -4,8 +4,10 @@ recovers a known B_crit from synthetic curves that obey McCandlish et al.'s S(B)
 No training here: the study itself is run by `scalelab run experiments/critical_batch.py`.
 """
 
+import dataclasses
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import polars as pl
@@ -23,9 +25,17 @@ def study():
     return load(STUDY)
 
 
+def _fields(trial):
+    """A trial's spec and run fields side by side (the tests read both)."""
+    return SimpleNamespace(
+        **{f.name: getattr(trial.spec, f.name) for f in dataclasses.fields(trial.spec)},
+        **{f.name: getattr(trial.run, f.name) for f in dataclasses.fields(trial.run)},
+    )
+
+
 def test_quick_preset_is_the_design(study):
     d = study.QUICK
-    trials = expand(study.SPEC)
+    trials = [_fields(t) for t in expand(study.SPEC)]
     assert study.PRESETS["quick"] is study.SPEC
     # 2 sizes x 6 batch sizes x 3 LRs, one run each (every D is read off the same runs)
     assert len(trials) == 2 * 6 * 3
@@ -57,12 +67,12 @@ def test_quick_preset_is_the_design(study):
 
 
 def test_cluster_preset_expands_on_gpus(study):
-    trials = expand(study.PRESETS["cluster"])
+    trials = [_fields(t) for t in expand(study.PRESETS["cluster"])]
     assert len(trials) == 3 * 7 * 3
     assert {t.model.size for t in trials} == {"20M", "50M", "124M"}
     assert sorted({t.batch_size for t in trials}) == [32, 64, 128, 256, 512, 1024, 2048]
     for t in trials:
-        assert t.gpus_per_worker == 1 and t.device == "cuda" and t.seq_len == 512
+        assert t.gpus_per_worker == 1 and t.precision == "bf16" and t.seq_len == 512
         assert t.data.name == "tokens"
     ref = [t for t in trials if t.batch_size == 32]
     assert {t.total_steps * 32 * 512 for t in ref} == {max(study.CLUSTER.data_sizes)}
@@ -89,7 +99,7 @@ def synthetic_study(study, root: Path, b_crit: dict[str, float]) -> None:
     S(B) = E/B + E/B_crit steps: B_crit is the same at every D."""
     d = study.QUICK
     runs, curves = [], []
-    for t in expand(study.SPEC):
+    for t in map(_fields, expand(study.SPEC)):
         grid = study.lrs(d, t.model.size, t.batch_size)
         q = 1.0 if t.optim.lr == grid[1] else 0.6
         s = np.arange(t.eval_every, t.total_steps + 1, t.eval_every)

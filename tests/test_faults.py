@@ -25,21 +25,21 @@ import polars as pl
 import pytest
 
 from scalelab import results
-from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, TrialSpec
+from scalelab.config import DataSpec, ModelSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
 from scalelab.sweep import SweepSpec, expand
 from scalelab.train import train
 
 BIN = Path(sys.executable).parent
 
 STUDY = """
-from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, TrialSpec
+from scalelab.config import DataSpec, ModelSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
 from scalelab.sweep import SweepSpec
 
 SPEC = SweepSpec(
     "faults",
     TrialSpec(model=ModelSpec("50K"), optim=OptimSpec(lr=3e-3), schedule=ScheduleSpec("cosine", 5),
-              data=DataSpec("pcfg"), batch_size=8, seq_len=32, total_steps={steps},
-              eval_every=25, checkpoint_every=25, workers={workers}),
+              data=DataSpec("pcfg"), batch_size=8, seq_len=32, total_steps={steps}),
+    run=RunConfig(eval_every=25, checkpoint_every=25, workers={workers}),
     storage={storage!r},
     max_failures=2,
 )
@@ -155,17 +155,16 @@ BASE = TrialSpec(
     batch_size=8,
     seq_len=32,
     total_steps=30,
-    eval_every=10,
     eval_batch_size=16,
-    noise_every=0,
 )
+RUN = RunConfig(eval_every=10, noise_every=0)
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
     """A study folder with four real, completed trials."""
     root = tmp_path_factory.mktemp("collect") / "study"
-    for t in expand(SweepSpec("collect", BASE, grid={"seed": [0, 1, 2, 3]})):
+    for t in expand(SweepSpec("collect", BASE, grid={"seed": [0, 1, 2, 3]}, run=RUN)):
         train(t, root / "trials" / t.name)
     return root
 

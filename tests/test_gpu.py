@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, TrialSpec
+from scalelab.config import DataSpec, ModelSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
 from scalelab.train import train
 
 pytestmark = pytest.mark.gpu
@@ -24,10 +24,8 @@ def test_fsdp2_bf16_on_one_gpu_learns(tmp_path):
         batch_size=32,
         seq_len=256,
         total_steps=60,
-        eval_every=30,
-        fsdp=True,
-        device="cuda",
+        precision="bf16",
     )
-    rec = train(spec, tmp_path)
+    rec = train(spec, tmp_path, RunConfig(eval_every=30, fsdp=True, device="cuda"))
     assert rec["status"] == "completed" and rec["device"].startswith("cuda")
     assert rec["final_eval_loss"] < 0.8 * rec["data"]["unigram_entropy"]

@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from scalelab import launch
-from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, TrialSpec
+from scalelab.config import DataSpec, ModelSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
 from scalelab.sweep import SweepSpec
 
 BIN = Path(sys.executable).parent
@@ -28,9 +28,9 @@ BASE = TrialSpec(
     batch_size=8,
     seq_len=32,
     total_steps=40,
-    eval_every=10,
     eval_batch_size=16,
 )
+RUN = RunConfig(eval_every=10)
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +47,7 @@ def test_six_trials_with_a_diverging_one_then_rerun_skips_all(local_ray, tmp_pat
         "six",
         BASE,
         grid={"optim.lr": [1e-3, 3e-3, 80.0], "seed": [0, 1]},
+        run=RUN,
         storage=str(tmp_path / "six"),
     )
     root = launch.run(spec, wandb_mode=None, show_progress=False)
@@ -77,12 +78,25 @@ def test_six_trials_with_a_diverging_one_then_rerun_skips_all(local_ray, tmp_pat
     assert pl.read_parquet(root / "curves.parquet").equals(curves)
     assert pl.read_parquet(root / "runs.parquet").equals(runs)
 
+    # the same study placed elsewhere (2 FSDP workers, other cadences): still nothing to run
+    moved = dataclasses.replace(spec, run=RunConfig(workers=2, eval_every=5, log_every=4))
+    launch.run(moved, wandb_mode=None, show_progress=False)
+    assert {
+        t: json.loads((root / "trials" / t / "trial.json").read_text())["finished_at"]
+        for t in status
+    } == before
+    assert sorted(p.name for p in (root / "trials").iterdir()) == sorted(status)
+    # every grid key is a column of the runs table
+    assert {"grid.optim.lr", "grid.seed"} <= set(runs.columns)
+    assert sorted(runs["grid.optim.lr"].unique().to_list()) == [1e-3, 3e-3, 80.0]
+
 
 def test_two_worker_fsdp_trial_runs_through_torchtrainer_with_wandb_on_rank0(local_ray, tmp_path):
     spec = SweepSpec(
         "fsdp",
         BASE,
         points=[{"workers": 2, "total_steps": 12, "eval_every": 6}],
+        run=RUN,
         storage=str(tmp_path / "fsdp"),
     )
     root = launch.run(spec, wandb_mode="offline", show_progress=False)
@@ -97,15 +111,15 @@ def test_two_worker_fsdp_trial_runs_through_torchtrainer_with_wandb_on_rank0(loc
 
 
 STUDY = """
-from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, TrialSpec
+from scalelab.config import DataSpec, ModelSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
 from scalelab.sweep import SweepSpec
 
 SPEC = SweepSpec(
     "killme",
     TrialSpec(model=ModelSpec("50K"), optim=OptimSpec(lr=3e-3), schedule=ScheduleSpec("cosine", 5),
-              data=DataSpec("pcfg"), batch_size=8, seq_len=32, total_steps={steps},
-              eval_every=20, checkpoint_every=20, cpus_per_worker=1),
+              data=DataSpec("pcfg"), batch_size=8, seq_len=32, total_steps={steps}),
     grid={{"seed": [0, 1, 2, 3]}},
+    run=RunConfig(eval_every=20, checkpoint_every=20, cpus_per_worker=1),
     storage={storage!r},
 )
 """

@@ -5,9 +5,12 @@ import pkgutil
 import subprocess
 import sys
 
+import pytest
+
 import scalelaws
 
 
+@pytest.mark.integration
 def test_scalelaws_modules_import_without_torch_or_ray():
     mods = ["scalelaws", "scalelaws.fitting", "scalelaws.multipower", "scalelaws.schedule"]
     mods += [f"scalelaws.{m.name}" for m in pkgutil.iter_modules(scalelaws.__path__)]

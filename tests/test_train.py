@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -14,15 +13,23 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, TrialSpec
+from scalelab.config import (
+    DataSpec,
+    ModelSpec,
+    OptimSpec,
+    RunConfig,
+    ScheduleSpec,
+    Trial,
+    TrialSpec,
+)
 from scalelab.train import train
 
 BIN = Path(sys.executable).parent
 COMPARE = ["step", "tokens", "lr", "train_loss", "eval_loss", "grad_norm", "noise_scale"]
 
 
-def tiny(**kw) -> TrialSpec:
-    base = TrialSpec(
+def tiny(**kw) -> Trial:
+    spec = TrialSpec(
         name="t",
         model=ModelSpec(size="50K"),
         optim=OptimSpec(lr=3e-3),
@@ -31,11 +38,9 @@ def tiny(**kw) -> TrialSpec:
         batch_size=8,
         seq_len=32,
         total_steps=30,
-        eval_every=10,
         eval_batch_size=16,
-        noise_every=2,
     )
-    return dataclasses.replace(base, **kw)
+    return Trial(spec, RunConfig(eval_every=10, noise_every=2)).replace(**kw)
 
 
 def _cli(args, env=None, check=True):
@@ -93,6 +98,7 @@ def test_tiny_model_learns_the_pcfg_language(tmp_path):
     assert not (tmp_path / "ckpt").exists()
 
 
+@pytest.mark.integration
 def test_checkpoint_resume_after_sigkill_gives_the_same_curve(tmp_path):
     spec = tiny(checkpoint_every=5, ewa_decay=0.9)
     (tmp_path / "t.json").write_text(spec.to_json())
@@ -120,10 +126,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_fsdp_two_gloo_ranks_match_one_rank(tmp_path):
     one = tiny(total_steps=8, eval_every=4)
-    two = dataclasses.replace(one, workers=2)
+    two = one.replace(workers=2)
     (tmp_path / "one.json").write_text(one.to_json())
     (tmp_path / "two.json").write_text(two.to_json())
     _cli(["train", str(tmp_path / "one.json"), "--out", str(tmp_path / "one")])

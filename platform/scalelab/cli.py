@@ -23,18 +23,20 @@ app.add_typer(propose_app, name="propose")
 
 @app.command()
 def train(
-    trial: Annotated[Path, typer.Argument(help="TRIAL.json: a TrialSpec as JSON.")],
+    trial: Annotated[
+        Path, typer.Argument(help='TRIAL.json: {"spec": TrialSpec, "run": RunConfig} (or a spec).')
+    ],
     out: Annotated[Path, typer.Option(help="Trial folder for curve.parquet, trial.json.")],
     wandb: Annotated[str, typer.Option(help="W&B mode: offline, online or disabled.")] = "disabled",
     resume: Annotated[bool, typer.Option(help="Resume from the latest checkpoint.")] = True,
 ):
     """Run one trial in this process (or under torchrun with several ranks)."""
-    from scalelab.config import SpecError, TrialSpec
+    from scalelab.config import SpecError, Trial
     from scalelab.train import train as run_trial
 
     try:
-        spec = TrialSpec.from_json(trial.read_text()).validate()
-    except (SpecError, ValueError) as e:
+        spec = Trial.from_json(trial.read_text()).validate()
+    except (SpecError, ValueError, OSError) as e:
         raise typer.BadParameter(str(e), param_hint="TRIAL") from None
     rec = run_trial(spec, out, wandb_mode=wandb, resume=resume)
     typer.echo(
@@ -103,14 +105,29 @@ def collect(root: Annotated[Path, typer.Argument(help="Study folder, e.g. result
 
 
 @app.command()
-def demo(
-    storage: Annotated[str, typer.Option(help="Results folder; default results/quickstart.")] = "",
-    wandb: Annotated[bool, typer.Option(help="Log to W&B (WANDB_MODE, default offline).")] = True,
+def migrate(
+    root: Annotated[Path, typer.Argument(help="Study folder written by scalelab 0.1")],
+    study: Annotated[
+        Path | None, typer.Option(help="Study file (default: the sweep in study.json).")
+    ] = None,
 ):
-    """The default study end to end: run experiments/quickstart.py, collect, summarise, fit."""
-    from scalelab import demo as demo_mod
+    """Convert an old results folder in place (identity/placement split); recomputes nothing."""
+    from scalelab import study as studies
+    from scalelab.config import SpecError
+    from scalelab.migrate import migrate as run_migrate
 
-    demo_mod.run(storage=storage or None, wandb_mode=None if wandb else "disabled")
+    try:
+        spec = studies.load(study).SPEC if study is not None else None
+        done = run_migrate(root, spec)
+    except SpecError as e:
+        typer.secho(f"error: {e}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    for old, new in done["renamed"]:
+        typer.echo(f"{old} -> {new}")
+    typer.echo(
+        f"{len(done['renamed'])} trial folders migrated, {len(done['kept'])} already current, "
+        f"{len(done['unmatched'])} not in the study (left as they are)"
+    )
 
 
 def summary(root: Path) -> None:
@@ -136,6 +153,13 @@ def summary(root: Path) -> None:
 
 def main() -> None:
     app()
+
+
+def run_file(file: str) -> None:
+    """`if __name__ == "__main__": run_file(__file__)` in a study file: `scalelab run FILE`."""
+    import sys
+
+    app(["run", file, *sys.argv[1:]])
 
 
 if __name__ == "__main__":

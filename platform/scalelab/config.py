@@ -1,8 +1,14 @@
 """Trial specs: frozen, typed dataclasses; JSON only as their serialisation.
 
-Units are in the field comments. A TrialSpec is everything one training run needs; a sweep
-(sweep.py) expands into a list of them. `validate()` raises SpecError, a one-line message
-that names the field and the fix, before any trial starts.
+A trial is two things (README, "Trial identity"):
+- `TrialSpec`, its identity: everything that changes what is measured (model shape, optimiser,
+  schedule, data, batch, steps, seed, evaluation set, numeric precision). Its content hash and
+  the trial's name come from it alone.
+- `RunConfig`, its placement and cadence: workers, CPUs/GPUs, device, micro-batching, how often
+  to log, evaluate, probe the gradient noise and checkpoint. Not hashed: the same study moves
+  from a laptop to a cluster without renaming or rerunning a trial.
+Units are in the field comments. `validate()` raises SpecError, a one-line message that names
+the field and the fix, before any trial starts.
 """
 
 from __future__ import annotations
@@ -22,9 +28,32 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    size: str = "150K"  # name in model.SIZES (approx. non-embedding parameter count)
+    size: str = "150K"  # preset in model.SIZES ("" = give the shape below in full)
+    d_model: int = 0  # residual width; 0 = the preset's
+    n_layers: int = 0  # transformer blocks; 0 = the preset's
+    n_heads: int = 0  # attention heads (head_dim = d_model / n_heads, even); 0 = the preset's
     mlp: str = "gelu"  # "gelu" (GPT-2, 4x) or "gated" (LLaMA SwiGLU)
+    mlp_hidden: int = 0  # MLP hidden width; 0 = 4·d_model (gelu) or ~8/3·d_model (gated)
     norm: str = "layernorm"  # "layernorm" or "rmsnorm"
+    vocab_size: int = 0  # embedding rows; 0 = the data's vocabulary (larger pads it)
+
+    def shape(self) -> dict[str, int]:
+        """The resolved shape {d_model, n_layers, n_heads}: explicit fields over the preset."""
+        from scalelab.presets import SIZES
+
+        base = dict(SIZES.get(self.size, {}))
+        for k in ("d_model", "n_layers", "n_heads"):
+            if getattr(self, k):
+                base[k] = getattr(self, k)
+        return base
+
+    @property
+    def label(self) -> str:
+        """Preset name, or `d64L3H4` when any shape field is set."""
+        if self.size and not (self.d_model or self.n_layers or self.n_heads):
+            return self.size
+        s = self.shape()
+        return f"d{s.get('d_model')}L{s.get('n_layers')}H{s.get('n_heads')}"
 
 
 @dataclass(frozen=True)
@@ -39,9 +68,15 @@ class OptimSpec:
 
 @dataclass(frozen=True)
 class ScheduleSpec:
-    name: str = "cosine"  # a name in schedules.REGISTRY
+    name: str = "cosine"  # a name in scalelaws.schedules.REGISTRY
     warmup_steps: int = 0  # optimizer steps of linear warmup (included in total_steps)
-    params: dict[str, Any] = field(default_factory=dict)  # schedule-specific, see schedules.py
+    params: dict[str, Any] = field(default_factory=dict)  # see scalelaws/schedules.py
+
+    @property
+    def label(self) -> str:
+        """`cosine(final_lr=0.0003)`: the name and every parameter, sorted (arrays elided)."""
+        parts = [f"{k}={_short_value(v)}" for k, v in sorted(self.params.items()) if k != "values"]
+        return f"{self.name}({','.join(parts)})" if parts else self.name
 
 
 @dataclass(frozen=True)
@@ -51,8 +86,13 @@ class DataSpec:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 @dataclass(frozen=True)
 class TrialSpec:
+    """What one trial measures. `name`, `study` and `grid` are labels, not hashed."""
+
     name: str = "trial"  # stable, readable name (sweep.py builds it from the grid point)
     study: str = ""  # study name (W&B group, results folder)
     model: ModelSpec = field(default_factory=ModelSpec)
@@ -60,23 +100,15 @@ class TrialSpec:
     schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
     data: DataSpec = field(default_factory=DataSpec)
     batch_size: int = 32  # sequences per optimizer step, global (all workers together)
-    micro_batch_size: int = 0  # sequences per forward/backward per worker; 0 = batch_size / workers
     seq_len: int = 64  # tokens per sequence (0 = the data source's fixed length)
     total_steps: int = 200  # optimizer steps, warmup included
     seed: int = 0  # init seed (model weights)
-    eval_every: int = 20  # steps between eval-loss measurements (and at the last step)
     eval_batch_size: int = 64  # sequences in the fixed held-out eval batch
-    log_every: int = 1  # steps between curve rows
-    noise_every: int = 10  # steps between gradient-noise-scale measurements; 0 = off
-    checkpoint_every: int = 0  # steps between distributed checkpoints; 0 = off
     ewa_decay: float = 0.0  # EWA of the weights (Zhang et al. 2025), eval'd too; 0 = off
     knowledge_eval: bool = False  # measure per-fact losses at the end (bioS / bioD)
     diverge_loss: float = 0.0  # train loss above this = diverged; 0 = 2 x ln(vocab) + 1
-    workers: int = 1  # data-parallel ranks (FSDP2 when > 1)
-    fsdp: bool = False  # shard with FSDP2 even on one rank (e.g. one GPU)
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
-    device: str = "auto"  # "auto" (cuda if there is one), "cpu" or "cuda"
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast / FSDP2 mixed precision)
+    grid: dict[str, Any] = field(default_factory=dict)  # the grid point it came from (label)
 
     # ---- serialisation ----
     def to_dict(self) -> dict:
@@ -93,12 +125,22 @@ class TrialSpec:
     def from_json(cls, s: str) -> TrialSpec:
         return cls.from_dict(json.loads(s))
 
-    def content_hash(self) -> str:
-        """Short hash of everything that changes the result (not the name or study)."""
+    def identity(self) -> dict:
+        """What the hash covers: every field but the labels, with the model as its resolved
+        shape (a preset and the same shape written out are the same trial)."""
         d = self.to_dict()
-        d.pop("name")
-        d.pop("study")
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
+        for label in LABELS:
+            d.pop(label)
+        model = d.pop("model")
+        model.pop("size")
+        model.update(self.model.shape())
+        d["model"] = model
+        return d
+
+    def content_hash(self) -> str:
+        """Short hash of the identity (README: a trial's name and hash come from it alone)."""
+        raw = json.dumps(self.identity(), sort_keys=True, default=str)
+        return hashlib.sha256(raw.encode()).hexdigest()[:8]
 
     # ---- derived ----
     @property
@@ -110,130 +152,256 @@ class TrialSpec:
         return self.total_steps * self.tokens_per_step
 
     def lr_array(self) -> np.ndarray:
-        """Per-step LR, lr[t] used by optimizer update t (t = 0..total_steps-1)."""
+        """Per-update LR: lr[t] is used by optimizer update t (t = 0..total_steps-1)."""
         from scalelaws import schedules
 
+        s = self.schedule
         return schedules.lr_array(
-            self.schedule.name,
-            self.optim.lr,
-            self.total_steps,
-            self.schedule.warmup_steps,
-            **self.schedule.params,
+            s.name, self.optim.lr, self.total_steps, s.warmup_steps, **s.params
         )
 
     def validate(self) -> TrialSpec:
         """Check every field; raise SpecError naming the first bad one. Returns self."""
-        from scalelab import data, model
-        from scalelaws import schedules
-
-        def need(ok: bool, fld: str, msg: str) -> None:
-            if not ok:
-                raise SpecError(f"{fld}: {msg}")
-
-        need(isinstance(self.name, str) and self.name != "", "name", "must be a non-empty string")
-        need(
-            self.model.size in model.SIZES,
-            "model.size",
-            f"unknown size {self.model.size!r}; choose one of {', '.join(model.SIZES)}",
-        )
-        need(self.model.mlp in ("gelu", "gated"), "model.mlp", "must be 'gelu' or 'gated'")
-        need(
-            self.model.norm in ("layernorm", "rmsnorm"),
-            "model.norm",
-            "must be 'layernorm' or 'rmsnorm'",
-        )
-        o = self.optim
-        need(_num(o.lr) and o.lr > 0, "optim.lr", f"must be a positive number, got {o.lr!r}")
-        need(_num(o.beta1) and 0 <= o.beta1 < 1, "optim.beta1", "must be in [0, 1)")
-        need(_num(o.beta2) and 0 <= o.beta2 < 1, "optim.beta2", "must be in [0, 1)")
-        need(_num(o.weight_decay) and o.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
-        need(_num(o.grad_clip) and o.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0 = off)")
-        need(
-            _int(self.total_steps) and self.total_steps > 0,
-            "total_steps",
-            f"must be a positive int, got {self.total_steps!r}",
-        )
-        need(_int(self.workers) and self.workers >= 1, "workers", "must be an int >= 1")
-        need(
-            _int(self.batch_size) and self.batch_size > 0,
-            "batch_size",
-            f"must be a positive int, got {self.batch_size!r}",
-        )
-        need(
-            self.batch_size % self.workers == 0,
-            "batch_size",
-            f"{self.batch_size} is not divisible by workers={self.workers}; "
-            "use a multiple of the worker count",
-        )
-        per_rank = self.batch_size // self.workers
-        mb = self.micro_batch_size
-        need(
-            _int(mb) and mb >= 0 and (mb == 0 or per_rank % mb == 0),
-            "micro_batch_size",
-            f"must divide the per-worker batch {per_rank} (or be 0)",
-        )
-        need(_int(self.seq_len) and self.seq_len >= 0, "seq_len", "must be an int >= 0")
-        for f in ("eval_every", "log_every"):
-            v = getattr(self, f)
-            need(_int(v) and v > 0, f, f"must be a positive int, got {v!r}")
-        for f in ("noise_every", "checkpoint_every"):
-            v = getattr(self, f)
-            need(_int(v) and v >= 0, f, f"must be an int >= 0 (0 = off), got {v!r}")
-        need(
-            _int(self.eval_batch_size) and self.eval_batch_size > 0,
-            "eval_batch_size",
-            "must be a positive int",
-        )
-        need(
-            _num(self.ewa_decay) and 0 <= self.ewa_decay < 1,
-            "ewa_decay",
-            "must be in [0, 1) (0 = off)",
-        )
-        need(self.device in ("auto", "cpu", "cuda"), "device", "must be 'auto', 'cpu' or 'cuda'")
-        need(
-            _num(self.cpus_per_worker) and self.cpus_per_worker > 0,
-            "cpus_per_worker",
-            "must be > 0",
-        )
-        need(
-            _num(self.gpus_per_worker) and self.gpus_per_worker >= 0,
-            "gpus_per_worker",
-            "must be >= 0",
-        )
-        need(
-            self.data.name in data.REGISTRY,
-            "data.name",
-            f"unknown source {self.data.name!r}; choose one of {', '.join(data.REGISTRY)}",
-        )
-        allowed = data.param_defaults(self.data.name)
-        for k in self.data.params:
-            need(
-                k in allowed,
-                f"data.params.{k}",
-                f"unknown parameter for {self.data.name!r}; allowed: {', '.join(allowed)}",
-            )
-        w = self.schedule.warmup_steps
-        need(_int(w) and w >= 0, "schedule.warmup_steps", "must be an int >= 0")
-        need(
-            w < self.total_steps,
-            "schedule.warmup_steps",
-            f"warmup ({w}) must be shorter than total_steps ({self.total_steps})",
-        )
-        try:
-            schedules.validate(
-                self.schedule.name, o.lr, self.total_steps, w, **self.schedule.params
-            )
-        except ValueError as e:
-            raise SpecError(str(e)) from None
+        _need(isinstance(self.name, str) and self.name != "", "name", "must be a non-empty string")
+        _check_model(self.model)
+        _check_optim(self.optim)
+        _check_counts(self)
+        _check_data(self)
+        _check_schedule(self)
         return self
 
 
+LABELS = ("name", "study", "grid")  # TrialSpec fields that are not part of the identity
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Where and how a trial runs; never part of its identity (README, "Trial identity")."""
+
+    workers: int = 1  # data-parallel ranks (FSDP2 when > 1)
+    fsdp: bool = False  # shard with FSDP2 even on one rank (e.g. one GPU)
+    micro_batch_size: int = 0  # sequences per forward/backward per worker; 0 = whole share
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    device: str = "auto"  # "auto" (cuda if there is one), "cpu" or "cuda"
+    eval_every: int = 20  # steps between eval-loss measurements (and at the last step)
+    log_every: int = 1  # steps between curve rows
+    noise_every: int = 10  # steps between gradient-noise-scale measurements; 0 = off
+    checkpoint_every: int = 0  # steps between distributed checkpoints; 0 = off
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        return _from_dict(cls, d, "run.")
+
+    def validate(self, spec: TrialSpec | None = None) -> RunConfig:
+        _need(_int(self.workers) and self.workers >= 1, "workers", "must be an int >= 1")
+        _need(isinstance(self.fsdp, bool), "fsdp", f"must be true or false, got {self.fsdp!r}")
+        for f in ("eval_every", "log_every"):
+            v = getattr(self, f)
+            _need(_int(v) and v > 0, f, f"must be a positive int, got {v!r}")
+        for f in ("noise_every", "checkpoint_every", "micro_batch_size"):
+            v = getattr(self, f)
+            _need(_int(v) and v >= 0, f, f"must be an int >= 0 (0 = off), got {v!r}")
+        _need(self.device in ("auto", "cpu", "cuda"), "device", "must be 'auto', 'cpu' or 'cuda'")
+        c, g = self.cpus_per_worker, self.gpus_per_worker
+        _need(_num(c) and c > 0, "cpus_per_worker", "must be > 0")
+        _need(_num(g) and g >= 0, "gpus_per_worker", "must be >= 0")
+        if spec is not None:
+            _check_split(spec.batch_size, self)
+        return self
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One trial of a study: what it measures and where it runs."""
+
+    spec: TrialSpec
+    run: RunConfig = field(default_factory=RunConfig)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def content_hash(self) -> str:
+        return self.spec.content_hash()
+
+    def validate(self) -> Trial:
+        self.spec.validate()
+        self.run.validate(self.spec)
+        return self
+
+    def replace(self, **changes) -> Trial:
+        """A copy with fields changed, each routed to the spec or the run by its name."""
+        bad = [k for k in changes if k not in SPEC_FIELDS and k not in RUN_FIELDS]
+        if bad:
+            raise SpecError(f"{bad[0]}: unknown field of TrialSpec or RunConfig")
+        spec = {k: v for k, v in changes.items() if k in SPEC_FIELDS}
+        run = {k: v for k, v in changes.items() if k in RUN_FIELDS}
+        return Trial(dataclasses.replace(self.spec, **spec), dataclasses.replace(self.run, **run))
+
+    def to_dict(self) -> dict:
+        return {"spec": self.spec.to_dict(), "run": self.run.to_dict()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Trial:
+        """{"spec": ..., "run": ...}; a bare TrialSpec dict runs with the default RunConfig."""
+        if not isinstance(d, dict):
+            raise SpecError(f"trial: expected a mapping, got {type(d).__name__}")
+        if "spec" in d:
+            unknown = set(d) - {"spec", "run"}
+            if unknown:
+                raise SpecError(f"{sorted(unknown)[0]}: unknown key; a trial file has spec, run")
+            return cls(TrialSpec.from_dict(d["spec"]), RunConfig.from_dict(d.get("run") or {}))
+        return cls(TrialSpec.from_dict(d))
+
+    @classmethod
+    def from_json(cls, s: str) -> Trial:
+        try:
+            d = json.loads(s)
+        except json.JSONDecodeError as e:
+            raise SpecError(f"trial: not valid JSON ({e.msg} at line {e.lineno})") from None
+        return cls.from_dict(d)
+
+
+# ---- validation pieces (each raises SpecError naming the field) ----
+
+
+def _need(ok: bool, fld: str, msg: str) -> None:
+    if not ok:
+        raise SpecError(f"{fld}: {msg}")
+
+
+def _check_model(m: ModelSpec) -> None:
+    from scalelab import presets as model
+
+    if m.size:
+        _need(
+            m.size in model.SIZES,
+            "model.size",
+            f"unknown size {m.size!r}; choose one of {', '.join(model.SIZES)}, or set "
+            "size='' and give d_model, n_layers, n_heads",
+        )
+    for f in ("d_model", "n_layers", "n_heads", "mlp_hidden", "vocab_size"):
+        v = getattr(m, f)
+        _need(_int(v) and v >= 0, f"model.{f}", f"must be an int >= 0 (0 = default), got {v!r}")
+    shape = m.shape()
+    for f in ("d_model", "n_layers", "n_heads"):
+        _need(
+            shape.get(f, 0) > 0,
+            f"model.{f}",
+            "needed when model.size is '' (give the whole shape or a preset)",
+        )
+    d, h = shape["d_model"], shape["n_heads"]
+    _need(d % h == 0, "model.n_heads", f"d_model {d} is not divisible by n_heads {h}")
+    _need((d // h) % 2 == 0, "model.n_heads", f"head_dim {d // h} must be even (rotary)")
+    _need(m.mlp in model.MLPS, "model.mlp", f"must be one of {', '.join(model.MLPS)}")
+    _need(m.norm in model.NORMS, "model.norm", f"must be one of {', '.join(model.NORMS)}")
+
+
+def _check_optim(o: OptimSpec) -> None:
+    _need(_num(o.lr) and o.lr > 0, "optim.lr", f"must be a positive number, got {o.lr!r}")
+    _need(_num(o.beta1) and 0 <= o.beta1 < 1, "optim.beta1", "must be in [0, 1)")
+    _need(_num(o.beta2) and 0 <= o.beta2 < 1, "optim.beta2", "must be in [0, 1)")
+    _need(_num(o.eps) and o.eps > 0, "optim.eps", f"must be a positive number, got {o.eps!r}")
+    _need(_num(o.weight_decay) and o.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
+    _need(_num(o.grad_clip) and o.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0 = off)")
+
+
+def _check_counts(s: TrialSpec) -> None:
+    for f in ("total_steps", "batch_size", "eval_batch_size"):
+        v = getattr(s, f)
+        _need(_int(v) and v > 0, f, f"must be a positive int, got {v!r}")
+    _need(_int(s.seq_len) and s.seq_len >= 0, "seq_len", "must be an int >= 0 (0 = the data's)")
+    _need(_int(s.seed) and s.seed >= 0, "seed", f"must be an int >= 0, got {s.seed!r}")
+    _need(_num(s.ewa_decay) and 0 <= s.ewa_decay < 1, "ewa_decay", "must be in [0, 1) (0 = off)")
+    _need(
+        _num(s.diverge_loss) and s.diverge_loss >= 0,
+        "diverge_loss",
+        "must be >= 0 (0 = 2·ln(vocab) + 1)",
+    )
+    _need(isinstance(s.knowledge_eval, bool), "knowledge_eval", "must be true or false")
+    _need(s.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
+    _need(isinstance(s.grid, dict), "grid", "must be a dict (the grid point)")
+
+
+def _check_data(s: TrialSpec) -> None:
+    from scalelab import data
+
+    _need(
+        s.data.name in data.REGISTRY,
+        "data.name",
+        f"unknown source {s.data.name!r}; choose one of {', '.join(data.REGISTRY)}",
+    )
+    allowed = data.param_defaults(s.data.name)
+    for k in s.data.params:
+        _need(
+            k in allowed,
+            f"data.params.{k}",
+            f"unknown parameter for {s.data.name!r}; allowed: {', '.join(allowed)}",
+        )
+    if s.knowledge_eval:
+        _need(
+            s.data.name in data.KNOWLEDGE,
+            "knowledge_eval",
+            f"needs a knowledge source ({', '.join(data.KNOWLEDGE)}), not {s.data.name!r}",
+        )
+
+
+def _check_schedule(s: TrialSpec) -> None:
+    from scalelaws import schedules
+
+    w = s.schedule.warmup_steps
+    _need(_int(w) and w >= 0, "schedule.warmup_steps", "must be an int >= 0")
+    _need(
+        w < s.total_steps,
+        "schedule.warmup_steps",
+        f"warmup ({w}) must be shorter than total_steps ({s.total_steps})",
+    )
+    try:
+        schedules.validate(s.schedule.name, s.optim.lr, s.total_steps, w, **s.schedule.params)
+    except ValueError as e:
+        raise SpecError(str(e)) from None
+
+
+def _check_split(batch_size: int, run: RunConfig) -> None:
+    """The global batch splits evenly over workers and micro-batches."""
+    _need(
+        batch_size % run.workers == 0,
+        "batch_size",
+        f"{batch_size} is not divisible by workers={run.workers}; "
+        "use a multiple of the worker count",
+    )
+    per_rank, mb = batch_size // run.workers, run.micro_batch_size
+    _need(
+        mb == 0 or per_rank % mb == 0,
+        "micro_batch_size",
+        f"must divide the per-worker batch {per_rank} (or be 0)",
+    )
+
+
 def _num(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and np.isfinite(x)
+    return isinstance(x, int | float) and not isinstance(x, bool) and bool(np.isfinite(x))
 
 
 def _int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _short_value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, list | tuple):
+        return "[" + ",".join(_short_value(x) for x in v) + "]"
+    return str(v)
+
+
+_NESTED = {"model": ModelSpec, "optim": OptimSpec, "schedule": ScheduleSpec, "data": DataSpec}
 
 
 def _from_dict(cls: type, d: dict, prefix: str):
@@ -244,10 +412,14 @@ def _from_dict(cls: type, d: dict, prefix: str):
     kwargs = {}
     for k, v in d.items():
         if k not in fields:
-            raise SpecError(f"{prefix}{k}: unknown field; allowed: {', '.join(fields)}")
-        sub = _NESTED.get(fields[k].name) if cls is TrialSpec else None
+            hint = ""
+            if cls is TrialSpec and k in RUN_FIELDS:
+                hint = f" ({k!r} is placement: it belongs in the RunConfig)"
+            raise SpecError(f"{prefix}{k}: unknown field{hint}; allowed: {', '.join(fields)}")
+        sub = _NESTED.get(k) if cls is TrialSpec else None
         kwargs[k] = _from_dict(sub, v, f"{prefix}{k}.") if sub else v
     return cls(**kwargs)
 
 
-_NESTED = {"model": ModelSpec, "optim": OptimSpec, "schedule": ScheduleSpec, "data": DataSpec}
+SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(TrialSpec))
+RUN_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))

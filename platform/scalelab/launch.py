@@ -17,10 +17,9 @@ from pathlib import Path
 
 import polars as pl
 
-from scalelab import files, progress
-from scalelab.config import SpecError, TrialSpec
+from scalelab import files, progress, status
+from scalelab.config import SpecError, Trial
 from scalelab.sweep import SweepSpec, expand
-from scalelab.train import STATUS_DONE
 
 
 def study_dir(spec: SweepSpec, storage: str | None = None) -> Path:
@@ -38,31 +37,40 @@ def study_dir(spec: SweepSpec, storage: str | None = None) -> Path:
     return (Path(shared).absolute() if shared else Path.cwd() / "results") / spec.name
 
 
-def trial_dir(root: Path, trial: TrialSpec) -> Path:
+def trial_dir(root: Path, trial: Trial) -> Path:
     return Path(root) / "trials" / trial.name
 
 
-def is_done(root: Path, trial: TrialSpec) -> bool:
+def is_done(root: Path, trial: Trial) -> bool:
     """Finished marker: trial.json with a final status and the same content hash."""
-    path = trial_dir(root, trial) / "trial.json"
-    try:
-        rec = files.read_json(path)
-    except (OSError, ValueError):
-        return False
-    return rec.get("status") in STATUS_DONE and rec.get("content_hash") == trial.content_hash()
+    return status.is_done(trial_dir(root, trial), trial.content_hash())
 
 
-def footprint(trial: TrialSpec) -> dict[str, float]:
+def check_not_legacy(root: Path) -> None:
+    """Refuse a results folder written before the identity/placement split (its trial names
+    and hashes differ): `scalelab migrate` converts it in place, recomputing nothing."""
+    old = [p.parent.name for p in Path(root).glob("trials/*/trial.json")]
+    old = [
+        n
+        for n in old
+        if (r := status.read_record(Path(root) / "trials" / n)) and status.is_legacy(r)
+    ]
+    if old:
+        raise SpecError(
+            f"storage: {root} holds {len(old)} trial folder(s) in the old layout (e.g. {old[0]}); "
+            f"run `scalelab migrate {root}` first (renames and rewrites them, recomputes nothing)"
+        )
+
+
+def footprint(trial: Trial) -> dict[str, float]:
     """Logical resources one trial holds: the trial actor plus its Train workers, if any."""
-    if trial.workers == 1:
-        return {"CPU": trial.cpus_per_worker, "GPU": trial.gpus_per_worker}
-    return {
-        "CPU": 1 + trial.workers * trial.cpus_per_worker,
-        "GPU": trial.workers * trial.gpus_per_worker,
-    }
+    r = trial.run
+    if r.workers == 1:
+        return {"CPU": r.cpus_per_worker, "GPU": r.gpus_per_worker}
+    return {"CPU": 1 + r.workers * r.cpus_per_worker, "GPU": r.workers * r.gpus_per_worker}
 
 
-def connect(trials: list[TrialSpec], num_cpus: int | None = None) -> dict:
+def connect(trials: list[Trial], num_cpus: int | None = None) -> dict:
     """Join a running cluster (RAY_ADDRESS, or a node from `ray start`), else start a local Ray.
 
     The local Ray gets max(cores, biggest trial) logical CPUs, so a 2-worker trial (3 CPUs)
@@ -99,7 +107,7 @@ def _local_cluster_running() -> bool:
         return False
 
 
-def concurrency(trials: list[TrialSpec], resources: dict) -> int:
+def concurrency(trials: list[Trial], resources: dict) -> int:
     """Trials that fit at once, from the cluster's resources and the largest trial footprint."""
     fits = []
     for kind in ("CPU", "GPU"):
@@ -129,15 +137,9 @@ def run(
 
     trials = expand(spec)  # validates every trial before anything starts
     root = study_dir(spec, storage)
+    check_not_legacy(root)
     root.mkdir(parents=True, exist_ok=True)
-    files.write_json(
-        root / "study.json",
-        {
-            "name": spec.name,
-            "sweep": _sweep_record(spec),
-            "trials": [{"name": t.name, "content_hash": t.content_hash()} for t in trials],
-        },
-    )
+    write_study_json(root, spec, trials)
     pending = [t for t in trials if not is_done(root, t)]
     if show_progress:
         print(
@@ -174,7 +176,7 @@ def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurre
 
         scheduler = ASHAScheduler(
             time_attr="step",
-            max_t=max(t.total_steps for t in pending),
+            max_t=max(t.spec.total_steps for t in pending),
             grace_period=spec.asha.get("grace_period", 1),
             reduction_factor=spec.asha.get("reduction_factor", 3),
         )
@@ -241,12 +243,8 @@ def _mark_stopped(grid) -> None:
 def _trial_resources(config: dict) -> dict:
     """The trial actor's own resources; a multi-worker trial's Train workers ask for theirs."""
     cfg = config["trial"]
-    t = TrialSpec.from_json(cfg["spec"])
-    own = (
-        {"cpu": t.cpus_per_worker, "gpu": t.gpus_per_worker}
-        if t.workers == 1
-        else {"cpu": 1, "gpu": 0}
-    )
+    r = Trial.from_json(cfg["spec"]).run
+    own = {"cpu": r.cpus_per_worker, "gpu": r.gpus_per_worker} if r.workers == 1 else {"cpu": 1}
     return {**own, **cfg["driver_resources"]}
 
 
@@ -269,12 +267,13 @@ def _trial_fn(config: dict) -> None:
     import ray
 
     cfg = {**config["trial"], "driver_node": ray.get_runtime_context().get_node_id()}
-    spec = TrialSpec.from_json(cfg["spec"])
-    if spec.workers == 1:
+    trial = Trial.from_json(cfg["spec"])
+    spec, run = trial.spec, trial.run
+    if run.workers == 1:
         from scalelab.train import train
 
         train(
-            spec,
+            trial,
             cfg["dir"],
             wandb_mode=cfg["wandb"],
             flush_curve=cfg["asha"],
@@ -291,11 +290,11 @@ def _trial_fn(config: dict) -> None:
         _worker_fn,
         train_loop_config=cfg,
         scaling_config=ray_train.ScalingConfig(
-            num_workers=spec.workers,
-            use_gpu=spec.gpus_per_worker > 0,
+            num_workers=run.workers,
+            use_gpu=run.gpus_per_worker > 0,
             resources_per_worker={
-                "CPU": spec.cpus_per_worker,
-                **({"GPU": spec.gpus_per_worker} if spec.gpus_per_worker else {}),
+                "CPU": run.cpus_per_worker,
+                **({"GPU": run.gpus_per_worker} if run.gpus_per_worker else {}),
             },
         ),
         run_config=ray_train.RunConfig(
@@ -324,9 +323,8 @@ def _worker_fn(cfg: dict) -> None:
 
     from scalelab.train import train
 
-    spec = TrialSpec.from_json(cfg["spec"])
     train(
-        spec,
+        Trial.from_json(cfg["spec"]),
         cfg["dir"],
         wandb_mode=cfg["wandb"],
         record_extra={"driver_node": cfg["driver_node"], "rank_nodes": _rank_nodes()},
@@ -348,8 +346,20 @@ def _rank_nodes() -> list[str]:
     return nodes
 
 
-def _sweep_record(spec: SweepSpec) -> dict:
+def write_study_json(root: Path, spec: SweepSpec, trials: list[Trial]) -> None:
+    """study.json: the sweep as declared and the trials it expands to (names, hashes, points)."""
     import dataclasses
     import json
 
-    return json.loads(json.dumps(dataclasses.asdict(spec), default=str))
+    files.write_json(
+        Path(root) / "study.json",
+        {
+            "name": spec.name,
+            "sweep": json.loads(json.dumps(dataclasses.asdict(spec), default=str)),
+            "format": status.FORMAT,
+            "trials": [
+                {"name": t.name, "content_hash": t.content_hash(), "grid": t.spec.grid}
+                for t in trials
+            ],
+        },
+    )

@@ -18,8 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MLPS = ("gelu", "gated")
-NORMS = ("layernorm", "rmsnorm")
+from scalelab.presets import MLPS, NORMS, SIZES
+
+__all__ = ["GPT", "MLPS", "NORMS", "SIZES", "ModelArgs", "args_from_spec", "flops_per_token"]
+__all__ += ["gated_hidden", "model_args", "param_counts"]
+
 ROPE_BASE = 10000.0
 INIT_STD = 0.02  # GPT-2 init
 
@@ -33,6 +36,7 @@ class ModelArgs:
     seq_len: int  # max context (tokens); rotary tables are built for this length
     mlp: str = "gelu"  # "gelu": 4d GELU MLP | "gated": LLaMA SiLU-gated MLP, hidden gated_hidden(d)
     norm: str = "layernorm"  # "layernorm" (no bias) | "rmsnorm"
+    mlp_hidden: int = 0  # MLP hidden width; 0 = 4·d (gelu) or gated_hidden(d) (gated)
 
     def __post_init__(self) -> None:
         for field in ("vocab_size", "d_model", "n_layers", "n_heads", "seq_len"):
@@ -47,6 +51,8 @@ class ModelArgs:
             raise ValueError(
                 f"model.n_heads: head_dim {self.d_model // self.n_heads} must be even for rotary"
             )
+        if not isinstance(self.mlp_hidden, int) or self.mlp_hidden < 0:
+            raise ValueError(f"model.mlp_hidden: must be an int >= 0, got {self.mlp_hidden!r}")
         if self.mlp not in MLPS:
             raise ValueError(f"model.mlp: unknown {self.mlp!r}; choose one of {MLPS}")
         if self.norm not in NORMS:
@@ -55,6 +61,13 @@ class ModelArgs:
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
+
+    @property
+    def hidden(self) -> int:
+        """MLP hidden width."""
+        if self.mlp_hidden:
+            return self.mlp_hidden
+        return gated_hidden(self.d_model) if self.mlp == "gated" else 4 * self.d_model
 
 
 def gated_hidden(d_model: int) -> int:
@@ -67,34 +80,6 @@ def gated_hidden(d_model: int) -> int:
     return 8 * math.ceil(h / 8)
 
 
-# Named sizes. Shapes: head_dim >= 8, d/L between 8 and 75.
-# Below 124M the name is the approximate NON-embedding count 12·d²·L (these run on small
-# synthetic vocabularies, where total ≈ non-embedding). From 124M up the names are the
-# published GPT-2 / GPT-3 names, which count the tied 50257-token embedding too:
-#   124M = GPT-2 small (85.0M non-emb + 38.6M emb), 350M = GPT-2 medium (302M + 51.5M),
-#   760M = GPT-3 "Large" 760M (680M + 77.2M), 1B = 925M + 90.1M (d=1792, L=24, head_dim 128).
-SIZES: dict[str, dict] = {
-    # 2-layer sizes for knowledge-capacity studies (laws.md §3: widths 16-48)
-    "6K": dict(d_model=16, n_layers=2, n_heads=2),  # 6,224 non-emb
-    "14K": dict(d_model=24, n_layers=2, n_heads=3),  # 13,944
-    "25K": dict(d_model=32, n_layers=2, n_heads=4),  # 24,736
-    "50K": dict(d_model=32, n_layers=4, n_heads=4),  # 49.4K non-emb
-    "55K": dict(d_model=48, n_layers=2, n_heads=6),  # 55,536
-    "150K": dict(d_model=64, n_layers=3, n_heads=4),  # 148K
-    "500K": dict(d_model=96, n_layers=5, n_heads=6),  # 554K
-    "1M": dict(d_model=128, n_layers=5, n_heads=4),  # 984K
-    "2M": dict(d_model=160, n_layers=6, n_heads=5),  # 1.85M
-    "5M": dict(d_model=256, n_layers=6, n_heads=8),  # 4.72M
-    "10M": dict(d_model=320, n_layers=8, n_heads=5),  # 9.84M
-    "20M": dict(d_model=448, n_layers=8, n_heads=7),  # 19.3M
-    "50M": dict(d_model=512, n_layers=16, n_heads=8),  # 50.3M
-    "124M": dict(d_model=768, n_layers=12, n_heads=12),  # GPT-2 small
-    "350M": dict(d_model=1024, n_layers=24, n_heads=16),  # GPT-2 medium
-    "760M": dict(d_model=1536, n_layers=24, n_heads=16),  # GPT-3 760M
-    "1B": dict(d_model=1792, n_layers=24, n_heads=14),
-}
-
-
 def model_args(size: str, vocab_size: int, seq_len: int, **overrides) -> ModelArgs:
     """ModelArgs for a named size; `overrides` replace any field (e.g. mlp="gated")."""
     if size not in SIZES:
@@ -104,14 +89,30 @@ def model_args(size: str, vocab_size: int, seq_len: int, **overrides) -> ModelAr
     return ModelArgs(**fields)
 
 
+def args_from_spec(m, data_vocab: int, seq_len: int) -> ModelArgs:
+    """ModelArgs of a config.ModelSpec `m` on data with `data_vocab` tokens: the preset's shape
+    with any explicit d_model / n_layers / n_heads over it; vocab_size 0 = the data's."""
+    vocab = m.vocab_size or data_vocab
+    if vocab < data_vocab:
+        raise ValueError(f"model.vocab_size: {vocab} is below the data's vocabulary {data_vocab}")
+    return ModelArgs(
+        vocab_size=vocab,
+        seq_len=seq_len,
+        mlp=m.mlp,
+        norm=m.norm,
+        mlp_hidden=m.mlp_hidden,
+        **m.shape(),
+    )
+
+
 def param_counts(args: ModelArgs) -> dict[str, int]:
     """Exact parameter counts of GPT(args); the tied embedding is counted once, rotary has none.
 
-    per block: attention qkv 3d² + out d², MLP 8d² (gelu: d·4d + 4d·d) or 3·d·h (gated),
+    per block: attention qkv 3d² + out d², MLP 2·d·h (gelu, h = 4d: 8d²) or 3·d·h (gated),
     two norms 2d; final norm d; embedding V·d (also the output layer).
     """
-    d = args.d_model
-    mlp = 8 * d * d if args.mlp == "gelu" else 3 * d * gated_hidden(d)
+    d, h = args.d_model, args.hidden
+    mlp = 2 * d * h if args.mlp == "gelu" else 3 * d * h
     block = 4 * d * d + mlp + 2 * d
     non_embedding = args.n_layers * block + d
     embedding = args.vocab_size * d
@@ -190,9 +191,8 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
-        d = args.d_model
+        d, h = args.d_model, args.hidden
         self.gated = args.mlp == "gated"
-        h = gated_hidden(d) if self.gated else 4 * d
         self.fc = nn.Linear(d, h, bias=False)
         if self.gated:
             self.gate = nn.Linear(d, h, bias=False)

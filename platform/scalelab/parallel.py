@@ -68,8 +68,11 @@ def pick_device(want: str, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
-def apply_fsdp(model: torch.nn.Module, device: torch.device, world: int) -> torch.nn.Module:
-    """FSDP2: shard each transformer block, then the root (embeddings + final norm).
+def apply_fsdp(
+    model: torch.nn.Module, device: torch.device, world: int, bf16: bool = False
+) -> torch.nn.Module:
+    """FSDP2: shard each transformer block, then the root (embeddings + final norm). With bf16
+    on CUDA: bf16 compute, fp32 master weights and gradient reduction (MixedPrecisionPolicy).
 
     `prepare_model(parallel_strategy="fsdp")` needs CUDA, so we call fully_shard ourselves.
     """
@@ -78,7 +81,7 @@ def apply_fsdp(model: torch.nn.Module, device: torch.device, world: int) -> torc
 
     mesh = init_device_mesh(device.type, (world,))
     mp = MixedPrecisionPolicy()
-    if device.type == "cuda":  # bf16 compute, fp32 master weights and gradient reduction
+    if bf16 and device.type == "cuda":
         mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     for block in model.blocks:
         fully_shard(block, mesh=mesh, mp_policy=mp)

@@ -17,6 +17,8 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from scalelab import files
+from scalelab.config import RUN_FIELDS
+from scalelab.presets import SIZES
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -35,27 +37,34 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 
 def run_row(rec: dict) -> dict:
-    """One runs.parquet row from a trial.json record."""
+    """One runs.parquet row from a trial.json record (either layout: README, "Results")."""
     spec = rec["spec"]
+    run = rec.get("run") or {k: spec[k] for k in RUN_FIELDS if k in spec}  # old: inside spec
+    seq_len = rec.get("seq_len", spec["seq_len"])
+    shape = rec.get("shape") or SIZES.get(spec["model"].get("size"), {})  # old records: preset
     row = {
         "trial": rec["name"],
         "study": rec.get("study", ""),
         "status": rec["status"],
-        "model": spec["model"]["size"],
+        "content_hash": rec.get("content_hash"),
+        "model": _model_label(spec["model"]),
+        "d_model": shape.get("d_model"),
+        "n_layers": shape.get("n_layers"),
+        "n_heads": shape.get("n_heads"),
         "params": rec["params"]["non_embedding"],
         "params_total": rec["params"]["total"],
         "batch_size": spec["batch_size"],
-        "seq_len": rec.get("seq_len", spec["seq_len"]),
+        "seq_len": seq_len,
         "lr": spec["optim"]["lr"],
         "schedule": spec["schedule"]["name"],
         "warmup_steps": spec["schedule"]["warmup_steps"],
         "total_steps": spec["total_steps"],
-        "tokens": spec["total_steps"] * spec["batch_size"] * rec.get("seq_len", spec["seq_len"]),
+        "tokens": spec["total_steps"] * spec["batch_size"] * seq_len,
         "tokens_seen": rec.get("tokens_seen"),
         "steps_done": rec.get("steps_done"),
         "data": spec["data"]["name"],
         "seed": spec["seed"],
-        "workers": spec["workers"],
+        "workers": run.get("workers", 1),
         "final_train_loss": rec.get("final_train_loss"),
         "final_eval_loss": rec.get("final_eval_loss"),
         "best_eval_loss": rec.get("best_eval_loss"),
@@ -63,14 +72,50 @@ def run_row(rec: dict) -> dict:
         "wall_s": rec.get("wall_s"),
         "flops_per_token": rec.get("flops_per_token"),
         "error": rec.get("error"),
-        "spec": json.dumps(spec, sort_keys=True),
+        "spec": json.dumps({k: v for k, v in spec.items() if k not in RUN_FIELDS}, sort_keys=True),
+        "run": json.dumps(run, sort_keys=True),
     }
+    row.update(grid_columns(rec.get("grid") or {}))
     for k, v in (rec.get("knowledge") or {}).items():
         if isinstance(v, int | float):
             row[f"knowledge.{k}"] = v
-    for k, v in _flat(spec).items():
+    for k, v in _flat({k: v for k, v in spec.items() if k != "grid"}).items():
         row.setdefault(f"spec.{k}", v)
     return row
+
+
+def grid_columns(point: dict) -> dict:
+    """`grid.<key>` per grid key: scalars as they are; a structured value (a schedule) gets a
+    readable label there and its fields flattened under `grid.<key>.<field>`."""
+    out = {}
+    for key, value in point.items():
+        if isinstance(value, dict):
+            out[f"grid.{key}"] = _label(value)
+            for k, v in _flat(value).items():
+                out[f"grid.{key}.{k}"] = v
+        elif isinstance(value, list | tuple):
+            out[f"grid.{key}"] = json.dumps(value)
+        else:
+            out[f"grid.{key}"] = value
+    return out
+
+
+def _label(d: dict) -> str:
+    """`cosine(final_lr=0.0003)` for a schedule dict; sorted k=v for any other dict."""
+    if "name" in d and "params" in d:
+        from scalelab.config import ScheduleSpec
+
+        return ScheduleSpec(d["name"], d.get("warmup_steps", 0), d["params"]).label
+    return ",".join(f"{k}={v}" for k, v in sorted(d.items()))
+
+
+def _model_label(m: dict) -> str:
+    """Preset name, or d64L3H4 when the shape is given explicitly."""
+    if m.get("size") and not any(m.get(k) for k in ("d_model", "n_layers", "n_heads")):
+        return m["size"]
+    from scalelab.config import ModelSpec
+
+    return ModelSpec(**m).label
 
 
 def _readable_parquet(path: Path) -> bool:

@@ -1,7 +1,8 @@
 """Study files: `experiments/<study>.py` declares `SPEC = SweepSpec(...)` (pure data).
 
 Optionally it defines `after(root: Path) -> None`, run once the sweep has finished (analysis,
-follow-up sweeps). `scalelab run FILE` and `python FILE` (via `main`) do the same thing.
+follow-up sweeps). `scalelab run FILE` and `python FILE` (ending in
+`from scalelab.cli import run_file; run_file(__file__)`) do the same thing.
 """
 
 from __future__ import annotations
@@ -65,10 +66,3 @@ def run_module(
     if after is not None:
         after(root)
     return root
-
-
-def main(file: str) -> None:
-    """`if __name__ == "__main__": main(__file__)` in a study file: same as `scalelab run FILE`."""
-    from scalelab.cli import app
-
-    app(["run", file, *sys.argv[1:]])

@@ -1,10 +1,13 @@
-"""SweepSpec: a study declared as data, expanded into TrialSpecs with stable names.
+"""SweepSpec: a study declared as data, expanded into Trials with stable names.
 
-A grid maps dotted TrialSpec fields to value lists and is crossed; `points` adds explicit grid
-points. Two budget keys are not spec fields: `tokens` (total training tokens; sets total_steps
-= tokens / (batch_size x seq_len)) and `exposures` (knowledge data: passes over every person).
+A grid maps dotted fields to value lists and is crossed; `points` adds explicit grid points.
+A key names a TrialSpec field (identity: `model.size`, `optim.lr`, `batch_size`, `schedule`,
+`data.params.n_people`, ...), a RunConfig field (placement: `eval_every`, `workers`, ...: they
+never enter a trial's name or hash), or one of two budget keys that are not spec fields:
+`tokens` (total training tokens; sets total_steps = tokens // (batch_size x seq_len)) and
+`exposures` (knowledge data: passes over every person). Every trial keeps its grid point.
 
-    SweepSpec(name="lr_batch", base=TrialSpec(...),
+    SweepSpec(name="lr_batch", base=TrialSpec(...), run=RunConfig(eval_every=50),
               grid={"model.size": ["150K", "500K"], "batch_size": [16, 64],
                     "optim.lr": [1e-3, 3e-3], "seed": [0, 1]})
 """
@@ -19,17 +22,31 @@ from typing import Any
 
 import numpy as np
 
-from scalelab.config import DataSpec, ModelSpec, OptimSpec, ScheduleSpec, SpecError, TrialSpec
+from scalelab.config import (
+    _NESTED,
+    RUN_FIELDS,
+    RunConfig,
+    ScheduleSpec,
+    SpecError,
+    Trial,
+    TrialSpec,
+)
 
 BUDGET_KEYS = ("tokens", "exposures")
+STEP_KEYS = ("tokens", "exposures", "total_steps")  # each sets the step count: one at most
+# grid keys already shown by the fixed part of a name (N<size>-B<batch>-lr<lr>-<schedule>-s<seed>)
+_IN_NAME = ("model.size", "batch_size", "optim.lr", "schedule", "schedule.name", "seed")
+_SHORT = {"tokens": "D", "exposures": "E", "model.d_model": "d", "model.n_layers": "L"}
+_SHORT |= {"model.n_heads": "H"}
 
 
 @dataclass(frozen=True)
 class SweepSpec:
     name: str  # study name: results/<name>/, W&B group
-    base: TrialSpec = field(default_factory=TrialSpec)  # defaults for every trial
+    base: TrialSpec = field(default_factory=TrialSpec)  # identity defaults for every trial
     grid: dict[str, list] = field(default_factory=dict)  # dotted field -> values (crossed)
     points: list[dict] = field(default_factory=list)  # extra explicit grid points
+    run: RunConfig = field(default_factory=RunConfig)  # placement defaults for every trial
     storage: str = ""  # results folder (local or a mounted shared FS); "" = see launch.study_dir
     max_failures: int = 1  # retries of a failed trial (Tune) and of a failed worker group (Train)
     asha: dict | None = None  # e.g. {"metric": "eval_loss", "grace_period": 100}; None = full runs
@@ -38,17 +55,25 @@ class SweepSpec:
     def validate(self) -> SweepSpec:
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][\w.-]*", self.name):
             raise SpecError(f"name: {self.name!r} must be letters, digits, '_', '-' or '.'")
+        if not isinstance(self.base, TrialSpec):
+            raise SpecError("base: must be a TrialSpec (placement goes in run=RunConfig(...))")
+        if not isinstance(self.run, RunConfig):
+            raise SpecError("run: must be a RunConfig")
         if not isinstance(self.grid, dict):
             raise SpecError("grid: must be a dict of dotted field -> list of values")
         for key, values in self.grid.items():
             _check_key(key, "grid")
             if not isinstance(values, list | tuple) or len(values) == 0:
                 raise SpecError(f"grid.{key}: must be a non-empty list of values")
+        if not isinstance(self.points, list | tuple):
+            raise SpecError("points: must be a list of dicts (dotted field -> value)")
         for i, p in enumerate(self.points):
             if not isinstance(p, dict):
                 raise SpecError(f"points[{i}]: must be a dict of dotted field -> value")
             for key in p:
                 _check_key(key, f"points[{i}]")
+            _check_overlaps(list(p), f"points[{i}]")
+        _check_overlaps(list(self.grid), "grid")
         if not isinstance(self.max_failures, int) or self.max_failures < 0:
             raise SpecError("max_failures: must be an int >= 0")
         if self.asha is not None:
@@ -58,51 +83,64 @@ class SweepSpec:
                     f"asha.{sorted(unknown)[0]}: unknown; allowed: metric, "
                     "grace_period, reduction_factor"
                 )
+        if not isinstance(self.driver_resources, dict):
+            raise SpecError("driver_resources: must be a dict of Ray resource -> amount")
         return self
 
 
-def expand(spec: SweepSpec) -> list[TrialSpec]:
+def grid_points(spec: SweepSpec) -> list[dict[str, Any]]:
+    """The crossed grid, then the explicit points (the base trial alone if there are none)."""
+    keys = list(spec.grid)
+    combos = itertools.product(*(spec.grid[k] for k in keys)) if keys else []
+    points = [dict(zip(keys, c, strict=True)) for c in combos]
+    points += [dict(p) for p in spec.points]
+    return points or [{}]
+
+
+def expand(spec: SweepSpec) -> list[Trial]:
     """All trials of a sweep, validated, in a stable order with stable, unique names."""
     spec.validate()
-    keys = list(spec.grid)
-    points = (
-        [
-            dict(zip(keys, combo, strict=True))
-            for combo in itertools.product(*(spec.grid[k] for k in keys))
-        ]
-        if keys
-        else []
-    )
-    points += [dict(p) for p in spec.points]
-    if not points:
-        points = [{}]  # no grid and no points: the base trial alone
-    trials, seen = [], {}
-    for point in points:
-        trial = _apply(spec.base, point, spec.name)
-        try:
-            trial.validate()
-        except SpecError as e:
-            where = ", ".join(f"{k}={_short(v)}" for k, v in point.items())
-            raise SpecError(f"{e} (grid point {where})") from None
-        if trial.name in seen:
+    trials: list[Trial] = []
+    seen: dict[str, dict] = {}
+    for point in grid_points(spec):
+        trial = make_trial(spec, point)
+        first = seen.setdefault(trial.content_hash(), point)
+        if first is not point:
             raise SpecError(
-                f"grid: two grid points give the same trial {trial.name!r}; "
-                "remove the duplicate value"
+                f"grid: points {_where(first)} and {_where(point)} give the same trial "
+                "(identical identity); remove one, or make them differ in what they measure"
             )
-        seen[trial.name] = True
         trials.append(trial)
     return trials
 
 
+def make_trial(spec: SweepSpec, point: dict[str, Any]) -> Trial:
+    """The validated Trial of one grid point (errors name the point)."""
+    try:
+        trial = _apply(spec, point)
+        return trial.validate()
+    except SpecError as e:
+        raise SpecError(f"{e} (grid point {_where(point)})" if point else str(e)) from None
+
+
+def _where(point: dict) -> str:
+    return ", ".join(f"{k}={_short(v)}" for k, v in point.items()) or "{}"
+
+
 def _check_key(key: str, where: str) -> None:
-    if key in BUDGET_KEYS or key in ("model", "optim", "schedule", "data"):
+    if not isinstance(key, str):
+        raise SpecError(f"{where}: keys must be dotted field names, got {key!r}")
+    if key in BUDGET_KEYS or key in _NESTED or key in RUN_FIELDS:
         return
     parts = key.split(".")
     cls = TrialSpec
     for i, part in enumerate(parts):
         names = {f.name: f for f in dataclasses.fields(cls)}
-        if part not in names:
-            raise SpecError(f"{where}.{key}: unknown field {part!r}; allowed: {', '.join(names)}")
+        if part not in names or (cls is TrialSpec and part in ("name", "study", "grid")):
+            allowed = [n for n in names if n not in ("name", "study", "grid")]
+            if cls is TrialSpec:
+                allowed += list(RUN_FIELDS) + list(BUDGET_KEYS)
+            raise SpecError(f"{where}.{key}: unknown field {part!r}; allowed: {', '.join(allowed)}")
         sub = _NESTED.get(part) if cls is TrialSpec else None
         if part == "params" and i < len(parts) - 1:
             return  # free-form schedule/data params, checked when each trial validates
@@ -113,28 +151,43 @@ def _check_key(key: str, where: str) -> None:
         cls = sub
 
 
-_NESTED = {"model": ModelSpec, "optim": OptimSpec, "schedule": ScheduleSpec, "data": DataSpec}
+def _check_overlaps(keys: list[str], where: str) -> None:
+    """One value per field: `schedule` with `schedule.name`, or `tokens` with `total_steps`,
+    would let one silently win over the other."""
+    for a, b in itertools.combinations(dict.fromkeys(keys), 2):
+        if a.startswith(b + ".") or b.startswith(a + "."):
+            raise SpecError(f"{where}: {a!r} and {b!r} both set {min(a, b, key=len)!r}; keep one")
+    steps = [k for k in dict.fromkeys(keys) if k in STEP_KEYS]
+    if len(steps) > 1:
+        raise SpecError(
+            f"{where}: {' and '.join(map(repr, steps))} both set the step count; keep one"
+        )
 
 
-def _apply(base: TrialSpec, point: dict[str, Any], study: str) -> TrialSpec:
-    d = base.to_dict()
-    d["study"] = study
-    budget = {k: point[k] for k in BUDGET_KEYS if k in point}
+def _apply(spec: SweepSpec, point: dict[str, Any]) -> Trial:
+    d, run = spec.base.to_dict(), spec.run.to_dict()
     for key, value in point.items():
         if key in BUDGET_KEYS:
             continue
         if dataclasses.is_dataclass(value):
             value = dataclasses.asdict(value)
-        node, parts = d, key.split(".")
+        node, parts = (run if key in RUN_FIELDS else d), key.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = dict(value) if isinstance(value, dict) else value
+    d |= {"study": spec.name, "grid": {k: _plain(v) for k, v in point.items()}}
     trial = TrialSpec.from_dict(d)
-    if "exposures" in budget:
-        trial = _with_exposures(trial, budget["exposures"])
-    if "tokens" in budget:
-        trial = _with_tokens(trial, budget["tokens"])
-    return dataclasses.replace(trial, name=trial_name(trial, point))
+    if "exposures" in point:
+        trial = _with_exposures(trial, point["exposures"])
+    if "tokens" in point:
+        trial = _with_tokens(trial, point["tokens"])
+    trial = dataclasses.replace(trial, name=trial_name(trial, point))
+    return Trial(trial, RunConfig.from_dict(run))
+
+
+def _plain(v: Any) -> Any:
+    """A grid value as plain data (dataclasses become dicts), as trial.json stores it."""
+    return dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
 
 
 def _seq_len(trial: TrialSpec) -> int:
@@ -147,7 +200,7 @@ def _seq_len(trial: TrialSpec) -> int:
 
 def _with_tokens(trial: TrialSpec, tokens: int) -> TrialSpec:
     """Budget in tokens -> optimizer steps (rounded down; at least one)."""
-    if not isinstance(tokens, int | float) or tokens <= 0:
+    if not isinstance(tokens, int | float) or isinstance(tokens, bool) or not tokens > 0:
         raise SpecError(f"tokens: must be a positive number of training tokens, got {tokens!r}")
     steps = max(1, int(tokens // (trial.batch_size * _seq_len(trial))))
     return dataclasses.replace(trial, total_steps=steps)
@@ -157,7 +210,7 @@ def _with_exposures(trial: TrialSpec, exposures: float) -> TrialSpec:
     """Knowledge data: `exposures` passes over every person (Allen-Zhu & Li 2024 use 100, 1000)."""
     from scalelab import data
 
-    if not isinstance(exposures, int | float) or exposures <= 0:
+    if not isinstance(exposures, int | float) or isinstance(exposures, bool) or not exposures > 0:
         raise SpecError(f"exposures: must be a positive number, got {exposures!r}")
     src = data.build(trial.data.name, seed=trial.data.seed, **trial.data.params)
     if not getattr(src, "tokens_per_epoch", None):
@@ -169,20 +222,21 @@ def _with_exposures(trial: TrialSpec, exposures: float) -> TrialSpec:
 
 
 def trial_name(trial: TrialSpec, point: dict[str, Any]) -> str:
-    """Readable and stable: N150K-B32-lr3e-3-cosine-s0 (+ other grid keys) + content hash."""
+    """Readable and stable: N150K-B32-lr3e-3-cosine-s0 (+ other identity grid keys) + hash.
+    Placement keys (RunConfig fields) never enter the name."""
     parts = [
-        f"N{trial.model.size}",
+        f"N{trial.model.label}",
         f"B{trial.batch_size}",
         f"lr{_short(trial.optim.lr)}",
         trial.schedule.name,
         f"s{trial.seed}",
     ]
     for key, value in point.items():
-        if key in ("model.size", "batch_size", "optim.lr", "schedule", "schedule.name", "seed"):
+        if key in _IN_NAME or key in RUN_FIELDS:
             continue
-        label = {"tokens": "D", "exposures": "E"}.get(key, key.split(".")[-1])
         if isinstance(value, dict) or dataclasses.is_dataclass(value):
             continue  # structured values show up in the hash
+        label = _SHORT.get(key, key.split(".")[-1])
         parts.append(f"{label}{_short(value)}")
     name = "-".join(re.sub(r"[^A-Za-z0-9.+-]", "", str(p)) for p in parts)
     return f"{name}-{trial.content_hash()[:6]}"
@@ -197,6 +251,8 @@ def _short(v: Any) -> str:
         for unit, div in (("G", 10**9), ("M", 10**6), ("K", 10**3)):
             if v >= div and v % (div // 10) == 0:
                 return f"{v / div:g}{unit}"
+    if isinstance(v, ScheduleSpec):
+        return v.label
     return str(v)
 
 

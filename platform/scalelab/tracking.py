@@ -15,8 +15,9 @@ from scalelab import files
 
 
 class Tracker:
-    def __init__(self, spec, out: Path, wandb_mode: str | None):
+    def __init__(self, trial, out: Path, wandb_mode: str | None):
         self.out, self.run, self._last = Path(out), None, 0.0
+        spec = trial.spec
         if wandb_mode and wandb_mode != "disabled":
             import wandb
 
@@ -26,7 +27,8 @@ class Tracker:
                 group=spec.study or None,
                 name=spec.name,
                 id=_run_id(spec),
-                config=spec.to_dict(),
+                # grid keys at the top level: W&B's parallel coordinates work across the group
+                config={**spec.grid, "spec": spec.to_dict(), "run": trial.run.to_dict()},
                 dir=str(self.out),
                 mode=wandb_mode,
                 resume="allow",

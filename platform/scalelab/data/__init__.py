@@ -25,6 +25,9 @@ REGISTRY: dict[str, type[Source]] = {
 }
 
 
+KNOWLEDGE = ("bios", "biod")  # sources with facts to measure (knowledge_eval)
+
+
 def _source_class(name: str) -> type[Source]:
     if name not in REGISTRY:
         raise ValueError(f"data.name: unknown source {name!r}; choose one of {', '.join(REGISTRY)}")
@@ -50,6 +53,7 @@ __all__ = [
     "BOS",
     "EOS",
     "IGNORE_INDEX",
+    "KNOWLEDGE",
     "PAD",
     "REGISTRY",
     "BioDSource",

@@ -1,0 +1,301 @@
+"""The per-worker training loop of one trial; rank 0 writes the trial's curve and trial.json.
+
+Runs the same in a plain process, under torchrun, and inside a Ray Train worker. World size
+> 1 means FSDP2 (gloo on CPU, NCCL on GPU). The pieces: `setup` (process group, device, data,
+model, optimizer, record), `resume` (latest checkpoint), `Loop` (one update per step, the
+rows it logs, evals, checkpoints), `Recorder` (what is written), `step.py` (the update
+itself) and `noise.py` (the gradient noise scale).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from scalelab import checkpoint, knowledge, parallel
+from scalelab import data as datasets
+from scalelab.config import RunConfig, Trial, TrialSpec
+from scalelab.model import GPT, args_from_spec, flops_per_token, param_counts
+from scalelab.train.noise import NoiseScale
+from scalelab.train.recorder import Recorder, new_record
+from scalelab.train.step import apply_update, forward_backward, micro_chunks
+
+
+class Diverged(Exception):
+    pass
+
+
+class Stopped(Exception):
+    """Raised by an on_log callback when a scheduler (ASHA) ends the trial early."""
+
+
+def build(spec: TrialSpec, device: torch.device):
+    """Data source and model (single-device code) for a spec."""
+    source = datasets.build(spec.data.name, seed=spec.data.seed, **spec.data.params)
+    seq_len = spec.seq_len or source.seq_len
+    if source.seq_len and seq_len != source.seq_len:
+        raise ValueError(f"seq_len: {spec.data.name!r} needs seq_len={source.seq_len} (or 0)")
+    args = args_from_spec(spec.model, source.vocab_size, seq_len)
+    torch.manual_seed(spec.seed)  # same init on every rank before sharding
+    model = GPT(args).to(device)
+    return source, model, seq_len
+
+
+def make_optimizer(model, spec: TrialSpec):
+    """AdamW; weight decay on 2-D weights only (nanoGPT)."""
+    o = spec.optim
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": o.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
+
+
+@dataclass
+class Setup:
+    """Everything a trial's loop needs, built once per process."""
+
+    trial: Trial
+    rank: int
+    world: int
+    device: torch.device
+    source: object
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    seq_len: int
+    autocast: object
+    params: list = field(default_factory=list)
+    ewa: list = field(default_factory=list)
+
+
+def setup(trial: Trial) -> tuple[Setup, dict]:
+    """Process group, device, data, model (sharded if FSDP), optimizer; the starting record."""
+    spec, run = trial.spec, trial.run
+    rank, world, local_rank = parallel.init_distributed(run.device, force=run.fsdp)
+    if world != run.workers:
+        raise ValueError(f"workers: run asks for {run.workers} ranks but {world} are running")
+    device = parallel.pick_device(run.device, local_rank)
+    parallel.keep_freed_memory()
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, int(run.cpus_per_worker)))
+    source, model, seq_len = build(spec, device)
+    a = model.args
+    facts = {
+        "shape": {
+            "d_model": a.d_model,
+            "n_layers": a.n_layers,
+            "n_heads": a.n_heads,
+            "mlp_hidden": a.hidden,
+            "vocab_size": a.vocab_size,
+        },
+        "params": param_counts(model.args),
+        "flops_per_token": flops_per_token(model.args),
+        "seq_len": seq_len,
+        "data": source.describe(),
+        "world_size": world,
+        "device": str(device),
+        "torch": torch.__version__,
+    }
+    bf16 = spec.precision == "bf16"
+    sharded = world > 1 or run.fsdp
+    if sharded:
+        parallel.apply_fsdp(model, device, world, bf16=bf16)
+    # bf16: FSDP2 mixed precision on CUDA; autocast everywhere else
+    autocast = nullcontext()
+    if bf16 and not (sharded and device.type == "cuda"):
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16)
+    params = list(model.parameters())
+    opt = make_optimizer(model, spec)
+    ewa = [p.detach().clone() for p in params] if spec.ewa_decay else []
+    s = Setup(trial, rank, world, device, source, model, opt, seq_len, autocast, params, ewa)
+    return s, facts
+
+
+class Loop:
+    """The optimizer steps of one trial, from `start` to total_steps."""
+
+    def __init__(self, s: Setup, rec: Recorder, noise: NoiseScale, on_log, flush_curve: bool):
+        self.s, self.rec, self.noise = s, rec, noise
+        self.on_log, self.flush = on_log, flush_curve
+        spec, run = s.trial.spec, s.trial.run
+        self.spec, self.run = spec, run
+        self.lrs = spec.lr_array()
+        self.per_rank = spec.batch_size // s.world
+        self.micro = run.micro_batch_size or self.per_rank
+        eval_tokens = s.source.eval_batch(spec.eval_batch_size, s.seq_len)
+        self.eval_rows = torch.tensor_split(eval_tokens, s.world)[s.rank].to(s.device)
+        self.diverge_at = spec.diverge_loss or 2 * math.log(s.source.vocab_size) + 1
+        self.noise_value: float | None = None
+        self.crash_at = int(os.environ.get("SCALELAB_KILL_AT_STEP", "0"))  # fault injection
+
+    def loss_fn(self, mb: torch.Tensor) -> torch.Tensor:
+        return self.s.model(*datasets.inputs_targets(mb))[1]
+
+    def evaluate(self) -> float:
+        """Mean loss per token on the fixed held-out batch (all ranks' shares)."""
+        s = self.s
+        s.model.eval()
+        with torch.no_grad(), s.autocast:
+            _, tok = s.model(*datasets.inputs_targets(self.eval_rows), reduction="none")
+            mask = self.eval_rows[:, 1:] != -100
+            total, n = parallel.all_reduce_sum(
+                [float(tok[mask].sum()), float(mask.sum())], s.device
+            )
+        s.model.train()
+        return total / n
+
+    def evaluate_ewa(self) -> float:
+        params = self.s.params
+        backup = [p.detach().clone() for p in params]
+        torch._foreach_copy_([p.data for p in params], self.s.ewa)
+        loss = self.evaluate()
+        torch._foreach_copy_([p.data for p in params], backup)
+        return loss
+
+    def step(self, step: int) -> tuple[float, float]:
+        """Update `step` (0-based): returns (train loss averaged over ranks, grad norm)."""
+        s, spec, run = self.s, self.spec, self.run
+        lr = float(self.lrs[step])
+        batch = s.source.batch(step, spec.batch_size, s.seq_len, s.rank, s.world).to(s.device)
+        probe = bool(run.noise_every) and step % run.noise_every == 0
+        chunks = micro_chunks(self.per_rank, self.micro, probe)
+        stats = forward_backward(
+            self.loss_fn, batch, s.params, chunks, probe, spec.optim.grad_clip, s.autocast
+        )
+        if stats.g2_small is not None:  # grad norm is measured before clipping
+            b = spec.batch_size
+            self.noise_value = self.noise.update(b // 2, b, stats.g2_small, stats.grad_norm**2)
+        apply_update(s.opt, s.params, lr, s.ewa, spec.ewa_decay)
+        (loss,) = parallel.all_reduce_sum([stats.loss], s.device)
+        return loss / s.world, stats.grad_norm
+
+    def run_steps(self, start: int) -> None:
+        spec, run = self.spec, self.run
+        t_log, tok_log = time.time(), start * spec.tokens_per_step
+        self.s.model.train()
+        for step in range(start, spec.total_steps):
+            train_loss, gn = self.step(step)
+            done = step + 1
+            last = done == spec.total_steps
+            bad = not math.isfinite(train_loss) or train_loss > self.diverge_at
+            if done % run.log_every and done % run.eval_every and not last and not bad:
+                continue
+            now = time.time()
+            tokens = done * spec.tokens_per_step
+            row = {
+                "step": done,
+                "tokens": tokens,
+                "lr": float(self.lrs[step]),
+                "train_loss": train_loss,
+                "eval_loss": None,
+                "ewa_eval_loss": None,
+                "grad_norm": gn,
+                "noise_scale": self.noise_value,
+                "tokens_per_s": (tokens - tok_log) / max(now - t_log, 1e-9),
+                "elapsed_s": now - self.rec.t_start,
+            }
+            t_log, tok_log = now, tokens
+            if bad:
+                self.rec.rows.append(row)
+                raise Diverged(f"train loss {train_loss:.4g} at step {done}")
+            self.log_row(row, done, last)
+
+    def log_row(self, row: dict, done: int, last: bool) -> None:
+        spec, run = self.spec, self.run
+        if done % run.eval_every == 0 or last:
+            row["eval_loss"] = self.evaluate()
+            if self.s.ewa:
+                row["ewa_eval_loss"] = self.evaluate_ewa()
+        self.rec.add(row, spec.total_steps)
+        if row["eval_loss"] is not None:
+            if self.flush:
+                self.rec.flush_curve()
+            if self.on_log and not last:  # the last row is reported once trial.json is written
+                self.on_log(row)
+        if run.checkpoint_every and done % run.checkpoint_every == 0 and not last:
+            self.save(done)
+        if done == self.crash_at and self.s.rank == 0:  # as if the OOM killer hit
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def save(self, done: int) -> None:
+        s = self.s
+        extra = {"meta": {"noise": [*self.noise.state(), self.noise_value]}}
+        if s.ewa:
+            extra["tensors"] = {"ewa": s.ewa}
+        checkpoint.save(self.rec.out, done, s.model, s.opt, extra, self.rec.rows, s.rank)
+
+
+def resume_state(s: Setup, out: Path, noise: NoiseScale) -> tuple[int, list[dict], float | None]:
+    """(first step, curve rows so far, noise value) from the latest checkpoint, if any."""
+    ckpt = checkpoint.latest(out)
+    if ckpt is None:
+        return 0, [], None
+    meta, rows = checkpoint.load(ckpt, s.model, s.opt, {"ewa": s.ewa} if s.ewa else None)
+    noise.load(meta["noise"])
+    return meta["step"], rows, meta["noise"][2]
+
+
+def train(
+    spec: TrialSpec | Trial,
+    out_dir: str | Path,
+    run: RunConfig | None = None,
+    *,
+    on_log: Callable[[dict], None] | None = None,
+    wandb_mode: str | None = None,
+    resume: bool = True,
+    flush_curve: bool = False,
+    record_extra: dict | None = None,
+) -> dict:
+    """Train one trial; return its trial.json record (on every rank).
+
+    on_log(row) is called on every rank at each eval step and at the end (Ray reporting).
+    flush_curve rewrites curve.parquet at every eval, for trials a scheduler may stop early.
+    """
+    t_start = time.time()
+    trial = spec if isinstance(spec, Trial) else Trial(spec, run or RunConfig())
+    trial.validate()
+    out = Path(out_dir)
+    s, facts = setup(trial)
+    rec = Recorder(out, new_record(trial, **facts, **(record_extra or {})), s.rank, t_start)
+    if s.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        checkpoint.clear_partial(out)
+    parallel.barrier()
+    noise = NoiseScale()
+    start, rows, noise_value = resume_state(s, out, noise) if resume else (0, [], None)
+    if start:
+        rec.record["resumed_from"] = start
+    rec.rows = rows
+    rec.start(trial, wandb_mode)
+    loop = Loop(s, rec, noise, on_log, flush_curve)
+    loop.noise_value = noise_value
+    status, error, diverged_step = "completed", None, None
+    try:
+        try:
+            loop.run_steps(start)
+        except Diverged as e:
+            status, error, diverged_step = "diverged", str(e), rec.rows[-1]["step"]
+        except Stopped as e:
+            status, error = "stopped", str(e)
+        if status == "completed" and trial.spec.knowledge_eval:
+            rec.record["knowledge"] = knowledge.measure(s.model, s.source, s.device, out, s.rank)
+    except Exception as e:  # anything after the start ends the trial as failed, then re-raises
+        rec.finish("failed", f"{type(e).__name__}: {e}")
+        raise
+    record = rec.finish(status, error, diverged_step)
+    if s.rank == 0:
+        checkpoint.clear(out)
+    if on_log and status == "completed":
+        on_log(rec.rows[-1])
+    parallel.barrier()
+    return record
