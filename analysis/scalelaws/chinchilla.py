@@ -121,7 +121,7 @@ def _parabola(label: str, t: RunsTable, idx: np.ndarray) -> tuple[dict[str, Any]
             )
         )
     # FLOPs per token as a function of N within the slice (exactly 6N under "6ND").
-    fpt = np.polyfit(np.log(n), np.log(flops / d), 1) if np.unique(n).size > 1 else None
+    fpt = np.polyfit(np.log(n), np.log(flops / d), 1)
 
     def d_at(log_n: float) -> float:
         return c / float(np.exp(np.polyval(fpt, log_n)))
@@ -158,8 +158,8 @@ def _parabola(label: str, t: RunsTable, idx: np.ndarray) -> tuple[dict[str, Any]
         "n_opt_lo": math.exp(xm + lo) if np.isfinite(lo) else float("nan"),
         "n_opt_hi": math.exp(xm + hi) if np.isfinite(hi) else float("nan"),
         "d_opt": d_at(xm + xs),
-        "d_opt_lo": d_at(xm + hi) if np.isfinite(hi) else float("nan"),
-        "d_opt_hi": d_at(xm + lo) if np.isfinite(lo) else float("nan"),
+        "d_opt_lo": min(d_at(xm + hi), d_at(xm + lo)) if np.isfinite(lo) else float("nan"),
+        "d_opt_hi": max(d_at(xm + hi), d_at(xm + lo)) if np.isfinite(lo) else float("nan"),
         "loss_min": c0 - c1 * c1 / (4 * c2),
         "curvature": c2,
         "extrapolated": not n.min() <= n_opt <= n.max(),
@@ -197,11 +197,10 @@ class IsoFLOPFit(Result):
         """95% confidence intervals of the fitted power laws (mean, not a new run) at `flops`:
         {"n": (2, m), "d": (2, m)}."""
         log_c = np.log(np.atleast_1d(np.asarray(flops, float)))
-        ok = self.slices
-        lc = np.log([s["flops"] for s in ok])
+        lc = np.log([s["flops"] for s in self.slices])
         out = {}
         for key in ("n", "d"):
-            res = _ols(lc, np.log([s[f"{key}_opt"] for s in ok]))
+            res = _ols(lc, np.log([s[f"{key}_opt"] for s in self.slices]))
             exog = sm.add_constant(log_c, has_constant="add")
             ci = res.get_prediction(exog).conf_int(alpha=1 - level)
             out[key] = np.exp(ci.T)
