@@ -274,6 +274,29 @@ def test_isoflop_flags_extrapolated_minimum_and_three_point_slices():
     assert np.isnan(s21["n_opt_lo"]) and s21["n_min"] < s21["n_opt"] < s21["n_max"]
 
 
+def test_isoflop_flags_noisy_slices_and_compute_spread():
+    df = _isoflop_frame()
+    rng = np.random.default_rng(5)
+    noisy = df.with_columns(  # the 1e19 slice: noise far above its curvature
+        final_eval_loss=pl.when(pl.col("budget") == 1e19)
+        .then(pl.col("final_eval_loss") + pl.Series(rng.normal(0, 0.1, df.height)))
+        .otherwise(pl.col("final_eval_loss"))
+    )
+    iso = ch.fit_isoflop(noisy, budget_col="budget", on_bad_slice="skip")
+    wide = [d for d in iso.diagnostics if d.code == "NON_IDENTIFIABLE"]
+    assert [d.subject for d in wide] == ["1e+19"]
+    s = next(s for s in iso.slices if s["label"] == "1e+19")
+    assert s["n_opt_hi"] - s["n_opt_lo"] > s["n_opt"]
+    # runs of one budget spread over 2x in compute: SLICE_SPREAD on every slice
+    spread = df.with_columns(
+        tokens_seen=pl.col("tokens_seen") * pl.Series(np.tile([0.7, 1.4, 1.0], 12))
+    )
+    iso = ch.fit_isoflop(spread, budget_col="budget")
+    assert {d.subject for d in iso.diagnostics if d.code == "SLICE_SPREAD"} == {
+        "1e+18", "1e+19", "1e+20", "1e+21"
+    }  # fmt: skip
+
+
 # --------------------------------------------------------------------------- side by side
 
 
