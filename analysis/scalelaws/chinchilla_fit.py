@@ -49,7 +49,6 @@ COMPUTE: dict[str, str] = {
 }
 
 PARAMS = ("E", "A", "B", "alpha", "beta")  # the law, as reported
-DERIVED = ("n_exponent", "d_exponent", "G")  # N* ∝ C^n_exponent, D* ∝ C^d_exponent
 
 
 # --------------------------------------------------------------------------- runs table
