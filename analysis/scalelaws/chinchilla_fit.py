@@ -1,0 +1,441 @@
+"""Chinchilla approach 3: the loss surface L(N, D) = E + A/N^α + B/D^β, and the runs table
+that approaches 2 and 3 share. Use it through `scalelaws.chinchilla`.
+
+Hoffmann et al. 2022 (arXiv 2203.15556) §3.3, as re-fitted by Besiroglu et al. 2024
+(arXiv 2404.10102): fit log L̂ = LSE(a − α log N, b − β log D, e) (A = e^a, B = e^b, E = e^e)
+with Huber δ = 1e-3 on log L, L-BFGS-B from Besiroglu's grid of 4500 starts. The objective is
+evaluated on the whole grid at once and L-BFGS-B runs from the `n_starts` best points only.
+Intervals: percentile bootstrap over runs (or over `group_col` groups), each resample refitted
+from the full-data optimum. Compute-optimal allocation in closed form for C = k·N·D (k = 6 by
+default): N* = G·(C/k)^{β/(α+β)}, D* = (C/k)/N*, G = (αA/(βB))^{1/(α+β)}.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from scalelaws.diagnostics import Diagnostic
+from scalelaws.fitting import DELTA, Law, Param, metrics, minimise, single_blas_thread
+from scalelaws.result import Result
+
+HOFFMANN = "Hoffmann et al. 2022, Training Compute-Optimal Large Language Models, arXiv 2203.15556"
+BESIROGLU = "Besiroglu et al. 2024, Chinchilla Scaling: A replication attempt, arXiv 2404.10102"
+PORIAN = "Porian et al. 2024, Resolving Discrepancies in Compute-Optimal Scaling, arXiv 2406.19146"
+
+# Diagnostic codes of this module: code -> what it means and what to do.
+CODES: dict[str, str] = {
+    "PARAM_AT_BOUND": "a fitted parameter sits on its bound; widen the bound or add runs that vary it",
+    "NON_IDENTIFIABLE": "a 95% interval is wider than the estimate; add runs along N or D",
+    "TERM_FLAT": "the N or D term barely varies over the runs; its exponent is not determined",
+    "BOOTSTRAP_FAILURES": "some bootstrap refits did not converge and were skipped",
+    "NO_INTERVAL": "no interval could be computed (too few points or no bootstrap)",
+    "OPTIMUM_OUTSIDE_SLICE": "an isoFLOP minimum is extrapolated; add runs past that end",
+    "SLICE_SKIPPED": "an isoFLOP slice was unusable and skipped; see the message",
+    "SLICE_SPREAD": "a slice's runs differ a lot in compute; pass budget_col or narrow gap_dex",
+    "APPROACHES_DISAGREE": "approach-2 and approach-3 optima differ beyond their intervals",
+    "COMPUTE_CONVENTION_MISMATCH": "the fits compared use different FLOPs conventions",
+    "EXTRAPOLATION": "a proposal lies outside the fitted compute range",
+}
+
+COMPUTE: dict[str, str] = {
+    "6ND": "C = 6·N·D (N = the parameter column)",
+    "flops_per_token": "C = flops_per_token·D (FLOPs per token from the model shape: 6N + attention)",
+    "total": "C = the total-FLOPs column as given",
+}
+
+PARAMS = ("E", "A", "B", "alpha", "beta")  # the law, as reported
+
+
+# --------------------------------------------------------------------------- runs table
+
+
+@dataclass(frozen=True)
+class RunsTable:
+    """One row per usable run: N, D, final loss, training compute C, bootstrap group."""
+
+    n: np.ndarray
+    d: np.ndarray
+    loss: np.ndarray
+    flops: np.ndarray
+    groups: np.ndarray
+    info: dict[str, Any]
+
+    @property
+    def flops_per_nd(self) -> float:
+        """k in C = k·N·D: 6 under "6ND", else the median of C/(N·D) over the runs."""
+        return float(np.median(self.flops / (self.n * self.d)))
+
+
+def runs_table(
+    frame: pl.DataFrame,
+    *,
+    params_col: str | None = None,
+    tokens_col: str = "tokens_seen",
+    loss_col: str = "final_eval_loss",
+    flops_col: str = "flops_per_token",
+    compute: str = "6ND",
+    statuses: tuple[str, ...] | None = ("completed",),
+    group_col: str | None = None,
+) -> RunsTable:
+    """Pick and check the columns. `params_col=None` uses `params`, else `params_total`.
+    `flops_col` is read only when compute is "flops_per_token" (FLOPs per token) or "total"
+    (total training FLOPs). Rows whose `status` is not in `statuses` (when the frame has a
+    status column), or with a missing, non-finite or non-positive value, are dropped and
+    counted in info."""
+    if compute not in COMPUTE:
+        raise ValueError(f"compute={compute!r}: use one of {sorted(COMPUTE)} ({COMPUTE})")
+    if not isinstance(frame, pl.DataFrame):
+        raise TypeError(f"expected a polars DataFrame, got {type(frame).__name__}")
+    if params_col is None:
+        params_col = "params" if "params" in frame.columns else "params_total"
+    cols = [params_col, tokens_col, loss_col] + ([flops_col] if compute != "6ND" else [])
+    missing = [c for c in cols + ([group_col] if group_col else []) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"frame lacks columns {missing}; it has {frame.columns}")
+    rows = frame.height
+    if statuses is not None and "status" in frame.columns:
+        frame = frame.filter(pl.col("status").is_in(list(statuses)))
+    by_status = rows - frame.height
+    ok = pl.all_horizontal(
+        [pl.col(c).cast(pl.Float64).is_finite().fill_null(False) for c in cols]
+        + [pl.col(c).cast(pl.Float64).fill_null(0.0) > 0 for c in cols]
+    )
+    frame = frame.filter(ok)
+    n, d, loss = (frame[c].cast(pl.Float64).to_numpy() for c in cols[:3])
+    if compute == "6ND":
+        flops = 6.0 * n * d
+    elif compute == "flops_per_token":
+        flops = frame[flops_col].cast(pl.Float64).to_numpy() * d
+    else:
+        flops = frame[flops_col].cast(pl.Float64).to_numpy()
+    groups = frame[group_col].to_numpy() if group_col else np.arange(frame.height)
+    k = flops / (n * d) if frame.height else np.array([np.nan])
+    info = {
+        "columns": {"params": params_col, "tokens": tokens_col, "loss": loss_col}
+        | ({"flops": flops_col} if compute != "6ND" else {}),
+        "compute": compute,
+        "compute_convention": COMPUTE[compute],
+        "rows": rows,
+        "rows_used": frame.height,
+        "rows_dropped_status": by_status,
+        "rows_dropped_invalid": rows - by_status - frame.height,
+        "flops_per_nd_range": [float(k.min()), float(k.max())],
+    }
+    return RunsTable(n, d, loss, flops, groups, info)
+
+
+# --------------------------------------------------------------------------- the law
+
+# Fit coordinates θ = (a, b, e, α, β); bounds are wide (a, b up to 80 allow α·log N ≈ 60).
+LAW_PARAMS = (
+    Param("a", -10.0, 80.0, 6.0, log=False),
+    Param("b", -10.0, 80.0, 6.0, log=False),
+    Param("e", -10.0, 5.0, 0.5, log=False),
+    Param("alpha", 0.0, 3.0, 0.3, log=False),
+    Param("beta", 0.0, 3.0, 0.3, log=False),
+)
+
+
+def _terms(theta: np.ndarray, x: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, ...]:
+    a, b, e, alpha, beta = theta
+    ln_n, ln_d = x
+    return np.exp(a - alpha * ln_n), np.exp(b - beta * ln_d), np.full_like(ln_n, np.exp(e))
+
+
+def _jacobian(theta: np.ndarray, x: tuple[np.ndarray, np.ndarray]):
+    tn, td, te = _terms(theta, x)
+    jac = np.column_stack([tn, td, te, -x[0] * tn, -x[1] * td])
+    return tn + td + te, jac
+
+
+LAW = Law(
+    name="chinchilla",
+    params=LAW_PARAMS,
+    predict=lambda theta, x: sum(_terms(theta, x)),
+    jacobian=_jacobian,
+    reference=f"{HOFFMANN} §3.3; {BESIROGLU}",
+)
+
+
+def besiroglu_grid() -> np.ndarray:
+    """Besiroglu et al.'s starts (a, b, e, α, β): a, b ∈ {0, 5, …, 25}, e ∈ {−1, −0.5, …, 1},
+    α, β ∈ {0, 0.5, …, 2}: 6·6·5·5·5 = 4500 points."""
+    axes = (np.arange(0, 30, 5), np.arange(0, 30, 5), np.arange(-1, 1.5, 0.5))
+    axes += (np.arange(0, 2.5, 0.5), np.arange(0, 2.5, 0.5))
+    return np.array(list(itertools.product(*axes)), dtype=float)
+
+
+def grid_objective(
+    grid: np.ndarray, ln_n: np.ndarray, ln_d: np.ndarray, ln_loss: np.ndarray, w: np.ndarray, delta
+) -> np.ndarray:
+    """Σ w·Huber_δ(LSE(a − α ln N, b − β ln D, e) − ln L) for every row of `grid`, vectorised
+    in chunks of about 2e6 elements."""
+    out = np.empty(len(grid))
+    step = max(1, 2_000_000 // max(1, ln_n.size))
+    for i in range(0, len(grid), step):
+        g = grid[i : i + step]
+        pred = np.logaddexp(g[:, [0]] - g[:, [3]] * ln_n, g[:, [1]] - g[:, [4]] * ln_d)
+        r = np.logaddexp(pred, g[:, [2]]) - ln_loss
+        ar = np.abs(r)
+        out[i : i + step] = np.where(ar <= delta, 0.5 * r * r, delta * (ar - 0.5 * delta)) @ w
+    return out
+
+
+# --------------------------------------------------------------------------- result
+
+
+def _reported(theta: np.ndarray) -> dict[str, float]:
+    a, b, e, alpha, beta = (float(v) for v in theta)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_g = (np.log(alpha) + a - np.log(beta) - b) / (alpha + beta)
+        return {
+            "E": float(np.exp(e)),
+            "A": float(np.exp(a)),
+            "B": float(np.exp(b)),
+            "alpha": alpha,
+            "beta": beta,
+            "n_exponent": beta / (alpha + beta),
+            "d_exponent": alpha / (alpha + beta),
+            "G": float(np.exp(log_g)),
+        }
+
+
+def _optimal(theta: np.ndarray, flops: np.ndarray, k: float) -> tuple[np.ndarray, np.ndarray]:
+    """Closed-form N*, D* for C = k·N·D. θ: (..., 5) -> arrays broadcast over θ's leading axes
+    and `flops`."""
+    theta = np.asarray(theta, float)
+    a, b, _, alpha, beta = (theta[..., i, None] for i in range(5))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        log_g = (np.log(alpha) + a - np.log(beta) - b) / (alpha + beta)
+        log_c = np.log(np.asarray(flops, float) / k)
+        log_n = log_g + beta / (alpha + beta) * log_c
+        return np.exp(log_n), np.exp(log_c - log_n)
+
+
+@dataclass(frozen=True)
+class ChinchillaFit(Result):
+    """Approach 3 fit. params: E, A, B, alpha, beta (the law) and n_exponent = β/(α+β),
+    d_exponent = α/(α+β), G (the allocation N* = G·(C/k)^n_exponent). intervals: 95% percentile
+    bootstrap of all of them. samples: the bootstrap refits in fit coordinates (a, b, e, α, β),
+    kept so that intervals at new budgets can be computed after `load`. log_residuals:
+    ln L − ln L̂ per run."""
+
+    params: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
+    metrics: dict[str, float]
+    diagnostics: tuple[Diagnostic, ...]
+    info: dict[str, Any]
+    samples: tuple[tuple[float, ...], ...] = ()
+    log_residuals: tuple[float, ...] = ()
+
+    @property
+    def theta(self) -> np.ndarray:
+        p = self.params
+        return np.array([np.log(p["A"]), np.log(p["B"]), np.log(p["E"]), p["alpha"], p["beta"]])
+
+    def predict(self, n, d) -> np.ndarray:
+        """Loss L(N, D) = E + A/N^α + B/D^β."""
+        x = (np.log(np.asarray(n, float)), np.log(np.asarray(d, float)))
+        x = tuple(np.atleast_1d(v) for v in np.broadcast_arrays(*x))
+        return LAW.predict(self.theta, x)
+
+    def optimal(self, flops) -> tuple[np.ndarray, np.ndarray]:
+        """Compute-optimal (N*, D*) at training compute `flops` (C = k·N·D, k in info)."""
+        n, d = _optimal(self.theta, np.atleast_1d(flops), self.info["flops_per_nd"])
+        return n, d
+
+    def optimal_intervals(self, flops, level: float = 0.95) -> dict[str, np.ndarray]:
+        """Percentile intervals of N*, D*, D*/N* and the loss at the optimum from the bootstrap
+        samples: {"n": (2, m), "d": (2, m), "tokens_per_param": (2, m), "loss": (2, m)};
+        NaN when the fit has no samples."""
+        flops = np.atleast_1d(np.asarray(flops, float))
+        if not self.samples:
+            nan = np.full((2, flops.size), np.nan)
+            return {"n": nan, "d": nan, "tokens_per_param": nan, "loss": nan}
+        s = np.asarray(self.samples, float)
+        n, d = _optimal(s, flops, self.info["flops_per_nd"])  # (S, m)
+        loss = np.exp(s[:, [0]]) / n ** s[:, [3]] + np.exp(s[:, [1]]) / d ** s[:, [4]]
+        loss = loss + np.exp(s[:, [2]])
+        q = [50 * (1 - level), 100 - 50 * (1 - level)]
+        return {
+            name: np.nanpercentile(v, q, axis=0)
+            for name, v in (("n", n), ("d", d), ("tokens_per_param", d / n), ("loss", loss))
+        }
+
+
+# --------------------------------------------------------------------------- fit
+
+
+def fit_loss_surface(
+    frame: pl.DataFrame,
+    *,
+    params_col: str | None = None,
+    tokens_col: str = "tokens_seen",
+    loss_col: str = "final_eval_loss",
+    flops_col: str = "flops_per_token",
+    compute: str = "6ND",
+    statuses: tuple[str, ...] | None = ("completed",),
+    group_col: str | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    delta: float = DELTA,
+    n_starts: int = 8,
+) -> ChinchillaFit:
+    """Approach 3: fit L(N, D) = E + A/N^α + B/D^β to one final loss per run (module doc).
+
+    `compute` is the FLOPs convention ("6ND", "flops_per_token", "total"; see COMPUTE); it sets
+    the fitted compute range and k in C = k·N·D for the closed-form optimum (k = 6 under "6ND",
+    else the median of C/(N·D) over the runs). `delta`: Huber threshold on ln L; δ → 0 (say
+    1e-8) is least absolute deviations, which Besiroglu et al.'s published point estimate
+    effectively used. `n_boot` = 0 skips the bootstrap (no intervals).
+    ValueError with fewer runs than the law's 5 parameters, or when N or D does not vary.
+    """
+    t = runs_table(
+        frame,
+        params_col=params_col,
+        tokens_col=tokens_col,
+        loss_col=loss_col,
+        flops_col=flops_col,
+        compute=compute,
+        statuses=statuses,
+        group_col=group_col,
+    )
+    if t.loss.size < len(LAW_PARAMS):
+        raise ValueError(
+            f"approach 3 fits 5 parameters (E, A, B, alpha, beta) but only {t.loss.size} usable "
+            f"runs remain ({t.info['rows']} rows, see info counts): give at least 5 runs"
+        )
+    for name, v in (("N", t.n), ("D", t.d)):
+        if np.unique(v).size < 2:
+            raise ValueError(f"{name} takes one value only: its term of L(N, D) cannot be fitted")
+    x = (np.log(t.n), np.log(t.d))
+    k = 6.0 if compute == "6ND" else t.flops_per_nd
+    grid = besiroglu_grid()
+    w = np.ones_like(t.loss)
+    first = grid_objective(grid, *x, np.log(t.loss), w, delta)
+    best = [grid[i] for i in np.argsort(first)[:n_starts]]
+    theta, fun, finfo = minimise(LAW, x, t.loss, best, delta=delta, max_starts=n_starts)
+
+    samples, failed = [], 0
+    if n_boot > 0:
+        labels, inverse = np.unique(t.groups, return_inverse=True)
+        rng = np.random.default_rng(seed)
+        with single_blas_thread():
+            for _ in range(n_boot):
+                counts = np.bincount(
+                    rng.integers(0, labels.size, labels.size), minlength=labels.size
+                )
+                try:
+                    th, _, _ = minimise(
+                        LAW, x, t.loss, [theta], weights=counts[inverse].astype(float),
+                        delta=delta, max_starts=1,
+                    )  # fmt: skip
+                except (RuntimeError, ValueError):
+                    failed += 1
+                    continue
+                samples.append(tuple(float(v) for v in th))
+    params = _reported(theta)
+    intervals: dict[str, tuple[float, float]] = {}
+    if samples:
+        rep = [_reported(np.array(s)) for s in samples]
+        for name in params:
+            v = np.array([r[name] for r in rep])
+            with np.errstate(invalid="ignore"):  # G is inf for a sample with beta = 0
+                lo, hi = np.nanpercentile(v, [2.5, 97.5])
+            intervals[name] = (float(lo), float(hi))
+
+    yhat = LAW.predict(theta, x)
+    diags = _diagnostics(theta, params, intervals, n_boot, failed, x, yhat)
+    info = {
+        "method": "approach 3: L(N,D) = E + A/N^alpha + B/D^beta; "
+        "log L̂ = LSE(a - alpha log N, b - beta log D, e), Huber on log loss, L-BFGS-B",
+        "reference": LAW.reference,
+        "delta": delta,
+        "starts": f"Besiroglu grid ({len(grid)} points) evaluated, L-BFGS-B from the best {n_starts}",
+        "interval_method": "95% percentile bootstrap over "
+        + (f"groups of {group_col!r}" if group_col else "runs")
+        + ", each resample refitted from the full-data optimum",
+        "n_boot": n_boot,
+        "boot_failed": failed,
+        "seed": seed,
+        "flops_per_nd": k,
+        "optimum": f"closed form for C = k·N·D with k = {k:.4g}: N* = G·(C/k)^(beta/(alpha+beta)),"
+        " D* = (C/k)/N*, G = (alpha·A/(beta·B))^(1/(alpha+beta))",
+        "flops_range": [float(t.flops.min()), float(t.flops.max())],
+        "n_range": [float(t.n.min()), float(t.n.max())],
+        "d_range": [float(t.d.min()), float(t.d.max())],
+        **finfo,
+        **t.info,
+    }
+    return ChinchillaFit(
+        params=params,
+        intervals=intervals,
+        metrics=metrics(t.loss, yhat) | {"objective": float(fun), "n_points": int(t.loss.size)},
+        diagnostics=tuple(diags),
+        info=info,
+        samples=tuple(samples),
+        log_residuals=tuple((np.log(t.loss) - np.log(yhat)).tolist()),
+    )
+
+
+def wide_interval(
+    name: str, value: float, lo, hi, action: str = "add runs", subject: str | None = None
+) -> list[Diagnostic]:
+    """NON_IDENTIFIABLE when the 95% interval (lo, hi) is wider than |value|."""
+    lo, hi = (float("nan") if v is None else float(v) for v in (lo, hi))
+    if not (np.isfinite(lo) and np.isfinite(hi)) or hi - lo <= abs(value):
+        return []
+    msg = f"{name} = {value:.4g} but its 95% interval ({lo:.4g}, {hi:.4g}) is wider than it"
+    return [Diagnostic("NON_IDENTIFIABLE", "warning", msg, action, subject or name)]
+
+
+def _diagnostics(theta, params, intervals, n_boot, failed, x, yhat) -> list[Diagnostic]:
+    diags = []
+    for name, term, what in zip(("alpha", "beta"), _terms(theta, x), "ND", strict=False):
+        spread = float(np.ptp(term))
+        if spread < 0.01 * float(np.mean(yhat)):
+            diags.append(
+                Diagnostic(
+                    "TERM_FLAT",
+                    "warning",
+                    f"the {what} term varies by {spread:.3g} over the runs, < 1% of the loss: "
+                    f"the fit found no {what} dependence to use",
+                    f"vary {what} over a wider range, or check the runs",
+                    name,
+                )
+            )
+    for p, v in zip(LAW_PARAMS, theta, strict=True):
+        tol = 1e-4 * (p.hi - p.lo)  # L-BFGS-B stops short of a bound on a flat direction
+        if v <= p.lo + tol or v >= p.hi - tol:
+            side = "lower" if v <= p.lo + tol else "upper"
+            diags.append(
+                Diagnostic(
+                    "PARAM_AT_BOUND",
+                    "warning",
+                    f"{p.name} = {v:.4g} is at its {side} bound [{p.lo}, {p.hi}]",
+                    "the data do not constrain it: add runs that vary N and D more widely",
+                    p.name,
+                )
+            )
+    for name in PARAMS:
+        lo, hi = intervals.get(name, (np.nan, np.nan))
+        diags += wide_interval(name, params[name], lo, hi, "read n_exponent and G, or add runs")
+    if n_boot == 0:
+        diags.append(
+            Diagnostic("NO_INTERVAL", "info", "n_boot = 0: no intervals", "pass n_boot >= 200", "")
+        )
+    elif failed:
+        diags.append(
+            Diagnostic(
+                "BOOTSTRAP_FAILURES",
+                "warning" if failed > 0.05 * n_boot else "info",
+                f"{failed} of {n_boot} bootstrap refits did not converge and were skipped",
+                "intervals use the rest; many failures mean a poorly constrained fit",
+            )
+        )
+    return diags
