@@ -316,7 +316,7 @@ def test_ray_job_submit_runs_a_study_across_nodes_with_drivers_pinned_to_the_hea
         "multi",
         steps=30,
         every=10,
-        grid='points=[{"workers": 1}, {"workers": 2}]',
+        grid='points=[{"workers": 1, "seed": 0}, {"workers": 2, "seed": 1}]',
         driver={"driver": 1},
     )
     storage = tmp_path / "shared"  # SCALELAB_STORAGE: the one results root of the cluster

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -175,3 +176,44 @@ def test_huge_lr_is_recorded_as_diverged(tmp_path):
     assert rec["diverged_step"] in range(1, 40)
     assert json.loads((tmp_path / "trial.json").read_text())["status"] == "diverged"
     assert _curve(tmp_path)["step"][-1] == rec["diverged_step"]
+
+
+# one example of every registered schedule, with warmup (array: its values include the warmup)
+SCHEDULES = {
+    "constant": ScheduleSpec("constant", 3),
+    "cosine": ScheduleSpec("cosine", 3, {"final_lr": 3e-4}),
+    "wsd": ScheduleSpec("wsd", 3, {"decay_steps": 5, "shape": "exp", "final_lr": 3e-4}),
+    "step": ScheduleSpec("step", 3, {"milestones": [6, 9], "factor": 0.5}),
+    "wsdcon": ScheduleSpec("wsdcon", 3, {"drop_step": 8, "value": 1e-3}),
+    "array": ScheduleSpec("array", 0, {"values": [3e-3 * (i + 1) / 12 for i in range(12)]}),
+}
+
+
+def test_every_registered_schedule_is_the_lr_the_optimizer_uses(tmp_path):
+    """The optimizer's LR at update t is scalelaws.schedules.lr_array(...)[t], and the curve row
+    after s updates logs lr[s - 1] (docs/laws.md §5): one source for trainer and laws."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    from scalelaws import schedules
+
+    assert set(SCHEDULES) == set(schedules.REGISTRY)
+    used: list[float] = []
+    hook = register_optimizer_step_pre_hook(
+        lambda opt, args, kwargs: used.append(opt.param_groups[0]["lr"])
+    )
+    try:
+        for name, sched in SCHEDULES.items():
+            used.clear()
+            t = tiny(
+                model=ModelSpec("6K"), schedule=sched, total_steps=12, log_every=1, noise_every=0
+            )
+            train(t, tmp_path / name)
+            want = schedules.lr_array(
+                sched.name, t.spec.optim.lr, 12, sched.warmup_steps, **sched.params
+            )
+            np.testing.assert_array_equal(used, want, err_msg=name)
+            curve = _curve(tmp_path / name)
+            assert curve["step"].to_list() == list(range(1, 13))
+            np.testing.assert_array_equal(curve["lr"].to_numpy(), want, err_msg=name)
+    finally:
+        hook.remove()
