@@ -6,7 +6,7 @@ are what the multi-power law is fitted on; WSD is a held-out schedule.
     scalelab run experiments/quickstart.py      # or: python experiments/quickstart.py
 """
 
-from scalelab.config import DataSpec, ModelSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
+from scalelab.config import DataSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
 from scalelab.sweep import SweepSpec
 
 STEPS = 600
@@ -22,8 +22,7 @@ SCHEDULES = [
 
 SPEC = SweepSpec(
     name="quickstart",
-    base=TrialSpec(
-        model=ModelSpec("50K"),
+    base=TrialSpec(  # the model comes from the grid
         optim=OptimSpec(lr=PEAK),
         data=DataSpec("pcfg"),
         batch_size=16,  # sequences per step

@@ -1,13 +1,19 @@
 """Distributed checkpoints (torch.distributed.checkpoint) of a trial, resumed exactly.
 
-Layout under the trial folder:  ckpt/step_000123/{.metadata, *.distcp, meta.json, curve.parquet}
-A checkpoint is written to `ckpt/tmp-step_*` and renamed when complete, so a kill mid-save
-leaves the previous checkpoint intact. The data position is the step itself (data sources are
-deterministic in (seed, step)), so resuming needs no data-loader state.
+Layout under the trial folder:
+    ckpt/step_000123/{.metadata, *.distcp, meta.json, curve.parquet, manifest.json}
+A checkpoint is written to `ckpt/tmp-step_*`, then its manifest (sha256 and size of every
+file), then renamed when complete, so a kill mid-save leaves the previous checkpoint intact.
+Resume verifies the manifest first and refuses a checkpoint whose files differ from it (a
+damaged or half-copied checkpoint, a file added by hand): the trainer moves it aside to
+`ckpt/bad-step_*` and starts from the previous good one or from scratch. torch DCP unpickles
+its metadata, so a results folder is trusted like code (README, "Trust"). The data position
+is the step itself (sources are deterministic in (seed, step)): no data-loader state.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -18,10 +24,66 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 
 from scalelab import files, parallel
 
+MANIFEST = "manifest.json"
+
+
+class BadCheckpoint(RuntimeError):
+    """A checkpoint whose files do not match its manifest (or that has none)."""
+
 
 def latest(trial_dir: Path) -> Path | None:
-    done = sorted((Path(trial_dir) / "ckpt").glob("step_*/meta.json"))
-    return done[-1].parent if done else None
+    done = candidates(trial_dir)
+    return done[-1] if done else None
+
+
+def candidates(trial_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    return [p.parent for p in sorted((Path(trial_dir) / "ckpt").glob("step_*/meta.json"))]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    files_ = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    entries = {
+        str(p.relative_to(folder)): {"sha256": _sha256(p), "bytes": p.stat().st_size}
+        for p in files_
+    }
+    files.write_json(folder / MANIFEST, {"files": entries})
+
+
+def verify(folder: Path) -> None:
+    """Raise BadCheckpoint unless every file matches the manifest and nothing else is there."""
+    folder = Path(folder)
+    try:
+        want = files.read_json(folder / MANIFEST)["files"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BadCheckpoint(f"{folder}: no readable {MANIFEST} ({type(e).__name__})") from None
+    have = {
+        str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST
+    }
+    extra, missing = sorted(have - set(want)), sorted(set(want) - have)
+    if extra or missing:
+        raise BadCheckpoint(f"{folder}: files {extra or missing} differ from its manifest")
+    for rel, entry in want.items():
+        p = folder / rel
+        if p.stat().st_size != entry["bytes"] or _sha256(p) != entry["sha256"]:
+            raise BadCheckpoint(f"{p}: content differs from the manifest")
+
+
+def move_aside(path: Path) -> Path:
+    """ckpt/step_X -> ckpt/bad-step_X (kept for a post-mortem, never loaded)."""
+    path = Path(path)
+    dest = path.with_name(f"bad-{path.name}")
+    shutil.rmtree(dest, ignore_errors=True)
+    path.rename(dest)
+    return dest
 
 
 def save(
@@ -44,6 +106,7 @@ def save(
         files.write_parquet(tmp / "curve.parquet", files.curve_frame(rows))
         rng = {"torch": torch.get_rng_state().tolist()}
         files.write_json(tmp / "meta.json", {"step": step, "rng": rng, **extra.get("meta", {})})
+        write_manifest(tmp)
         tmp.rename(final)
         for old in sorted(root.glob("step_*"))[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
@@ -51,7 +114,8 @@ def save(
 
 
 def load(path: Path, model, optimizer, tensors: dict | None = None) -> tuple[dict, list[dict]]:
-    """Load into model/optimizer (and `tensors` in place); return (meta, curve rows)."""
+    """Verify, then load into model/optimizer (and `tensors` in place); return (meta, rows)."""
+    verify(path)
     msd, osd = get_state_dict(model, optimizer)
     state = {"model": msd, "optim": osd, **(tensors or {})}
     dcp.load(state, checkpoint_id=str(path))

@@ -11,11 +11,14 @@ from scalelab.commands import capacity as _capacity  # noqa: F401  (registers `f
 from scalelab.commands import cbs as _cbs  # noqa: F401  (registers `fit cbs`)
 from scalelab.commands import fit_app, propose_app
 from scalelab.commands import multipower as _multipower  # noqa: F401  (registers its commands)
+from scalelab.errors import UserError, run_cli
 
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
-    help="scalelab: scaling-law studies on Ray Tune + PyTorch FSDP.",
+    pretty_exceptions_enable=False,
+    help="scalelab: scaling-law studies on Ray Tune + PyTorch FSDP. "
+    "User errors print one line and exit 2; add --debug for the traceback.",
 )
 app.add_typer(fit_app, name="fit")
 app.add_typer(propose_app, name="propose")
@@ -32,12 +35,15 @@ def train(
 ):
     """Run one trial in this process (or under torchrun with several ranks)."""
     from scalelab.config import SpecError, Trial
-    from scalelab.train import train as run_trial
 
+    if not trial.is_file():
+        raise UserError(f"TRIAL: no file {trial}; give a trial JSON file")
     try:
         spec = Trial.from_json(trial.read_text()).validate()
-    except (SpecError, ValueError, OSError) as e:
-        raise typer.BadParameter(str(e), param_hint="TRIAL") from None
+    except SpecError as e:
+        raise UserError(f"{trial}: {e}") from None
+    from scalelab.train import train as run_trial
+
     rec = run_trial(spec, out, wandb_mode=wandb, resume=resume)
     typer.echo(
         f"{spec.name}: {rec['status']} after {rec['steps_done']} steps, "
@@ -58,21 +64,16 @@ def run(
 ):
     """Run a study, or resume it: finished trials are skipped, failed ones retried."""
     from scalelab import study as studies
-    from scalelab.config import SpecError
 
-    try:
-        module = studies.load(study)
-        root = studies.run_module(
-            module,
-            storage=storage or None,
-            wandb_mode=None if wandb else "disabled",
-            show_progress=progress,
-            max_concurrent=max_concurrent or None,
-            preset=preset or None,
-        )
-    except SpecError as e:
-        typer.secho(f"error: {e}", fg="red", err=True)
-        raise typer.Exit(2) from None
+    module = studies.load(study)
+    root = studies.run_module(
+        module,
+        storage=storage or None,
+        wandb_mode=None if wandb else "disabled",
+        show_progress=progress,
+        max_concurrent=max_concurrent or None,
+        preset=preset or None,
+    )
     summary(root)
 
 
@@ -81,26 +82,43 @@ def status(
     root: Annotated[Path, typer.Argument(help="Study folder, e.g. results/quickstart")],
     all_trials: Annotated[bool, typer.Option("--all", help="List every trial.")] = False,
 ):
-    """Table of a study's trials: completed / running / failed / diverged / pending."""
+    """Table of a study's trials: completed / running / failed / diverged / pending, and every
+    trial folder whose record cannot be trusted (corrupt, mismatch), named by file."""
     from rich.console import Console
 
     from scalelab import progress as prog
+    from scalelab.results import NoStudy, trial_dirs
 
+    try:
+        trial_dirs(root)
+    except NoStudy as e:
+        raise UserError(str(e)) from None
     states = prog.scan(root)
-    if not states:
-        typer.secho(f"error: {root} holds no study (no study.json, no trials/)", fg="red", err=True)
-        raise typer.Exit(2)
     Console().print(prog.table(states, root.name, show="all" if all_trials else "active"))
+    for v in states.values():
+        if v["state"] in ("corrupt", "mismatch"):
+            typer.echo(f"{v['state']}: {v['error']}", err=True)
 
 
 @app.command()
 def collect(root: Annotated[Path, typer.Argument(help="Study folder, e.g. results/quickstart")]):
-    """Write runs.parquet and curves.parquet for a study folder."""
+    """Write runs.parquet and curves.parquet for a study folder; name every file left out."""
+    import warnings
+
     from scalelab import results
 
-    runs, curves = results.collect(root)
+    problems: list[str] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            runs, curves = results.collect(root, problems=problems)
+    except results.NoStudy as e:
+        raise UserError(str(e)) from None
+    for p in problems:
+        typer.echo(f"warning: {p}", err=True)
     typer.echo(
         f"{len(runs)} runs, {len(curves)} curve rows -> {root}/runs.parquet, {root}/curves.parquet"
+        + (f" ({len(problems)} problem(s) above)" if problems else "")
     )
 
 
@@ -113,15 +131,10 @@ def migrate(
 ):
     """Convert an old results folder in place (identity/placement split); recomputes nothing."""
     from scalelab import study as studies
-    from scalelab.config import SpecError
     from scalelab.migrate import migrate as run_migrate
 
-    try:
-        spec = studies.load(study).SPEC if study is not None else None
-        done = run_migrate(root, spec)
-    except SpecError as e:
-        typer.secho(f"error: {e}", fg="red", err=True)
-        raise typer.Exit(2) from None
+    spec = studies.load(study).SPEC if study is not None else None
+    done = run_migrate(root, spec)
     for old, new in done["renamed"]:
         typer.echo(f"{old} -> {new}")
     typer.echo(
@@ -151,15 +164,18 @@ def summary(root: Path) -> None:
     typer.echo(f"tables: {root / 'runs.parquet'}  {root / 'curves.parquet'}")
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """The `scalelab` console script: user errors are one line and exit 2 (errors.py)."""
+    import sys
+
+    run_cli(app, sys.argv[1:] if argv is None else argv)
 
 
 def run_file(file: str) -> None:
     """`if __name__ == "__main__": run_file(__file__)` in a study file: `scalelab run FILE`."""
     import sys
 
-    app(["run", file, *sys.argv[1:]])
+    main(["run", file, *sys.argv[1:]])
 
 
 if __name__ == "__main__":

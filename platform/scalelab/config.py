@@ -87,6 +87,10 @@ class DataSpec:
 
 
 PRECISIONS = ("fp32", "bf16")
+# Input bounds: far above any study here; each is a typo or a unit mistake (tokens for steps)
+MAX_STEPS = 100_000_000  # optimizer steps of one trial
+MAX_SEQ_LEN = 32_768  # tokens per sequence
+MAX_BATCH = 1_048_576  # sequences per step
 
 
 @dataclass(frozen=True)
@@ -314,10 +318,20 @@ def _check_optim(o: OptimSpec) -> None:
 
 
 def _check_counts(s: TrialSpec) -> None:
-    for f in ("total_steps", "batch_size", "eval_batch_size"):
+    for f, top in (
+        ("total_steps", MAX_STEPS),
+        ("batch_size", MAX_BATCH),
+        ("eval_batch_size", MAX_BATCH),
+    ):
         v = getattr(s, f)
         _need(_int(v) and v > 0, f, f"must be a positive int, got {v!r}")
+        _need(v <= top, f, f"{v:,} is above the limit {top:,} (config.py); a unit mistake?")
     _need(_int(s.seq_len) and s.seq_len >= 0, "seq_len", "must be an int >= 0 (0 = the data's)")
+    _need(
+        s.seq_len <= MAX_SEQ_LEN,
+        "seq_len",
+        f"{s.seq_len:,} tokens is above the limit {MAX_SEQ_LEN:,} (config.py MAX_SEQ_LEN)",
+    )
     _need(_int(s.seed) and s.seed >= 0, "seed", f"must be an int >= 0, got {s.seed!r}")
     _need(_num(s.ewa_decay) and 0 <= s.ewa_decay < 1, "ewa_decay", "must be in [0, 1) (0 = off)")
     _need(

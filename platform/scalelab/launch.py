@@ -107,20 +107,34 @@ def _local_cluster_running() -> bool:
         return False
 
 
-def concurrency(trials: list[Trial], resources: dict) -> int:
-    """Trials that fit at once, from the cluster's resources and the largest trial footprint."""
+def concurrency(trials: list[Trial], resources: dict, driver: dict | None = None) -> int:
+    """Trials that fit at once, from the cluster's resources and the largest trial footprint
+    (each trial actor also holds `driver`, the study's custom driver_resources)."""
     fits = []
-    for kind in ("CPU", "GPU"):
-        need = max((footprint(t)[kind] for t in trials), default=0)
+    need_all = {k: max((footprint(t)[k] for t in trials), default=0) for k in ("CPU", "GPU")}
+    need_all.update(driver or {})
+    for kind, need in need_all.items():
         if need > 0:
             fits.append(int(resources.get(kind, 0) // need))
     n = min(fits) if fits else 1
     if n < 1:
-        raise RuntimeError(
-            f"the cluster ({resources}) cannot fit one trial "
-            f"({max((footprint(t) for t in trials), key=lambda f: f['CPU'])})"
+        short = [k for k, v in need_all.items() if v > 0 and resources.get(k, 0) < v]
+        raise SpecError(
+            f"resources: no node can hold one trial: it needs {', '.join(short)} = "
+            f"{', '.join(str(need_all[k]) for k in short)}, the cluster has "
+            f"{', '.join(str(resources.get(k, 0)) for k in short)}; lower gpus_per_worker / "
+            "cpus_per_worker / driver_resources, or add nodes that provide them"
         )
     return n
+
+
+def check_devices(trials: list[Trial], resources: dict) -> None:
+    """device='cuda' on a cluster with no GPU fails every trial: refuse it before any starts."""
+    if resources.get("GPU", 0) == 0 and any(t.run.device == "cuda" for t in trials):
+        raise SpecError(
+            "device: 'cuda' but the cluster has no GPU; use device='auto' (CUDA when there "
+            "is one) or 'cpu', or run on GPU nodes"
+        )
 
 
 def run(
@@ -156,7 +170,9 @@ def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurre
     from ray import tune
 
     resources = connect(pending, num_cpus)
-    n = min(max_concurrent or concurrency(pending, resources), len(pending))
+    check_devices(pending, resources)
+    n = concurrency(pending, resources, spec.driver_resources)  # raises if none fits
+    n = min(max_concurrent or n, len(pending))
     trainable = tune.with_resources(_trial_fn, _trial_resources)
     configs = [
         {

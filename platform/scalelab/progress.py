@@ -10,49 +10,47 @@ from rich.live import Live as RichLive
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from scalelab import files
+from scalelab import files, status
+from scalelab.status import STATES
 
-STATES = ("completed", "diverged", "stopped", "failed", "running", "pending")
 
-
-def trial_state(tdir: Path) -> dict:
-    """{state, step, total, loss} of one trial folder, from trial.json / progress.json."""
-    try:
-        rec = files.read_json(tdir / "trial.json")
-        spec = rec.get("spec", {})
-        if rec["status"] == "running":
-            raise KeyError("running: read progress.json")
-        return {
-            "state": rec["status"],
-            "step": rec.get("steps_done", 0),
-            "total": spec.get("total_steps", 0),
-            "loss": rec.get("final_eval_loss"),
-            "error": rec.get("error"),
-        }
-    except (OSError, ValueError, KeyError):
-        pass
-    try:
-        p = files.read_json(tdir / "progress.json")
-        return {
-            "state": "running",
-            "step": p["step"],
-            "total": p["total_steps"],
-            "loss": p.get("eval_loss") or p.get("train_loss"),
-            "error": None,
-        }
-    except (OSError, ValueError, KeyError):
-        return {"state": "pending", "step": 0, "total": 0, "loss": None, "error": None}
+def trial_state(tdir: Path, expected_hash: str | None = None) -> dict:
+    """{state, step, total, loss, error} of one trial folder (status.inspect, then the live
+    progress.json of a running trial)."""
+    info = status.inspect(tdir, expected_hash)
+    rec = info.record or {}
+    out = {
+        "state": info.state,
+        "step": rec.get("steps_done") or 0,
+        "total": (rec.get("spec") or {}).get("total_steps", 0),
+        "loss": rec.get("final_eval_loss"),
+        "error": "; ".join(info.problems) or rec.get("error"),
+    }
+    if info.state in ("running", "pending"):
+        try:
+            p = files.read_json(tdir / "progress.json")
+            out.update(step=p["step"], total=p["total_steps"])
+            out["loss"] = p.get("eval_loss") or p.get("train_loss")
+            out["state"] = "running"
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return out
 
 
 def scan(root: Path, names: list[str] | None = None) -> dict[str, dict]:
-    """State of every trial of a study (names from study.json unless given)."""
+    """State of every trial of a study (names and expected hashes from study.json unless
+    names are given)."""
     root = Path(root)
+    expected: dict[str, str | None] = {}
     if names is None:
         try:
-            names = [t["name"] for t in files.read_json(root / "study.json")["trials"]]
-        except (OSError, ValueError, KeyError):
-            names = sorted(p.name for p in (root / "trials").glob("*") if p.is_dir())
-    return {n: trial_state(root / "trials" / n) for n in names}
+            for t in files.read_json(root / "study.json")["trials"]:
+                expected[t["name"]] = t.get("content_hash")
+        except (OSError, ValueError, KeyError, TypeError):
+            expected = {p.name: None for p in sorted((root / "trials").glob("*")) if p.is_dir()}
+    else:
+        expected = dict.fromkeys(names)
+    return {n: trial_state(root / "trials" / n, h) for n, h in expected.items()}
 
 
 def table(states: dict[str, dict], title: str, show: str = "active") -> Group:
@@ -62,7 +60,7 @@ def table(states: dict[str, dict], title: str, show: str = "active") -> Group:
     for col in ("trial", "state", "progress", "step", "loss"):
         t.add_column(col)
     for name, v in states.items():
-        if show == "active" and v["state"] not in ("running", "failed", "diverged"):
+        if show == "active" and v["state"] not in ("running", "failed", "corrupt", "mismatch"):
             continue
         total = max(v["total"], 1)
         t.add_row(

@@ -14,9 +14,8 @@ import warnings
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 
-from scalelab import files
+from scalelab import files, status
 from scalelab.config import RUN_FIELDS
 from scalelab.presets import SIZES
 
@@ -118,62 +117,107 @@ def _model_label(m: dict) -> str:
     return ModelSpec(**m).label
 
 
-def _readable_parquet(path: Path) -> bool:
-    try:
-        pq.read_metadata(path)
-        return True
-    except Exception as e:  # truncated, empty or not Parquet at all
-        warnings.warn(f"skipping unreadable {path}: {type(e).__name__}: {e}", stacklevel=3)
-        return False
+class NoStudy(ValueError):
+    """The folder holds no study (a mistyped path): nothing is read or written."""
 
 
-def collect(root: str | Path, write: bool = True) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Build (runs, curves) for a study folder; write runs.parquet and curves.parquet."""
+def trial_dirs(root: Path) -> tuple[list[Path], dict[str, str | None], list[str]]:
+    """The trial folders of the study as it is now (study.json), their expected hashes, and
+    the folders left out (grid points edited away since). No study.json: every folder."""
     root = Path(root)
-    rows = []
+    if not (root / "trials").is_dir() and not (root / "study.json").is_file():
+        raise NoStudy(
+            f"{root}: holds no study (no study.json, no trials/); give a study results folder "
+            "such as results/quickstart"
+        )
     tdirs = sorted(p for p in (root / "trials").glob("*") if p.is_dir())
-    try:  # only the trials of the study as it is now; folders of edited-away points stay put
-        names = {t["name"] for t in files.read_json(root / "study.json")["trials"]}
-        stale = [p.name for p in tdirs if p.name not in names]
-        tdirs = [p for p in tdirs if p.name in names]
-        if stale:
-            warnings.warn(
-                f"ignoring {len(stale)} trial folder(s) not in {root / 'study.json'} "
-                f"(e.g. {stale[0]})",
-                stacklevel=2,
-            )
-    except (OSError, ValueError, KeyError):
-        pass  # no study.json: every trial folder counts
+    try:
+        expected = {
+            t["name"]: t.get("content_hash") for t in files.read_json(root / "study.json")["trials"]
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return tdirs, {p.name: None for p in tdirs}, []
+    stale = [p.name for p in tdirs if p.name not in expected]
+    return [p for p in tdirs if p.name in expected], expected, stale
+
+
+def _read_runs(tdirs, expected, problems: list[str]) -> list[dict]:
+    rows = []
     for tdir in tdirs:
+        info = status.inspect(tdir, expected.get(tdir.name))
+        if info.state == "pending":
+            if not ((tdir / "progress.json").exists() or (tdir / "ckpt").exists()):
+                problems.append(f"{tdir}: no trial.json")
+            continue  # running or interrupted: not a result yet
+        if info.record is None or info.state == "mismatch":
+            problems.extend(info.problems)
+            continue
         try:
-            rows.append(run_row(files.read_json(tdir / "trial.json")))
-        except FileNotFoundError:
-            if (tdir / "progress.json").exists() or (tdir / "ckpt").exists():
-                continue  # running or interrupted: not a result yet
-            warnings.warn(f"skipping {tdir}: no trial.json", stacklevel=2)
+            rows.append(run_row(info.record))
         except (ValueError, KeyError, TypeError) as e:
-            warnings.warn(f"skipping {tdir / 'trial.json'}: {type(e).__name__}: {e}", stacklevel=2)
+            problems.append(f"{tdir / 'trial.json'}: {type(e).__name__}: {e}")
+    return rows
+
+
+def _read_curves(root: Path, names: list[str], problems: list[str]) -> pl.DataFrame:
+    """One scan over every curve (fast); if any file is damaged, each is read alone and the bad
+    ones are named and left out."""
+    paths = [root / "trials" / n / "curve.parquet" for n in names]
+    paths = [p for p in paths if p.exists()]
+    empty = pl.DataFrame(schema={"trial": pl.String, **files.CURVE_SCHEMA})
+    if not paths:
+        return empty
+    try:
+        return _scan(paths)
+    except Exception:  # a damaged page, a truncated footer, a column of the wrong type
+        pass
+    good = []
+    for p in paths:
+        try:
+            good.append(_scan([p]))
+        except Exception as e:
+            problems.append(f"{p}: unreadable ({type(e).__name__}: {str(e).splitlines()[0]})")
+    return pl.concat(good) if good else empty
+
+
+def _scan(paths: list[Path]) -> pl.DataFrame:
+    return (
+        pl.scan_parquet(paths, include_file_paths="_path", schema=files.CURVE_SCHEMA)
+        .with_columns(trial=pl.col("_path").str.split("/").list.get(-2))
+        .drop("_path")
+        .select("trial", *files.CURVE_SCHEMA)
+        .collect()
+    )
+
+
+def collect(
+    root: str | Path, write: bool = True, problems: list[str] | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Build (runs, curves) for a study folder; write runs.parquet and curves.parquet.
+
+    Each trial is read on its own: a damaged or mismatched file is left out and named, in one
+    warning at the end (and in `problems`, when given); the rest is collected. A folder that
+    holds no study raises NoStudy and nothing is written.
+    """
+    root = Path(root)
+    problems = [] if problems is None else problems
+    tdirs, expected, stale = trial_dirs(root)
+    rows = _read_runs(tdirs, expected, problems)
     runs = (
         pl.DataFrame(rows, infer_schema_length=None)
         if rows
         else pl.DataFrame(schema={"trial": pl.String, "status": pl.String})
     )
-    names = set(runs["trial"].to_list())
-    paths = [
-        p
-        for p in sorted((root / "trials").glob("*/curve.parquet"))
-        if p.parent.name in names and _readable_parquet(p)
-    ]
-    if paths:
-        curves = (
-            pl.scan_parquet(paths, include_file_paths="_path", schema=files.CURVE_SCHEMA)
-            .with_columns(trial=pl.col("_path").str.split("/").list.get(-2))
-            .drop("_path")
-            .select("trial", *files.CURVE_SCHEMA)
-            .collect()
+    curves = _read_curves(root, runs["trial"].to_list(), problems)
+    if stale:
+        problems.append(
+            f"ignoring {len(stale)} trial folder(s) not in {root / 'study.json'} (e.g. {stale[0]})"
         )
-    else:
-        curves = pl.DataFrame(schema={"trial": pl.String, **files.CURVE_SCHEMA})
+    if problems:
+        warnings.warn(
+            f"collect {root}: {len(problems)} problem(s), left out: " + "; ".join(problems),
+            stacklevel=2,
+        )
     if write:
         files.write_parquet(root / "runs.parquet", runs)
         files.write_parquet(root / "curves.parquet", curves)

@@ -27,11 +27,27 @@ def load(path: str | Path) -> ModuleType:
     mod_spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(mod_spec)
     sys.modules[name] = module
-    mod_spec.loader.exec_module(module)
+    try:
+        mod_spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise SpecError(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
+    except SpecError as e:
+        raise SpecError(f"{path}: {e}") from None
+    except Exception as e:  # the study file is Python: name where it broke
+        line = _line_in(e, path)
+        raise SpecError(f"{path}{line}: {type(e).__name__}: {e}") from None
     spec = getattr(module, "SPEC", None)
     if not isinstance(spec, SweepSpec):
         raise SpecError(f"SPEC: {path} must define SPEC = SweepSpec(...)")
     return module
+
+
+def _line_in(e: BaseException, path: Path) -> str:
+    """`:<line>` of the innermost frame of `path` in e's traceback ("" if none)."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename) == path]
+    return f":{frames[-1].lineno}" if frames else ""
 
 
 def run_module(

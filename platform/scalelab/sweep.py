@@ -100,6 +100,7 @@ def grid_points(spec: SweepSpec) -> list[dict[str, Any]]:
 def expand(spec: SweepSpec) -> list[Trial]:
     """All trials of a sweep, validated, in a stable order with stable, unique names."""
     spec.validate()
+    _check_base_not_overridden(spec, list(spec.grid))
     trials: list[Trial] = []
     seen: dict[str, dict] = {}
     for point in grid_points(spec):
@@ -162,6 +163,25 @@ def _check_overlaps(keys: list[str], where: str) -> None:
         raise SpecError(
             f"{where}: {' and '.join(map(repr, steps))} both set the step count; keep one"
         )
+
+
+def _check_base_not_overridden(spec: SweepSpec, keys: list[str]) -> None:
+    """A base that sets a field away from its default while the crossed grid sweeps the same
+    field: the base value is never used (the grid silently wins). Ask for one. (Explicit
+    `points` may override a base default: that is what the base is for.)"""
+    defaults = {"": (TrialSpec(), spec.base), "run": (RunConfig(), spec.run)}
+    for key in dict.fromkeys(keys):
+        if key in BUDGET_KEYS or ".params." in f".{key}." or key.endswith(".params"):
+            continue
+        default, base = defaults["run" if key in RUN_FIELDS else ""]
+        for part in key.split("."):
+            default, base = getattr(default, part, None), getattr(base, part, None)
+        if base is not None and base != default and not dataclasses.is_dataclass(base):
+            where = "run" if key in RUN_FIELDS else "base"
+            raise SpecError(
+                f"grid.{key}: the {where} also sets it ({_short(base)}); the grid would override "
+                f"it silently: remove it from the {where} or from the grid"
+            )
 
 
 def _apply(spec: SweepSpec, point: dict[str, Any]) -> Trial:

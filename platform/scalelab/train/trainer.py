@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from scalelab import checkpoint, knowledge, parallel
+from scalelab import checkpoint, files, knowledge, parallel
 from scalelab import data as datasets
 from scalelab.config import RunConfig, Trial, TrialSpec
 from scalelab.model import GPT, args_from_spec, flops_per_token, param_counts
@@ -235,14 +235,24 @@ class Loop:
         checkpoint.save(self.rec.out, done, s.model, s.opt, extra, self.rec.rows, s.rank)
 
 
-def resume_state(s: Setup, out: Path, noise: NoiseScale) -> tuple[int, list[dict], float | None]:
-    """(first step, curve rows so far, noise value) from the latest checkpoint, if any."""
-    ckpt = checkpoint.latest(out)
-    if ckpt is None:
-        return 0, [], None
-    meta, rows = checkpoint.load(ckpt, s.model, s.opt, {"ewa": s.ewa} if s.ewa else None)
-    noise.load(meta["noise"])
-    return meta["step"], rows, meta["noise"][2]
+def resume_state(s: Setup, out: Path, noise: NoiseScale, record: dict):
+    """(first step, curve rows so far, noise value) from the newest good checkpoint. One whose
+    files do not match its manifest is moved aside (recorded in `record`), and the next older
+    one is tried, else the trial starts from step 0."""
+    for ckpt in reversed(checkpoint.candidates(out)):
+        try:
+            checkpoint.verify(ckpt)
+        except checkpoint.BadCheckpoint as e:
+            record.setdefault("bad_checkpoints", []).append(str(e))
+            parallel.barrier()  # every rank has verified before rank 0 moves it
+            if s.rank == 0:
+                checkpoint.move_aside(ckpt)
+            parallel.barrier()
+            continue
+        meta, rows = checkpoint.load(ckpt, s.model, s.opt, {"ewa": s.ewa} if s.ewa else None)
+        noise.load(meta["noise"])
+        return meta["step"], rows, meta["noise"][2]
+    return 0, [], None
 
 
 def train(
@@ -265,14 +275,23 @@ def train(
     trial = spec if isinstance(spec, Trial) else Trial(spec, run or RunConfig())
     trial.validate()
     out = Path(out_dir)
-    s, facts = setup(trial)
+    try:
+        s, facts = setup(trial)
+    except Exception as e:  # failed before it could train: say so in trial.json, then raise
+        if int(os.environ.get("RANK", "0")) == 0:
+            failed = new_record(trial, **(record_extra or {}))
+            failed.update(status="failed", error=f"{type(e).__name__}: {e}", steps_done=0)
+            files.write_json(out / "trial.json", failed)
+        raise
     rec = Recorder(out, new_record(trial, **facts, **(record_extra or {})), s.rank, t_start)
     if s.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         checkpoint.clear_partial(out)
     parallel.barrier()
     noise = NoiseScale()
-    start, rows, noise_value = resume_state(s, out, noise) if resume else (0, [], None)
+    start, rows, noise_value = (0, [], None)
+    if resume:
+        start, rows, noise_value = resume_state(s, out, noise, rec.record)
     if start:
         rec.record["resumed_from"] = start
     rec.rows = rows
