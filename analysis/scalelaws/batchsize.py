@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import polars as pl
-import statsmodels.api as sm
 
 FIT_STATUSES = ("completed", "diverged")  # a diverged run's curve is valid up to divergence
 
@@ -49,6 +48,16 @@ def first_crossing(steps: np.ndarray, losses: np.ndarray, target: float) -> floa
     return float(s0 + (l0 - target) / (l0 - l1) * (s1 - s0))
 
 
+def with_data_size(runs: pl.DataFrame) -> pl.DataFrame:
+    """`tokens` = the data size D of each run: the requested budget `grid.tokens` where the table
+    has it (sweeps round the steps down, so the planned tokens differ a little between batch
+    sizes of one D), else the planned `tokens` (tables written before grid columns existed)."""
+    if "grid.tokens" not in runs.columns:
+        return runs
+    d = pl.col("grid.tokens").cast(pl.Int64, strict=False)
+    return runs.with_columns(tokens=pl.coalesce(d, pl.col("tokens")))
+
+
 def _group_col(runs: pl.DataFrame) -> pl.Expr:
     # A group is one (model size, data size) pair: "85M/D=1.74e+09".
     return pl.format(
@@ -56,10 +65,10 @@ def _group_col(runs: pl.DataFrame) -> pl.Expr:
     ).alias("group")
 
 
-def _check_columns(df: pl.DataFrame, cols: tuple[str, ...], name: str) -> None:
+def check_columns(df: pl.DataFrame, cols: tuple[str, ...], name: str) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise ValueError(f"{name} lacks columns {missing}; see the study tables contract")
+        raise ValueError(f"{name} lacks columns {missing}; see the study tables contract (README)")
 
 
 def final_losses(curves: pl.DataFrame, loss_col: str = "eval_loss") -> pl.DataFrame:
@@ -80,6 +89,7 @@ def choose_targets(
 
     Returns columns group, target. Only completed runs define a target.
     """
+    runs = with_data_size(runs)
     ref = runs.filter((pl.col("status") == "completed") & (pl.col("batch_size") == ref_batch))
     out = (
         ref.with_columns(_group_col(ref))
@@ -112,15 +122,16 @@ def steps_to_target(
     `target=None` picks each group's target with `choose_targets` (needs `ref_batch`).
     Use `loss_col="ewa_eval_loss"` for the EWA model's loss when curves have it.
 
+    A group is (model, D); D is `grid.tokens` when the table has it (with_data_size).
     Returns one row per (group, batch_size): group, model, params, tokens, batch_size,
     target, steps_to_target (null when not reached), reached, trial, lr (the best LR's
     trial and value; null when not reached).
     """
-    _check_columns(
+    check_columns(
         runs, ("trial", "status", "model", "params", "batch_size", "lr", "tokens"), "runs"
     )
-    _check_columns(curves, ("trial", "step", loss_col), "curves")
-    runs = runs.filter(pl.col("status").is_in(FIT_STATUSES))
+    check_columns(curves, ("trial", "step", loss_col), "curves")
+    runs = with_data_size(runs).filter(pl.col("status").is_in(FIT_STATUSES))
     if runs.height == 0:
         raise ValueError("runs has no completed or diverged trial; nothing to measure")
     runs = runs.with_columns(_group_col(runs))
@@ -273,12 +284,36 @@ class CBSFit:
     steps: tuple[float, ...]
     residuals: tuple[float, ...]  # log T̂ − log T per row
     n_boot: int  # resamples that had >= 3 distinct batch sizes
+    target: float | None = None  # study tables: the group's target loss
+    noise_scale: float | None = None  # B_simple where the noise-batch run reaches the target
+    noise_scale_step: float | None = None  # ... and the step where it does
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> CBSFit:
+        """Back from JSON: lists -> tuples; null S_min/E_min/B_crit/CBS (inf in JSON) -> inf."""
+        return cls(**{f.name: _from_json(d[f.name], f.name) for f in fields(cls) if f.name in d})
 
-def fit_cbs(
+    def predict(self, batch_size) -> np.ndarray:
+        """Steps to the target at `batch_size`: S_min + E_min/B (McCandlish eq. 2.11)."""
+        return steps_model(batch_size, self.s_min, self.e_min)
+
+
+def _from_json(v, name: str = ""):
+    if isinstance(v, list):
+        return tuple(_from_json(x, name) for x in v)
+    if v is None and name in _INF_WHEN_NULL:
+        return math.inf
+    return v
+
+
+_INF_WHEN_NULL = {"b_crit", "cbs", "b_crit_interval", "cbs_interval", "s_min_interval"}
+_INF_WHEN_NULL |= {"e_min_interval"}
+
+
+def fit_cbs_group(
     batch_sizes,
     steps,
     ref_batch: float,
@@ -350,7 +385,7 @@ def fit_cbs_table(
     """Fit every group of a steps table: columns group, params, batch_size, steps_to_target,
     optional tokens and reached. Rows not reached (null/NaN steps or reached=False) are
     excluded with a warning."""
-    _check_columns(table, ("group", "params", "batch_size", "steps_to_target"), "table")
+    check_columns(table, ("group", "params", "batch_size", "steps_to_target"), "table")
     if "tokens" not in table.columns:
         table = table.with_columns(tokens=pl.lit(None, pl.Int64))
     ok = (
@@ -371,7 +406,7 @@ def fit_cbs_table(
         part = part.filter(ok)
         params, tokens = part["params"][0], part["tokens"][0]
         fits.append(
-            fit_cbs(
+            fit_cbs_group(
                 part["batch_size"].to_numpy(),
                 part["steps_to_target"].cast(pl.Float64).to_numpy(),
                 ref_batch,
@@ -403,6 +438,10 @@ class PowerLaw:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> PowerLaw:
+        return cls(**{f.name: _from_json(d[f.name]) for f in fields(cls)})
+
 
 @dataclass(frozen=True)
 class JointPowerLaw:
@@ -422,8 +461,19 @@ class JointPowerLaw:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> JointPowerLaw:
+        return cls(**{f.name: _from_json(d[f.name]) for f in fields(cls)})
+
+
+def scaling_law_from_dict(d: dict) -> PowerLaw | JointPowerLaw:
+    """A PowerLaw or JointPowerLaw back from its to_dict()."""
+    return (JointPowerLaw if "a" in d else PowerLaw).from_dict(d)
+
 
 def _ols(x_cols: list[np.ndarray], y: np.ndarray):
+    import statsmodels.api as sm  # only the scaling fits need it (slow to import)
+
     res = sm.OLS(np.log(y), sm.add_constant(np.column_stack(x_cols), has_constant="add")).fit()
     ci = res.conf_int(0.05)
     return res, [(float(lo), float(hi)) for lo, hi in ci]
