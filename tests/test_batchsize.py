@@ -23,11 +23,10 @@ from scalelaws.batchsize import (
     fit_cbs_group,
     fit_cbs_scaling,
     fit_cbs_table,
-    fit_joint_power_law,
-    fit_power_law,
     noise_scale_at_target,
     steps_to_target,
 )
+from scalelaws.powerlaw import fit_joint_power_law, fit_power_law
 
 REFDATA = Path(__file__).resolve().parents[2] / "shared" / "refdata" / "cbs"
 ZHANG_CSV = REFDATA / "zhang2025_cbs_chinchilla_steps_to_target.csv"

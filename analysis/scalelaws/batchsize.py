@@ -10,7 +10,8 @@ Laws (see docs/laws.md §2):
   B_ref: a + b/B = 1.2·(a·B_ref + b)/B  =>  CBS = 1.2·B_ref + b/(5a).
   b/a (McCandlish's B_crit) and the 20%-overhead CBS are different quantities; never mix them.
 
-Batch sizes are in sequences per optimizer step; steps are optimizer updates.
+Batch sizes are in sequences per optimizer step; steps are optimizer updates. The power-law
+fits of the CBS scaling are in scalelaws.powerlaw.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import polars as pl
+
+from scalelaws.powerlaw import fit_joint_power_law, fit_power_law, tuples_from_json
 
 FIT_STATUSES = ("completed", "diverged")  # a diverged run's curve is valid up to divergence
 
@@ -294,23 +297,20 @@ class CBSFit:
     @classmethod
     def from_dict(cls, d: dict) -> CBSFit:
         """Back from JSON: lists -> tuples; null S_min/E_min/B_crit/CBS (inf in JSON) -> inf."""
-        return cls(**{f.name: _from_json(d[f.name], f.name) for f in fields(cls) if f.name in d})
+        return cls(
+            **{
+                f.name: tuples_from_json(d[f.name], inf=f.name in _INF_WHEN_NULL)
+                for f in fields(cls)
+                if f.name in d
+            }
+        )
 
     def predict(self, batch_size) -> np.ndarray:
         """Steps to the target at `batch_size`: S_min + E_min/B (McCandlish eq. 2.11)."""
         return steps_model(batch_size, self.s_min, self.e_min)
 
 
-def _from_json(v, name: str = ""):
-    if isinstance(v, list):
-        return tuple(_from_json(x, name) for x in v)
-    if v is None and name in _INF_WHEN_NULL:
-        return math.inf
-    return v
-
-
-_INF_WHEN_NULL = {"b_crit", "cbs", "b_crit_interval", "cbs_interval", "s_min_interval"}
-_INF_WHEN_NULL |= {"e_min_interval"}
+_INF_WHEN_NULL = ("b_crit", "cbs", "b_crit_interval", "cbs_interval")
 
 
 def fit_cbs_group(
@@ -421,108 +421,6 @@ def fit_cbs_table(
 
 
 # ---------------------------------------------------------------- scaling laws of the CBS
-
-
-@dataclass(frozen=True)
-class PowerLaw:
-    """y = coef · (x/x_unit)^exponent, OLS on log-log data; 95% intervals (statsmodels)."""
-
-    coef: float
-    exponent: float
-    coef_interval: tuple[float, float]
-    exponent_interval: tuple[float, float]
-    x_unit: float
-    r2: float
-    n: int
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> PowerLaw:
-        return cls(**{f.name: _from_json(d[f.name]) for f in fields(cls)})
-
-
-@dataclass(frozen=True)
-class JointPowerLaw:
-    """y = coef · (N/n_unit)^a · (D/d_unit)^b, OLS on logs; 95% intervals."""
-
-    coef: float
-    a: float
-    b: float
-    coef_interval: tuple[float, float]
-    a_interval: tuple[float, float]
-    b_interval: tuple[float, float]
-    n_unit: float
-    d_unit: float
-    r2: float
-    n: int
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> JointPowerLaw:
-        return cls(**{f.name: _from_json(d[f.name]) for f in fields(cls)})
-
-
-def scaling_law_from_dict(d: dict) -> PowerLaw | JointPowerLaw:
-    """A PowerLaw or JointPowerLaw back from its to_dict()."""
-    return (JointPowerLaw if "a" in d else PowerLaw).from_dict(d)
-
-
-def _ols(x_cols: list[np.ndarray], y: np.ndarray):
-    import statsmodels.api as sm  # only the scaling fits need it (slow to import)
-
-    res = sm.OLS(np.log(y), sm.add_constant(np.column_stack(x_cols), has_constant="add")).fit()
-    ci = res.conf_int(0.05)
-    return res, [(float(lo), float(hi)) for lo, hi in ci]
-
-
-def fit_power_law(x, y, x_unit: float = 1.0) -> PowerLaw:
-    """log y = log c + e·log(x/x_unit) by OLS (e.g. Zhang et al.: CBS ≈ 93.2·N^0.468, N in M)."""
-    x, y = np.asarray(x, float) / x_unit, np.asarray(y, float)
-    if x.size < 3 or np.unique(x).size < 2:
-        raise ValueError(f"a power-law fit needs >= 3 points and 2 distinct x, got {x.size}")
-    if not (np.all(x > 0) and np.all(y > 0) and np.all(np.isfinite(y))):
-        raise ValueError("power-law fit: x and y must be finite and > 0")
-    res, ci = _ols([np.log(x)], y)
-    return PowerLaw(
-        coef=float(np.exp(res.params[0])),
-        exponent=float(res.params[1]),
-        coef_interval=(math.exp(ci[0][0]), math.exp(ci[0][1])),
-        exponent_interval=ci[1],
-        x_unit=x_unit,
-        r2=float(res.rsquared),
-        n=int(x.size),
-    )
-
-
-def fit_joint_power_law(n, d, y, n_unit: float = 1.0, d_unit: float = 1.0) -> JointPowerLaw:
-    """log y = log c + a·log N + b·log D by OLS (Zhang et al.'s CBS(N, D) form)."""
-    ln = np.log(np.asarray(n, float) / n_unit)
-    ld = np.log(np.asarray(d, float) / d_unit)
-    y = np.asarray(y, float)
-    if y.size < 4:
-        raise ValueError(f"the joint fit c·N^a·D^b needs >= 4 points, got {y.size}")
-    if abs(np.corrcoef(ln, ld)[0, 1]) > 0.99:
-        raise ValueError(
-            "N and D vary together (|corr(log N, log D)| > 0.99); a joint fit "
-            "cannot separate them: vary N at fixed D and D at fixed N"
-        )
-    res, ci = _ols([ln, ld], y)
-    return JointPowerLaw(
-        coef=float(np.exp(res.params[0])),
-        a=float(res.params[1]),
-        b=float(res.params[2]),
-        coef_interval=(math.exp(ci[0][0]), math.exp(ci[0][1])),
-        a_interval=ci[1],
-        b_interval=ci[2],
-        n_unit=n_unit,
-        d_unit=d_unit,
-        r2=float(res.rsquared),
-        n=int(y.size),
-    )
 
 
 def fit_cbs_scaling(

@@ -28,6 +28,7 @@ import polars as pl
 from scalelaws import batchsize as bs
 from scalelaws.diagnostics import Diagnostic
 from scalelaws.io import jsonable
+from scalelaws.powerlaw import scaling_law_from_dict
 from scalelaws.result import Result
 from scalelaws.study import Study, as_study
 
@@ -103,10 +104,8 @@ class CBSResult(Result):
         if "groups" not in d:
             raise ValueError("not a CBS.json (needs 'groups'); write one with `scalelab fit cbs`")
         groups = tuple(bs.CBSFit.from_dict(g) for g in d["groups"])
-        scaling = {k: bs.scaling_law_from_dict(v) for k, v in d.get("scaling", {}).items()}
-        scaling_bc = {
-            k: bs.scaling_law_from_dict(v) for k, v in d.get("scaling_b_crit", {}).items()
-        }
+        scaling = {k: scaling_law_from_dict(v) for k, v in d.get("scaling", {}).items()}
+        scaling_bc = {k: scaling_law_from_dict(v) for k, v in d.get("scaling_b_crit", {}).items()}
         diags = tuple(Diagnostic.from_dict(x) for x in d.get("diagnostics", ()))
         if "diagnostics" not in d:
             diags = tuple(_diagnostic(w) for w in d.get("warnings", ()))
