@@ -37,7 +37,16 @@ class Study:
     runs: pl.DataFrame
     curves: pl.DataFrame
     meta: dict[str, Any] = field(default_factory=dict)
-    _cache: dict = field(default_factory=dict, repr=False)  # trial -> (lr, warmup)
+    _cache: dict = field(default_factory=dict, init=False, repr=False)  # trial -> (lr, warmup)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    def __repr__(self) -> str:
+        grid = ", ".join(self.grid_columns) or "no grid columns"
+        return (
+            f"Study({self.root}: {self.runs.height} runs, {self.curves.height} curve rows; {grid})"
+        )
 
     @property
     def grid_columns(self) -> list[str]:
