@@ -125,9 +125,16 @@ SPEC = QUICK
 
 def after(root: Path) -> None:
     """Fit the capacity law on the finished study: ROOT/capacity.json and ROOT/capacity.png."""
-    from scalelab.commands.capacity import capacity
+    import scalelaws as sl
+    from scalelaws.plots_cbs import plot_capacity_study
 
-    capacity(runs=root, out=root / "capacity.json", plot=root / "capacity.png", bound_frac=0.9)
+    res = sl.fit_capacity(root, bound_frac=0.9)
+    res.to_json(root / "capacity.json")
+    plot_capacity_study(list(res.trials), res.ratio.get("estimate"), root / "capacity.png")
+    for g in res.groups:
+        lo, hi = g["interval"] or (None, None)
+        r = "-" if g["estimate"] is None else f"{g['estimate']:.3f} [{lo:.3f}, {hi:.3f}]"
+        print(f"{g['exposures']:g} exposures: R = {r} bits/param")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ more data to reach the same loss: tokens(B) = D_max·margin·(1 + B/knee)/(1 + B
     scalelab run experiments/critical_batch.py --no-wandb              # quick: 2 CPU cores
     scalelab run experiments/critical_batch.py --preset cluster        # GPUs, 20M-124M GPTs
 
-`after(root)` builds the per-D tables (root/cbs/), runs `scalelab fit cbs` on them with the EWA
-loss (CBS.json, cbs.png) and the raw loss (CBS_raw.json), and draws cbs_study.png.
+`after(root)` builds the per-D tables (root/cbs/), fits them with scalelaws.fit_cbs on the EWA
+loss (CBS.json, cbs.png) and the raw loss (CBS_raw.json), and writes CBS.md and cbs_study.png
+(scalelaws.cbs_study).
 """
 
 from __future__ import annotations
@@ -179,171 +180,30 @@ SPEC = PRESETS["quick"]
 
 
 def after(root: Path) -> None:
-    """CBS analysis of the finished sweep: per-D tables, `scalelab fit cbs`, summary, figure."""
+    """CBS analysis of the finished sweep: per-D tables, CBS fits, summary, figures."""
     from scalelab import files
 
     name = files.read_json(Path(root) / "study.json")["name"]
     analyse(Path(root), DESIGNS.get(name, replace(QUICK, name=name)))
 
 
-def cbs_tables(runs, curves, d: Design):
-    """Per-D copies of the study tables for `scalelab fit cbs --runs`.
-
-    Copy D of run R is `R@D<D>` with tokens = D (so the group is (N, D)). A B_ref run stops at
-    D tokens (its last eval there is its final loss, which sets the target) and counts as
-    completed if it got that far; every other run keeps its whole curve (a run of budget
-    D·m(B) would be its exact prefix, and Zhang et al. train until the target is reached).
-    """
-    import polars as pl
-
-    out_r, out_c = [], []
-    is_ref = pl.col("batch_size") == d.ref_batch
-    for dd in d.data_sizes:
-        ref_steps = dd // (d.ref_batch * d.seq_len)
-        tag = f"@D{dd}"
-        ok = (pl.col("status") == "completed") | (pl.col("steps_done") > ref_steps)
-        out_r.append(
-            runs.with_columns(
-                trial=pl.col("trial") + tag,
-                budget_tokens=pl.col("tokens"),
-                tokens=pl.lit(dd, pl.Int64),
-                status=pl.when(is_ref & ok).then(pl.lit("completed")).otherwise(pl.col("status")),
-            )
-        )
-        ref = runs.filter(is_ref)["trial"].to_list()
-        cut = ~pl.col("trial").is_in(ref) | (pl.col("step") <= ref_steps)
-        out_c.append(curves.filter(cut).with_columns(trial=pl.col("trial") + tag))
-    return pl.concat(out_r, how="diagonal_relaxed"), pl.concat(out_c)
-
-
-def analyse(root: Path, d: Design, plots: bool = True) -> dict:
-    """Write root/cbs/{runs,curves}.parquet, CBS.json + cbs.png (EWA loss), CBS_raw.json (raw
-    eval loss), cbs_study.png and CBS.md; return the EWA CBS.json document."""
-    import json
-
-    import polars as pl
-
-    from scalelab.commands.cbs import cbs as fit_cbs
+def analyse(root: Path, d: Design, plots: bool = True):
+    """scalelaws.cbs_study.analyse on this design's trials: writes root/cbs/{runs,curves}.parquet,
+    CBS.json + cbs.png (EWA loss), CBS_raw.json (raw eval loss), CBS.md and cbs_study.png;
+    returns the EWA-loss CBSResult."""
     from scalelab.sweep import expand
-    from scalelaws import batchsize as bs
-    from scalelaws.plots_cbs import plot_cbs_study
+    from scalelaws.cbs_study import analyse as analyse_cbs
 
     names = [t.name for t in expand(sweep(d))]  # this design only (old trial folders may linger)
-    runs = pl.read_parquet(root / "runs.parquet").filter(pl.col("trial").is_in(names))
-    curves = pl.read_parquet(root / "curves.parquet").filter(pl.col("trial").is_in(names))
-    runs_d, curves_d = cbs_tables(runs, curves, d)
-    tables = root / "cbs"
-    tables.mkdir(exist_ok=True)
-    runs_d.write_parquet(tables / "runs.parquet")
-    curves_d.write_parquet(tables / "curves.parquet")
-    common = dict(runs=tables, ref_batch=d.ref_batch, noise_batch=d.noise_batch or d.ref_batch)
-    plot = root / "cbs.png" if plots else None
-    fit_cbs(out=root / "CBS.json", loss_col="ewa_eval_loss", plot=plot, **common)
-    fit_cbs(out=root / "CBS_raw.json", loss_col="eval_loss", **common)
-    doc = json.loads((root / "CBS.json").read_text())
-    steps = pl.DataFrame(doc["steps"])
-    per_b = pl.concat(  # B_simple at the target read from every batch size's best run
-        bs.noise_scale_at_target(curves_d, steps, b).with_columns(batch_size=pl.lit(b))
-        for b in d.batch_sizes
+    return analyse_cbs(
+        root,
+        names,
+        data_sizes=d.data_sizes,
+        batch_sizes=d.batch_sizes,
+        seq_len=d.seq_len,
+        noise_batch=d.noise_batch or d.ref_batch,
+        plots=plots,
     )
-    # One run's EMA is noisy (more so at small B): the median over the runs at B >= 4·B_ref
-    big = per_b.filter(pl.col("batch_size") >= 4 * d.ref_batch)
-    median = dict(big.group_by("group").agg(pl.col("noise_scale").median()).iter_rows())
-    if plots:
-        fits = [_fit_from_json(g) for g in doc["groups"]]
-        plot_cbs_study(fits, median, root / "cbs_study.png")
-    raw = json.loads((root / "CBS_raw.json").read_text())
-    (root / "CBS.md").write_text(summary(doc, raw, steps, per_b, median, 4 * d.ref_batch))
-    return doc
-
-
-def _fit_from_json(g: dict):
-    """CBSFit back from CBS.json (lists -> tuples, null -> inf)."""
-    import dataclasses
-
-    from scalelaws.batchsize import CBSFit
-
-    def conv(v):
-        return tuple(conv(x) for x in v) if isinstance(v, list) else math.inf if v is None else v
-
-    return CBSFit(**{f.name: conv(g[f.name]) for f in dataclasses.fields(CBSFit)})
-
-
-def _num(v, fmt: str = "{:.0f}") -> str:
-    return "-" if v is None else fmt.format(v)
-
-
-def _iv(v, ci, fmt: str = "{:.0f}") -> str:
-    return f"{_num(v, fmt)} [{_num(ci[0], fmt)}, {_num(ci[1], fmt)}]"
-
-
-def summary(doc: dict, raw: dict, steps, per_b, median: dict, b_min: int) -> str:
-    """Markdown: per-group CBS table, T(B) table, B_simple per B, the scaling fits."""
-    raw_cbs = {g["group"]: g for g in raw["groups"]}
-    lines = [
-        f"B_ref = {doc['ref_batch']} sequences; loss = {doc['loss_col']}; B_simple read at "
-        f"B = {doc['noise_batch']} and as the median over the runs at B >= {b_min}; "
-        f"95% bootstrap intervals ({doc['n_boot']} resamples).",
-        "",
-        "| N (non-emb) | D (tokens) | target | CBS (20%) | B_crit = E/S | S_min (steps) | "
-        f"E_min (seqs) | B_simple (B={doc['noise_batch']}) | B_simple (median) | "
-        "CBS, raw-loss fit |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for g in doc["groups"]:
-        r = raw_cbs.get(g["group"])
-        cells = [
-            f"{g['params']:,}",
-            f"{g['tokens']:,}",
-            f"{g['target']:.4f}",
-            _iv(g["cbs"], g["cbs_interval"], "{:.1f}"),
-            _iv(g["b_crit"], g["b_crit_interval"]),
-            _iv(g["s_min"], g["s_min_interval"]),
-            _iv(g["e_min"], g["e_min_interval"]),
-            _num(g["noise_scale"]),
-            _num(median.get(g["group"])),
-            "-" if r is None else _iv(r["cbs"], r["cbs_interval"], "{:.1f}"),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    bsz = sorted(steps["batch_size"].unique().to_list())
-    lines += ["", "Steps to target T(B) (best LR in parentheses; - = not reached):", ""]
-    lines += ["| group | " + " | ".join(f"B={b}" for b in bsz) + " |"]
-    lines += ["|---|" + "---|" * len(bsz)]
-    for (group,), part in steps.sort("batch_size").group_by("group", maintain_order=True):
-        cells = {
-            r["batch_size"]: "-"
-            if not r["reached"]
-            else f"{r['steps_to_target']:.0f} ({r['lr']:g})"
-            for r in part.iter_rows(named=True)
-        }
-        lines.append(f"| {group} | " + " | ".join(cells.get(b, "") for b in bsz) + " |")
-    lines += ["", "B_simple (sequences) at the target, read from each B's best run:", ""]
-    lines += ["| group | " + " | ".join(f"B={b}" for b in bsz) + " |"]
-    lines += ["|---|" + "---|" * len(bsz)]
-    for (group,), part in per_b.group_by("group", maintain_order=True):
-        cells = {
-            r["batch_size"]: "-" if r["noise_scale"] is None else f"{r['noise_scale']:.0f}"
-            for r in part.iter_rows(named=True)
-        }
-        lines.append(f"| {group} | " + " | ".join(cells.get(b, "") for b in bsz) + " |")
-    lines += ["", "Scaling fits (OLS on logs; N in millions, D in billions of tokens):", ""]
-    for key, title in (("scaling", "CBS"), ("scaling_b_crit", "B_crit")):
-        for name, law in doc[key].items():
-            if name == "joint":
-                lines.append(
-                    f"- {title} = {law['coef']:.4g}·N^a·D^b: a = {law['a']:.3f} "
-                    f"[{law['a_interval'][0]:.3f}, {law['a_interval'][1]:.3f}], b = {law['b']:.3f} "
-                    f"[{law['b_interval'][0]:.3f}, {law['b_interval'][1]:.3f}], R² = {law['r2']:.3f}, "
-                    f"n = {law['n']}"
-                )
-            else:
-                lo, hi = law["exponent_interval"]
-                lines.append(
-                    f"- {title} vs {name} (pooled): exponent {law['exponent']:.3f} "
-                    f"[{lo:.3f}, {hi:.3f}], R² = {law['r2']:.3f}, n = {law['n']}"
-                )
-    lines += [f"- warning: {w}" for w in doc["warnings"]]
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -38,44 +38,33 @@ SPEC = SweepSpec(
 def after(root):
     """Short multi-power-law loop: fit on the 150K model's constant, cosine and one-drop curves,
     test on WSD, then propose a schedule for the same budget (Luo et al. 2025)."""
-    from scalelab.cli import app
+    import polars as pl
 
-    fit = "model = '150K' AND schedule IN ('constant', 'cosine', 'wsdcon')"
-    app(
-        [
-            "fit",
-            "multipower",
-            "--runs",
-            str(root),
-            "--where",
-            fit,
-            "--test-where",
-            "model = '150K' AND schedule = 'wsd'",
-            "--out",
-            str(root / "mpl_fit.json"),
-            "--plot",
-            str(root / "mpl_fit.png"),
-        ],
-        standalone_mode=False,
+    import scalelaws as sl
+    from scalelaws.mplfit import collect_curves
+    from scalelaws.plots import plot_curves, plot_proposal
+
+    study = sl.load_study(root)
+    done = study.runs.filter((pl.col("status") == "completed") & (pl.col("model") == "150K"))
+    fitted = pl.col("schedule").is_in(["constant", "cosine", "wsdcon"])
+    fit_runs = done.filter(fitted)["trial"].to_list()
+    test_runs = done.filter(pl.col("schedule") == "wsd")["trial"].to_list()
+    curves = collect_curves(
+        study.curves.filter(pl.col("trial").is_in(fit_runs)),
+        study.curves.filter(pl.col("trial").is_in(test_runs)),
+        study=study,
     )
-    app(
-        [
-            "propose",
-            "schedule",
-            "--fit",
-            str(root / "mpl_fit.json"),
-            "--total-steps",
-            str(STEPS),
-            "--warmup-steps",
-            str(WARMUP),
-            "--peak-lr",
-            str(PEAK),
-            "--out",
-            str(root / "proposed_schedule.json"),
-            "--plot",
-            str(root / "proposed_schedule.png"),
-        ],
-        standalone_mode=False,
+    fit = sl.fit_multipower(curves)
+    fit.to_json(root / "mpl_fit.json")
+    plot_curves(curves, fit.params, root / "mpl_fit.png", law=fit.law)
+    prop = sl.propose_schedule(root / "mpl_fit.json", STEPS, PEAK, warmup_steps=WARMUP)
+    prop.to_json(root / "proposed_schedule.json")
+    plot_proposal(prop, root / "proposed_schedule.png")
+    role = "test" if "test" in fit.metrics else "fit"
+    print(
+        f"MPL: {role} R² {fit.metrics[role]['r2']:.4f}; proposed schedule predicts "
+        f"{prop.predicted_final_loss:.4f} (cosine "
+        f"{prop.baselines['cosine']['predicted_final_loss']:.4f}) -> {root}"
     )
 
 

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from scalelab.config import DataSpec, ModelSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
@@ -54,18 +53,13 @@ SPEC = SweepSpec(
 )
 
 
-def validation_spec(proposal: dict, root: Path) -> SweepSpec:
+def validation_spec(proposal, root: Path) -> SweepSpec:
     """The proposal next to cosine and the best WSD, 3 seeds each, same budget."""
-    wsd = proposal["baselines"]["wsd"]
-    # the analysis counts the decay as a fraction of the post-warmup steps
-    decay_steps = round(wsd["decay_fraction"] * (STEPS - WARMUP))
-    shape = {"exponential": "exp"}.get(wsd["shape"], wsd["shape"])
+    base = proposal.baselines
     schedules = [
-        ScheduleSpec("array", WARMUP, {"values": proposal["lr"]}),  # in the spec: hashed
-        ScheduleSpec("cosine", WARMUP, {"final_lr": FLOOR}),
-        ScheduleSpec(
-            "wsd", WARMUP, {"decay_steps": decay_steps, "shape": shape, "final_lr": FLOOR}
-        ),
+        ScheduleSpec("array", WARMUP, {"values": proposal.lr.tolist()}),  # in the spec: hashed
+        ScheduleSpec("cosine", WARMUP, base["cosine"]["params"]),
+        ScheduleSpec("wsd", WARMUP, base["wsd"]["params"]),  # registry terms: decay_steps, ...
     ]
     return SweepSpec(
         name="schedules_validate",
@@ -76,28 +70,51 @@ def validation_spec(proposal: dict, root: Path) -> SweepSpec:
     )
 
 
+# the MPL fit: runs.parquet filters (Polars SQL)
+WHERE = f"total_steps = {STEPS} AND schedule IN ('constant', 'cosine', 'wsdcon')"
+TEST_WHERE = f"schedule = 'wsd' OR total_steps = {int(1.5 * STEPS)}"
+
+
+def fit_and_propose(root: Path):
+    """MPL fit on the FIT schedules (held-out: the WSDs and the longer cosine), then the proposal
+    for the same budget; writes mpl_fit.json/png and proposed_schedule.json/png."""
+    import polars as pl
+
+    import scalelaws as sl
+    from scalelaws.mplfit import collect_curves
+    from scalelaws.plots import plot_curves, plot_proposal
+
+    study = sl.load_study(root)
+    done = study.runs.filter(pl.col("status") == "completed")
+    fit_runs = done.filter(pl.sql_expr(WHERE))["trial"].to_list()
+    test_runs = done.filter(pl.sql_expr(TEST_WHERE))["trial"].to_list()
+    curves = collect_curves(
+        study.curves.filter(pl.col("trial").is_in(fit_runs)),
+        study.curves.filter(pl.col("trial").is_in(test_runs)),
+        study=study,
+    )
+    fit = sl.fit_multipower(curves)
+    fit.to_json(root / "mpl_fit.json")
+    plot_curves(curves, fit.params, root / "mpl_fit.png", law=fit.law)
+    prop = sl.propose_schedule(root / "mpl_fit.json", STEPS, PEAK, warmup_steps=WARMUP, floor=FLOOR)
+    prop.to_json(root / "proposed_schedule.json")
+    plot_proposal(prop, root / "proposed_schedule.png")
+    return fit, prop
+
+
 def after(root: Path) -> None:
     import polars as pl
 
     from scalelab import launch
-    from scalelab.cli import app
+    from scalelaws.io import write_text
 
-    where = f"total_steps = {STEPS} AND schedule IN ('constant', 'cosine', 'wsdcon')"
-    test = f"schedule = 'wsd' OR total_steps = {int(1.5 * STEPS)}"
-    app(["fit", "multipower", "--runs", str(root), "--where", where, "--test-where", test,
-         "--out", str(root / "mpl_fit.json"), "--plot", str(root / "mpl_fit.png")],
-        standalone_mode=False)  # fmt: skip
-    app(["propose", "schedule", "--fit", str(root / "mpl_fit.json"), "--total-steps",
-         str(STEPS), "--warmup-steps", str(WARMUP), "--peak-lr", str(PEAK), "--floor", str(FLOOR),
-         "--out", str(root / "proposed_schedule.json"),
-         "--plot", str(root / "proposed_schedule.png")], standalone_mode=False)  # fmt: skip
-    proposal = json.loads((root / "proposed_schedule.json").read_text())
+    fit, proposal = fit_and_propose(root)
     check = launch.run(validation_spec(proposal, root), wandb_mode=None)
 
     predicted = {
-        "array": proposal["predicted_final_loss"],
-        "cosine": proposal["baselines"]["cosine"]["predicted_final_loss"],
-        "wsd": proposal["baselines"]["wsd"]["predicted_final_loss"],
+        "array": proposal.predicted_final_loss,
+        "cosine": proposal.baselines["cosine"]["predicted_final_loss"],
+        "wsd": proposal.baselines["wsd"]["predicted_final_loss"],
     }
     runs = pl.read_parquet(check / "runs.parquet").filter(pl.col("status") == "completed")
     table = (
@@ -110,15 +127,14 @@ def after(root: Path) -> None:
         .with_columns(predicted=pl.col("schedule").replace_strict(predicted, default=None))
         .sort("measured")
     )
-    fit = json.loads((root / "mpl_fit.json").read_text())
     lines = [
-        f"MPL fitted on {where}; tested on {test}.",
+        f"MPL fitted on {WHERE}; tested on {TEST_WHERE}.",
         "",
         "| curves | R² | MAE | PredE | WorstE |",
         "|---|---|---|---|---|",
     ]
     for role in ("fit", "test"):
-        m = fit["metrics"][role]
+        m = fit.metrics[role]
         lines.append(
             f"| {role} | {m['r2']:.4f} | {m['mae']:.4f} | {m['pred_e']:.4f} | {m['worst_e']:.4f} |"
         )
@@ -136,7 +152,7 @@ def after(root: Path) -> None:
             f"{r['measured']:.4f} ± {r['std'] or 0:.4f} (n={r['seeds']}) |"
         )
     report = "\n".join(lines) + "\n"
-    (root / "report.md").write_text(report)
+    write_text(root / "report.md", report)
     print(report)
 
 

@@ -20,14 +20,13 @@ from scalelab.commands import fit_app
 from scalelaws.batchsize import (
     cbs_20pct,
     first_crossing,
-    fit_cbs,
+    fit_cbs_group,
     fit_cbs_scaling,
     fit_cbs_table,
-    fit_joint_power_law,
-    fit_power_law,
     noise_scale_at_target,
     steps_to_target,
 )
+from scalelaws.powerlaw import fit_joint_power_law, fit_power_law
 
 REFDATA = Path(__file__).resolve().parents[2] / "shared" / "refdata" / "cbs"
 ZHANG_CSV = REFDATA / "zhang2025_cbs_chinchilla_steps_to_target.csv"
@@ -156,17 +155,17 @@ def test_steps_to_target_auto_target_and_noise_scale():
 
 def test_fit_cbs_exact_data():
     b = 2.0 ** np.arange(5, 14)
-    fit = fit_cbs(b, 2000 + 2000 * 600 / b, ref_batch=256, n_boot=200)
+    fit = fit_cbs_group(b, 2000 + 2000 * 600 / b, ref_batch=256, n_boot=200)
     assert fit.s_min == pytest.approx(2000, rel=1e-6)
     assert fit.e_min == pytest.approx(1.2e6, rel=1e-6)
     assert fit.b_crit == pytest.approx(600, rel=1e-6)
     assert fit.cbs == pytest.approx(1.2 * 256 + 600 / 5, rel=1e-6)
     assert max(abs(r) for r in fit.residuals) < 1e-8
     # pure linear scaling (S_min = 0): B_crit and CBS are infinite, not a silent number
-    lin = fit_cbs(b, 1e6 / b, ref_batch=256, n_boot=200)
+    lin = fit_cbs_group(b, 1e6 / b, ref_batch=256, n_boot=200)
     assert lin.s_min == 0.0 and math.isinf(lin.b_crit) and math.isinf(lin.cbs)
     with pytest.raises(ValueError, match="3 distinct"):
-        fit_cbs([64, 128, 64], [10, 5, 10], ref_batch=64)
+        fit_cbs_group([64, 128, 64], [10, 5, 10], ref_batch=64)
 
 
 def test_fit_cbs_recovers_b_crit_with_noise():
@@ -178,7 +177,7 @@ def test_fit_cbs_recovers_b_crit_with_noise():
     for seed in range(10):
         rng = np.random.default_rng(seed)
         steps = (s_min + s_min * bc / b) * np.exp(rng.normal(0, 0.05, b.size))
-        fit = fit_cbs(b, steps, ref_batch=256, n_boot=200, seed=0)
+        fit = fit_cbs_group(b, steps, ref_batch=256, n_boot=200, seed=0)
         lo, hi = fit.b_crit_interval
         covered += lo <= bc <= hi
         errors.append(abs(fit.b_crit / bc - 1))
@@ -188,7 +187,7 @@ def test_fit_cbs_recovers_b_crit_with_noise():
     assert max(errors) < 0.2 and np.median(errors) < 0.06
     rng = np.random.default_rng(0)
     steps = (s_min + s_min * bc / b) * np.exp(rng.normal(0, 0.05, b.size))
-    fit = fit_cbs(b, steps, ref_batch=256, n_boot=200, seed=0)
+    fit = fit_cbs_group(b, steps, ref_batch=256, n_boot=200, seed=0)
     assert fit.b_crit_interval[0] <= bc <= fit.b_crit_interval[1]
 
 

@@ -17,7 +17,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-import scalelab.commands.capacity as capacity_cmd
+import scalelab.commands.capacity  # noqa: F401  (registers `fit capacity`)
 from scalelab import data as datasets
 from scalelab import knowledge, results
 from scalelab.commands import fit_app
@@ -34,6 +34,7 @@ from scalelab.model import GPT, model_args
 from scalelab.quantize import channel_scales, qmax, quantize_model_, quantize_rtn, quantized
 from scalelab.train import train
 from scalelaws.capacity import biod_bits
+from scalelaws.capacity_study import trial_table
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -267,7 +268,7 @@ def test_fit_capacity_cli(study, tmp_path):
 def test_trial_table_needs_knowledge_columns():
     runs = pl.DataFrame({"trial": ["a"], "status": ["completed"], "data": ["pcfg"]})
     with pytest.raises(ValueError, match="knowledge_eval=True"):
-        capacity_cmd.trial_table(runs)
+        trial_table(runs)
 
 
 def test_study_file_presets_expand():

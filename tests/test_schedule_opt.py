@@ -20,7 +20,7 @@ P, W, T = 3e-4, 2160, 24000
 
 
 def test_final_loss_gradient_matches_finite_differences():
-    lr = sch.wsd_schedule(3000, 200, P, P / 10, 0.3, "cosine")
+    lr = schedules.lr_array("wsd", P, 3000, 200, decay_steps=840, shape="cosine", final_lr=P / 10)
     lr[2500:2600] *= 0.9  # a non-monotone bump: the formula must hold for any schedule
     loss, grad = sch.final_loss_grad(PARAMS_400M, lr)
     assert loss == pytest.approx(sch.final_loss(PARAMS_400M, lr), rel=1e-13)
@@ -33,26 +33,36 @@ def test_final_loss_gradient_matches_finite_differences():
         assert grad[i] == pytest.approx(fd, rel=1e-5, abs=1e-6), i
 
 
-def test_baseline_schedules_follow_the_refdata_formulas():
+def test_baseline_schedules_are_the_registrys_and_follow_the_refdata_formulas():
     s = np.arange(W, T)
-    cos = sch.cosine_schedule(T, W, P, 3e-5)
+    cos = sch.baseline_lr({"name": "cosine", "params": {"final_lr": 3e-5}}, T, W, P)
     np.testing.assert_allclose(cos[:W], np.linspace(0, P, W))
     np.testing.assert_allclose(
         cos[W:], 3e-5 + (P - 3e-5) / 2 * (1 + np.cos(np.pi * (s - W) / (T - W)))
     )
     # refdata wsd_20000_24000: 3e-4 until 20000, then P^((24000−s)/4000)·E^((s−20000)/4000)
-    wsd = sch.wsd_schedule(T, W, P, 3e-5, 4000 / (T - W), "exponential")
+    params = sch.wsd_params(T, W, 4000 / (T - W), "exp", 3e-5)
+    assert params == {"decay_steps": 4000, "shape": "exp", "final_lr": 3e-5}
+    wsd = sch.baseline_lr({"name": "wsd", "params": params}, T, W, P)
     t = np.arange(20000, T)
     np.testing.assert_allclose(wsd[W:20000], P)
     np.testing.assert_allclose(
         wsd[20000:], P ** ((24000 - t) / 4000) * 3e-5 ** ((t - 20000) / 4000)
     )
-    for shape in sch.WSD_SHAPES:
-        lr = sch.wsd_schedule(T, W, P, 3e-5, 0.2, shape)
+    # the best WSD is reported in the registry's terms and rebuilds to its predicted loss
+    best = sch.best_wsd(PARAMS_400M, 4000, 300, P, 3e-5)
+    assert set(best["params"]) == {"decay_steps", "shape", "final_lr"}
+    assert best["shape"] == best["params"]["shape"] in schedules.WSD_SHAPES
+    lr = schedules.lr_array("wsd", P, 4000, 300, **best["params"])
+    assert sch.final_loss(PARAMS_400M, lr) == best["predicted_final_loss"]
+    assert best["decay_fraction"] == best["params"]["decay_steps"] / 3700
+    for shape in schedules.WSD_SHAPES:
+        p = sch.wsd_params(T, W, 0.2, shape, 3e-5)
+        lr = schedules.lr_array("wsd", P, T, W, **p)
         assert lr.size == T and np.all(np.diff(lr[W:]) <= 0)
         assert lr[-1] == pytest.approx(3e-5, rel=0.01) and lr[-1] > 3e-5
-    with pytest.raises(ValueError, match="WSD shape"):
-        sch.wsd_schedule(T, W, P, 3e-5, 0.2, "square")
+    # no floor: the exp shape (which needs final_lr > 0) is left out of the search
+    assert sch.best_wsd(PARAMS_400M, 4000, 300, P, 0.0)["shape"] != "exp"
 
 
 @pytest.mark.skipif(not REF.is_dir(), reason=f"reference data not found at {REF}")
@@ -97,6 +107,11 @@ def test_cli_propose_schedule(tmp_path):
     assert doc["predicted_final_loss"] < doc["baselines"]["wsd"]["predicted_final_loss"]
     assert doc["predicted_final_loss"] < doc["baselines"]["cosine"]["predicted_final_loss"]
     assert {"decay_fraction", "shape"} <= set(doc["baselines"]["wsd"])
+    for name, b in doc["baselines"].items():  # registry terms: lr_array rebuilds each baseline
+        blr = schedules.lr_array(b["name"], 3e-4, 4000, 300, **b["params"])
+        assert b["predicted_final_loss"] == pytest.approx(predict(PARAMS_400M, blr, [4000])[0]), (
+            name
+        )
     assert png.stat().st_size > 10_000
     bad = tmp_path / "power.json"
     bad.write_text(json.dumps({"law": "power", "params": {"L0": 1, "A": 1, "alpha": 0.5}}))

@@ -10,18 +10,20 @@ Laws (see docs/laws.md §2):
   B_ref: a + b/B = 1.2·(a·B_ref + b)/B  =>  CBS = 1.2·B_ref + b/(5a).
   b/a (McCandlish's B_crit) and the 20%-overhead CBS are different quantities; never mix them.
 
-Batch sizes are in sequences per optimizer step; steps are optimizer updates.
+Batch sizes are in sequences per optimizer step; steps are optimizer updates. The power-law
+fits of the CBS scaling are in scalelaws.powerlaw.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import polars as pl
-import statsmodels.api as sm
+
+from scalelaws.powerlaw import fit_joint_power_law, fit_power_law, tuples_from_json
 
 FIT_STATUSES = ("completed", "diverged")  # a diverged run's curve is valid up to divergence
 
@@ -49,6 +51,16 @@ def first_crossing(steps: np.ndarray, losses: np.ndarray, target: float) -> floa
     return float(s0 + (l0 - target) / (l0 - l1) * (s1 - s0))
 
 
+def with_data_size(runs: pl.DataFrame) -> pl.DataFrame:
+    """`tokens` = the data size D of each run: the requested budget `grid.tokens` where the table
+    has it (sweeps round the steps down, so the planned tokens differ a little between batch
+    sizes of one D), else the planned `tokens` (tables written before grid columns existed)."""
+    if "grid.tokens" not in runs.columns:
+        return runs
+    d = pl.col("grid.tokens").cast(pl.Int64, strict=False)
+    return runs.with_columns(tokens=pl.coalesce(d, pl.col("tokens")))
+
+
 def _group_col(runs: pl.DataFrame) -> pl.Expr:
     # A group is one (model size, data size) pair: "85M/D=1.74e+09".
     return pl.format(
@@ -56,10 +68,10 @@ def _group_col(runs: pl.DataFrame) -> pl.Expr:
     ).alias("group")
 
 
-def _check_columns(df: pl.DataFrame, cols: tuple[str, ...], name: str) -> None:
+def check_columns(df: pl.DataFrame, cols: tuple[str, ...], name: str) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise ValueError(f"{name} lacks columns {missing}; see the study tables contract")
+        raise ValueError(f"{name} lacks columns {missing}; see the study tables contract (README)")
 
 
 def final_losses(curves: pl.DataFrame, loss_col: str = "eval_loss") -> pl.DataFrame:
@@ -80,6 +92,7 @@ def choose_targets(
 
     Returns columns group, target. Only completed runs define a target.
     """
+    runs = with_data_size(runs)
     ref = runs.filter((pl.col("status") == "completed") & (pl.col("batch_size") == ref_batch))
     out = (
         ref.with_columns(_group_col(ref))
@@ -112,15 +125,16 @@ def steps_to_target(
     `target=None` picks each group's target with `choose_targets` (needs `ref_batch`).
     Use `loss_col="ewa_eval_loss"` for the EWA model's loss when curves have it.
 
+    A group is (model, D); D is `grid.tokens` when the table has it (with_data_size).
     Returns one row per (group, batch_size): group, model, params, tokens, batch_size,
     target, steps_to_target (null when not reached), reached, trial, lr (the best LR's
     trial and value; null when not reached).
     """
-    _check_columns(
+    check_columns(
         runs, ("trial", "status", "model", "params", "batch_size", "lr", "tokens"), "runs"
     )
-    _check_columns(curves, ("trial", "step", loss_col), "curves")
-    runs = runs.filter(pl.col("status").is_in(FIT_STATUSES))
+    check_columns(curves, ("trial", "step", loss_col), "curves")
+    runs = with_data_size(runs).filter(pl.col("status").is_in(FIT_STATUSES))
     if runs.height == 0:
         raise ValueError("runs has no completed or diverged trial; nothing to measure")
     runs = runs.with_columns(_group_col(runs))
@@ -273,12 +287,33 @@ class CBSFit:
     steps: tuple[float, ...]
     residuals: tuple[float, ...]  # log T̂ − log T per row
     n_boot: int  # resamples that had >= 3 distinct batch sizes
+    target: float | None = None  # study tables: the group's target loss
+    noise_scale: float | None = None  # B_simple where the noise-batch run reaches the target
+    noise_scale_step: float | None = None  # ... and the step where it does
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> CBSFit:
+        """Back from JSON: lists -> tuples; null S_min/E_min/B_crit/CBS (inf in JSON) -> inf."""
+        return cls(
+            **{
+                f.name: tuples_from_json(d[f.name], inf=f.name in _INF_WHEN_NULL)
+                for f in fields(cls)
+                if f.name in d
+            }
+        )
 
-def fit_cbs(
+    def predict(self, batch_size) -> np.ndarray:
+        """Steps to the target at `batch_size`: S_min + E_min/B (McCandlish eq. 2.11)."""
+        return steps_model(batch_size, self.s_min, self.e_min)
+
+
+_INF_WHEN_NULL = ("b_crit", "cbs", "b_crit_interval", "cbs_interval")
+
+
+def fit_cbs_group(
     batch_sizes,
     steps,
     ref_batch: float,
@@ -350,7 +385,7 @@ def fit_cbs_table(
     """Fit every group of a steps table: columns group, params, batch_size, steps_to_target,
     optional tokens and reached. Rows not reached (null/NaN steps or reached=False) are
     excluded with a warning."""
-    _check_columns(table, ("group", "params", "batch_size", "steps_to_target"), "table")
+    check_columns(table, ("group", "params", "batch_size", "steps_to_target"), "table")
     if "tokens" not in table.columns:
         table = table.with_columns(tokens=pl.lit(None, pl.Int64))
     ok = (
@@ -371,7 +406,7 @@ def fit_cbs_table(
         part = part.filter(ok)
         params, tokens = part["params"][0], part["tokens"][0]
         fits.append(
-            fit_cbs(
+            fit_cbs_group(
                 part["batch_size"].to_numpy(),
                 part["steps_to_target"].cast(pl.Float64).to_numpy(),
                 ref_batch,
@@ -386,93 +421,6 @@ def fit_cbs_table(
 
 
 # ---------------------------------------------------------------- scaling laws of the CBS
-
-
-@dataclass(frozen=True)
-class PowerLaw:
-    """y = coef · (x/x_unit)^exponent, OLS on log-log data; 95% intervals (statsmodels)."""
-
-    coef: float
-    exponent: float
-    coef_interval: tuple[float, float]
-    exponent_interval: tuple[float, float]
-    x_unit: float
-    r2: float
-    n: int
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class JointPowerLaw:
-    """y = coef · (N/n_unit)^a · (D/d_unit)^b, OLS on logs; 95% intervals."""
-
-    coef: float
-    a: float
-    b: float
-    coef_interval: tuple[float, float]
-    a_interval: tuple[float, float]
-    b_interval: tuple[float, float]
-    n_unit: float
-    d_unit: float
-    r2: float
-    n: int
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def _ols(x_cols: list[np.ndarray], y: np.ndarray):
-    res = sm.OLS(np.log(y), sm.add_constant(np.column_stack(x_cols), has_constant="add")).fit()
-    ci = res.conf_int(0.05)
-    return res, [(float(lo), float(hi)) for lo, hi in ci]
-
-
-def fit_power_law(x, y, x_unit: float = 1.0) -> PowerLaw:
-    """log y = log c + e·log(x/x_unit) by OLS (e.g. Zhang et al.: CBS ≈ 93.2·N^0.468, N in M)."""
-    x, y = np.asarray(x, float) / x_unit, np.asarray(y, float)
-    if x.size < 3 or np.unique(x).size < 2:
-        raise ValueError(f"a power-law fit needs >= 3 points and 2 distinct x, got {x.size}")
-    if not (np.all(x > 0) and np.all(y > 0) and np.all(np.isfinite(y))):
-        raise ValueError("power-law fit: x and y must be finite and > 0")
-    res, ci = _ols([np.log(x)], y)
-    return PowerLaw(
-        coef=float(np.exp(res.params[0])),
-        exponent=float(res.params[1]),
-        coef_interval=(math.exp(ci[0][0]), math.exp(ci[0][1])),
-        exponent_interval=ci[1],
-        x_unit=x_unit,
-        r2=float(res.rsquared),
-        n=int(x.size),
-    )
-
-
-def fit_joint_power_law(n, d, y, n_unit: float = 1.0, d_unit: float = 1.0) -> JointPowerLaw:
-    """log y = log c + a·log N + b·log D by OLS (Zhang et al.'s CBS(N, D) form)."""
-    ln = np.log(np.asarray(n, float) / n_unit)
-    ld = np.log(np.asarray(d, float) / d_unit)
-    y = np.asarray(y, float)
-    if y.size < 4:
-        raise ValueError(f"the joint fit c·N^a·D^b needs >= 4 points, got {y.size}")
-    if abs(np.corrcoef(ln, ld)[0, 1]) > 0.99:
-        raise ValueError(
-            "N and D vary together (|corr(log N, log D)| > 0.99); a joint fit "
-            "cannot separate them: vary N at fixed D and D at fixed N"
-        )
-    res, ci = _ols([ln, ld], y)
-    return JointPowerLaw(
-        coef=float(np.exp(res.params[0])),
-        a=float(res.params[1]),
-        b=float(res.params[2]),
-        coef_interval=(math.exp(ci[0][0]), math.exp(ci[0][1])),
-        a_interval=ci[1],
-        b_interval=ci[2],
-        n_unit=n_unit,
-        d_unit=d_unit,
-        r2=float(res.rsquared),
-        n=int(y.size),
-    )
 
 
 def fit_cbs_scaling(

@@ -45,7 +45,23 @@ class Diagnostic:
 
 
 # code -> what it means and what to do (README "Diagnostics" lists the same table).
-CODES: dict[str, str] = {}
+CODES: dict[str, str] = {
+    "PARAM_AT_BOUND": "a fitted parameter sits at the edge of its search box: not identified "
+    "by these data; read it as a bound, or fit on more varied data",
+    "BOOTSTRAP_FAILED": "some bootstrap refits failed; the intervals rest on the others",
+    "LR_REBUILT": "the per-step LR was rebuilt from the logged lr rows (exact when every step "
+    "was logged); pass the study for the spec's exact LR",
+    "LR_SPEC_MISMATCH": "a trial's spec gives another LR than its curve logged; the LR was "
+    "rebuilt from the rows; collect the study again",
+    "NO_INTERVAL": "no interval: the fit has no bootstrap refits; fit with n_boot > 0",
+    "EXTRAPOLATION": "a prediction outside the fitted range (longer run, higher LR)",
+    "TARGET_NOT_REACHED": "a batch size never reached the target loss; it is left out of T(B)",
+    "FIT_SKIPPED": "a fit the data cannot support was skipped (too few points, N and D "
+    "varying together, too few capacity-bound models)",
+    "FIT_WARNING": "a numerical library warned during the fit; the message says what",
+    "EXPOSURES_GUESSED": "exposures were inferred from the trained tokens (no grid.exposures "
+    "column); collect with a newer scalelab for the requested budget",
+}
 
 
 def worst(diags) -> str | None:

@@ -14,16 +14,15 @@ weighting each point with how often its group was drawn, so the law never needs 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from scalelaws.io import write_json
+from scalelaws.diagnostics import Diagnostic
+from scalelaws.result import Result
 
 DELTA = 1e-3  # Huber threshold in log space (laws.md)
 
@@ -81,32 +80,35 @@ class Law:
 
 
 @dataclass(frozen=True)
-class FitResult:
-    """A fitted law: parameters, 95% intervals, per-point residuals y − ŷ, metrics, input hash."""
+class FitResult(Result):
+    """A fitted law: parameters, 95% intervals, per-point residuals y − ŷ, metrics, input hash.
+
+    `info` holds the method (starts, objective, bootstrap counts; `bootstrap_params`: the
+    reported parameters of every bootstrap refit), `diagnostics` what a reader should know.
+    """
 
     law: str
     params: dict[str, float]
-    intervals: dict[str, list[float]] = field(default_factory=dict)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     residuals: list[float] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     input_hash: str = ""
     curves: list[dict[str, Any]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def save(self, path: str | Path) -> Path:
-        """Write JSON atomically (temp file, then os.replace)."""
-        return write_json(path, self.to_dict())
+    diagnostics: tuple[Diagnostic, ...] = ()
 
     @classmethod
-    def load(cls, path: str | Path) -> FitResult:
-        data = json.loads(Path(path).read_text())
-        if "law" not in data or "params" not in data:
-            raise ValueError(f"{path}: not a FitResult JSON (needs 'law' and 'params')")
-        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        return cls(**known)
+    def from_dict(cls, d: dict[str, Any]):
+        if "law" not in d or "params" not in d:
+            raise ValueError("not a FitResult JSON (needs 'law' and 'params')")
+        return super().from_dict(d)
+
+    @classmethod
+    def load(cls, path):
+        try:
+            return super().load(path)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
 
 
 def input_hash(*parts: Any) -> str:
@@ -324,22 +326,54 @@ def fit(
         law, x, y, starts, weights=weights, delta=delta, max_starts=max_starts
     )
     yhat = law.predict(theta, x)
-    intervals: dict[str, list[float]] = {}
+    intervals: dict[str, tuple[float, float]] = {}
     if n_boot > 0:
         intervals, binfo = bootstrap(
             law, x, y, groups, theta, n_boot=n_boot, seed=seed, delta=delta, weights=weights
         )
         info.update(binfo)
     parts = hash_parts if hash_parts is not None else ([x] if isinstance(x, np.ndarray) else [])
+    params = law.reported(theta, x)
     return FitResult(
         law=law.name,
-        params=law.reported(theta, x),
+        params=params,
         intervals=intervals,
         residuals=(y - yhat).tolist(),
         metrics=metrics(y, yhat),
         input_hash=input_hash(law.name, y, *parts),
         info=info,
+        diagnostics=bound_diagnostics(law, params) + bootstrap_diagnostics(info),
     )
+
+
+def bound_diagnostics(law: Law, params: Mapping[str, float]) -> tuple[Diagnostic, ...]:
+    """PARAM_AT_BOUND for every fitted parameter within 0.1% of a bound of its search box."""
+    out = []
+    for p in law.params:
+        v = params.get(p.name)
+        if v is None:
+            continue
+        for edge, side in ((p.lo, "lower"), (p.hi, "upper")):
+            if abs(v - edge) <= 1e-3 * max(abs(edge), 1e-12):
+                out.append(
+                    Diagnostic(
+                        "PARAM_AT_BOUND",
+                        "warning",
+                        f"{p.name} = {v:.4g} sits at its {side} bound {edge:g}: not identified",
+                        "fit on longer or more varied schedules, or read this parameter as a bound",
+                        p.name,
+                    )
+                )
+    return tuple(out)
+
+
+def bootstrap_diagnostics(info: Mapping) -> tuple[Diagnostic, ...]:
+    """BOOTSTRAP_FAILED when some bootstrap refits failed."""
+    failed, n = info.get("boot_failed", 0), info.get("n_boot", 0)
+    if not failed:
+        return ()
+    msg = f"{failed} of {n} bootstrap refits failed; intervals use the {n - failed} others"
+    return (Diagnostic("BOOTSTRAP_FAILED", "warning", msg, "raise n_boot or add curves"),)
 
 
 def bootstrap(
@@ -354,12 +388,12 @@ def bootstrap(
     level: float = 0.95,
     delta: float = DELTA,
     weights: np.ndarray | None = None,
-) -> tuple[dict[str, list[float]], dict[str, Any]]:
+) -> tuple[dict[str, tuple[float, float]], dict[str, Any]]:
     """Percentile intervals from refits on group resamples (drawn with replacement).
 
     A resample weights each point by (its base weight) × (times its group was drawn) and is
     fitted from θ (the full-data fit). Resamples whose fit fails are skipped and counted;
-    RuntimeError if none succeeds.
+    RuntimeError if none succeeds. Returns ({name: (lo, hi)}, info with the refits' parameters).
     """
     y = np.asarray(y, float)
     groups = np.asarray(groups)
@@ -385,10 +419,11 @@ def bootstrap(
     s = np.array([[r[n] for n in names] for r in rep])
     q = 100 * (1 - level) / 2
     lo, hi = np.percentile(s, q, axis=0), np.percentile(s, 100 - q, axis=0)
-    intervals = {n: [float(a), float(b)] for n, a, b in zip(names, lo, hi, strict=True)}
+    intervals = {n: (float(a), float(b)) for n, a, b in zip(names, lo, hi, strict=True)}
     return intervals, {
         "n_boot": n_boot,
         "boot_failed": failed,
         "boot_groups": int(labels.size),
         "level": level,
+        "bootstrap_params": rep,  # one reported-parameter dict per successful refit
     }

@@ -32,59 +32,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scalelaws.curves import Curve, build_lr
+from scalelaws.diagnostics import Diagnostic
 from scalelaws.fitting import FitResult, Law, Param, fit, input_hash, metrics, minimise
+
+__all__ = ["Curve", "MultipowerFit", "build_lr", "fit_curves", "evaluation_result", "predict"]
 
 MPL_PARAMS = ("L0", "A", "alpha", "B", "C", "beta", "gamma")
 LAWS = ("multipower", "power", "momentum")
 MOMENTUM_DECAY = 0.999  # λ of Tissue et al. 2024
 _TINY = 1e-30  # floor for log η where η = 0 (then G = 1)
 _CHUNK = 2_000_000  # max (step, drop) pairs held at once by the exact LD sum
-
-
-@dataclass(frozen=True, eq=False)
-class Curve:
-    """One loss curve: per-step LR schedule `lr`, evaluated `steps`, measured `loss`."""
-
-    name: str
-    lr: np.ndarray
-    steps: np.ndarray
-    loss: np.ndarray
-    role: str = "fit"  # "fit" or "test"
-
-    def __post_init__(self) -> None:
-        steps = np.asarray(self.steps)
-        if steps.shape != np.asarray(self.loss).shape:
-            raise ValueError(f"curve {self.name!r}: steps and loss differ in length")
-        if steps.size and (steps.min() < 1 or steps.max() > len(self.lr)):
-            raise ValueError(
-                f"curve {self.name!r}: steps must lie in 1..len(lr)={len(self.lr)} "
-                "(loss at step s uses lr[0:s]); extend lr or drop those rows"
-            )
-
-
-def build_lr(
-    steps: np.ndarray, lrs: np.ndarray, warmup_steps: int, total: int | None = None
-) -> np.ndarray:
-    """Per-step LR from logged (step, lr) rows.
-
-    Steps 0..W−1 (before the first row) get the warmup np.linspace(0, lr_first, W); after that
-    the LR is piecewise-linear between logged steps, and held flat past the last row. A file that
-    logs every step from 0 is returned as is.
-    """
-    steps = np.asarray(steps, dtype=np.int64)
-    lrs = np.asarray(lrs, dtype=float)
-    ok = np.isfinite(lrs)
-    steps, lrs = steps[ok], lrs[ok]
-    if steps.size == 0:
-        raise ValueError("no rows with an lr value: the LR schedule cannot be rebuilt")
-    order = np.argsort(steps, kind="stable")
-    steps, lrs = steps[order], lrs[order]
-    if warmup_steps > 0 and steps[0] > 0:
-        n = int(min(warmup_steps, steps[0]))
-        steps = np.concatenate([np.arange(n), steps])
-        lrs = np.concatenate([np.linspace(0.0, lrs[0], warmup_steps)[:n], lrs])
-    n_total = int(max(steps[-1] + 1, total or 0))
-    return np.interp(np.arange(n_total), steps, lrs)
 
 
 # --------------------------------------------------------------------------- sums over a schedule
@@ -427,6 +385,29 @@ def curve_weights(curve_id: np.ndarray, weighting: str = "curve") -> np.ndarray 
     return len(curve_id) / (np.count_nonzero(counts) * counts[curve_id])
 
 
+@dataclass(frozen=True)
+class MultipowerFit(FitResult):
+    """A fitted (or evaluated) loss-curve law: FitResult plus `predict` (laws.md §1).
+
+    `info` also holds `lr_source` per curve (spec / given / rebuilt / spec-mismatch), the
+    longest fitted curve `max_step` and its peak LR `peak_lr` (the fit's range).
+    """
+
+    def predict(self, lr: np.ndarray, steps=None) -> np.ndarray:
+        """Predicted loss after each of `steps` updates under the per-update schedule `lr` (e.g.
+        scalelaws.schedules.lr_array(...)); default: every step with Σ lr[0:s] > 0 (the
+        registry's warmup starts at lr[0] = 0, where the law is undefined)."""
+        lr = np.asarray(lr, float)
+        if steps is None:
+            steps = np.flatnonzero(np.cumsum(lr) > 0) + 1
+        return predict(self.params, lr, steps, self.law)
+
+    @property
+    def bootstrap_params(self) -> list[dict[str, float]]:
+        """The parameters of every bootstrap refit ([] without a bootstrap)."""
+        return list(self.info.get("bootstrap_params") or [])
+
+
 def fit_curves(
     curves: Sequence[Curve],
     law: str = "multipower",
@@ -436,7 +417,7 @@ def fit_curves(
     seed: int = 0,
     max_starts: int = 4,
     polish: bool = False,
-) -> FitResult:
+) -> MultipowerFit:
     """Fit `law` on the curves with role "fit"; report exact metrics for every curve.
 
     The search runs on the blocked LD sum; `polish` then refines from the best point on the exact
@@ -467,21 +448,21 @@ def fit_curves(
         theta, fun, _ = minimise(L, De, De.y, [internal_theta(params, De)], weights=w, max_starts=1)
         params = L.reported(theta, De)
         info.update(polished=True, objective=fun)
-    return _result(law, params, curves, res.input_hash, info, res.intervals)
+    return _result(law, params, curves, res.input_hash, info, res.intervals, res.diagnostics)
 
 
 def evaluation_result(
     params: Mapping[str, float], curves: Sequence[Curve], law: str = "multipower"
-) -> FitResult:
-    """A FitResult for given parameters (no fitting): metrics of every curve."""
+) -> MultipowerFit:
+    """A MultipowerFit for given parameters (no fitting): metrics of every curve."""
     fit_cv = [c for c in curves if c.role == "fit"] or list(curves)
     y = np.concatenate([np.asarray(c.loss, float) for c in fit_cv])
     h = input_hash(law, y, *[a for c in fit_cv for a in (c.lr, c.steps)])
     params = {k: float(v) for k, v in params.items()}
-    return _result(law, params, curves, h, {"evaluated_only": True}, {})
+    return _result(law, params, curves, h, {"evaluated_only": True}, {}, ())
 
 
-def _result(law, params, curves, h, info, intervals) -> FitResult:
+def _result(law, params, curves, h, info, intervals, diags) -> MultipowerFit:
     """Exact predictions → per-curve metrics, their means per role, residuals of fit curves."""
     rows, resid = [], []
     fit_any = any(c.role == "fit" for c in curves)
@@ -490,7 +471,14 @@ def _result(law, params, curves, h, info, intervals) -> FitResult:
         rows.append({"name": cv.name, "role": cv.role, **metrics(cv.loss, yhat)})
         if cv.role == "fit" or not fit_any:
             resid.extend((np.asarray(cv.loss, float) - yhat).tolist())
-    return FitResult(
+    fitted = [c for c in curves if c.role == "fit"] or list(curves)
+    info = dict(
+        info,
+        lr_source={c.name: c.lr_source for c in curves},
+        max_step=int(max(int(np.max(c.steps)) for c in fitted)),
+        peak_lr=float(max(float(np.max(c.lr)) for c in fitted)),
+    )
+    return MultipowerFit(
         law=law,
         params=params,
         intervals=intervals,
@@ -499,4 +487,33 @@ def _result(law, params, curves, h, info, intervals) -> FitResult:
         input_hash=h,
         curves=rows,
         info=info,
+        diagnostics=tuple(diags) + _lr_diagnostics(curves),
     )
+
+
+def _lr_diagnostics(curves: Sequence[Curve]) -> tuple[Diagnostic, ...]:
+    """LR_SPEC_MISMATCH per curve whose spec disagreed with its logged lr; one LR_REBUILT."""
+    out = [
+        Diagnostic(
+            "LR_SPEC_MISMATCH",
+            "warning",
+            "spec LR disagrees with the logged lr; rebuilt from the lr rows",
+            "check that the trial's spec matches its curve (collect again)",
+            c.name,
+        )
+        for c in curves
+        if c.lr_source == "spec-mismatch"
+    ]
+    rebuilt = [c.name for c in curves if c.lr_source == "rebuilt"]
+    if rebuilt:
+        out.append(
+            Diagnostic(
+                "LR_REBUILT",
+                "info",
+                f"per-step LR rebuilt from the logged lr rows for {len(rebuilt)} curve(s): "
+                + ", ".join(rebuilt[:5])
+                + (" ..." if len(rebuilt) > 5 else ""),
+                "pass study= (exact LR from each trial's spec) when the rows are sparse",
+            )
+        )
+    return tuple(out)

@@ -78,6 +78,12 @@ def plot_schedule(
     return save(fig, path)
 
 
+def plot_proposal(prop, path: str | Path) -> Path:
+    """plot_schedule of a ScheduleProposal next to its cosine and best-WSD baselines."""
+    base = {k: prop.baseline_lr(k) for k in ("cosine", "wsd") if k in prop.baselines}
+    return plot_schedule(prop.lr, prop.params, path, baselines=base)
+
+
 def save(fig, path: str | Path, dpi: int = 110) -> Path:
     """Lay out, write the PNG (creating its folder) and free the figure."""
     plt = _pyplot()

@@ -1,14 +1,17 @@
-"""Optimise an LR schedule under a fitted multi-power law (Luo et al. 2025, arXiv 2503.12811).
+"""Optimise an LR schedule under a fitted multi-power law (Luo et al. 2025, arXiv 2503.12811;
+laws.md §1, "Schedule optimisation").
 
 Minimise the predicted final loss L̂(T) over monotone non-increasing post-warmup schedules with
 η ≤ peak. The schedule is parameterised by non-negative log-decrements u ≥ 0 at knots,
 v_k = peak · exp(−Σ_{m≤k} u_m), linearly interpolated to every step (so it stays monotone and
 positive); L-BFGS-B runs with the analytic O(T) gradient of L̂(T), first on ~200 knots, then on
-every post-warmup step. Warmup: lr[0:W] = np.linspace(0, peak, W) (refdata README rule).
+every post-warmup step. Warmup: the registry's lr[0:W] = np.linspace(0, peak, W).
 
-Baselines for the same budget: cosine to a floor (peak/10 by default, as the refdata runs) and
-the best WSD (stable at peak, then decay over the last fraction f of the post-warmup steps to the
-floor; f and the shape — linear, cosine, exponential, 1-sqrt — searched).
+Baselines for the same budget, built with the one schedule registry (scalelaws.schedules) and
+reported in its terms (name + params, ready for lr_array or a ScheduleSpec): cosine to a floor
+(final_lr, peak/10 by default, as the refdata runs) and the best WSD (stable at peak, then a
+decay over the last `decay_steps` to final_lr; the decay length and the shape — linear, cosine,
+exp, 1-sqrt — searched).
 """
 
 from __future__ import annotations
@@ -18,14 +21,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from scalelaws import schedules
+from scalelaws.diagnostics import Diagnostic
 from scalelaws.fitting import single_blas_thread
 from scalelaws.multipower import MPL_PARAMS, predict
+from scalelaws.result import Result
 
-WSD_SHAPES = ("linear", "cosine", "exponential", "1-sqrt")
-
-
-def warmup(warmup_steps: int, peak_lr: float) -> np.ndarray:
-    return np.linspace(0.0, peak_lr, warmup_steps)
+WSD_SHAPES = schedules.WSD_SHAPES
 
 
 def _check(total_steps: int, warmup_steps: int, peak_lr: float) -> None:
@@ -37,40 +39,20 @@ def _check(total_steps: int, warmup_steps: int, peak_lr: float) -> None:
         raise ValueError(f"peak_lr={peak_lr} must be > 0")
 
 
-def cosine_schedule(
-    total_steps: int, warmup_steps: int, peak_lr: float, floor: float
-) -> np.ndarray:
-    """Warmup, then floor + (peak − floor)/2 · (1 + cos(π·(s − W)/(T − W))) (refdata formula)."""
-    _check(total_steps, warmup_steps, peak_lr)
-    s = np.arange(warmup_steps, total_steps)
-    post = floor + (peak_lr - floor) / 2 * (
-        1 + np.cos(np.pi * (s - warmup_steps) / (total_steps - warmup_steps))
-    )
-    return np.concatenate([warmup(warmup_steps, peak_lr), post])
-
-
-def wsd_schedule(
-    total_steps: int, warmup_steps: int, peak_lr: float, floor: float, fraction: float, shape: str
-) -> np.ndarray:
-    """Warmup, peak until the last `fraction` of post-warmup steps, then decay towards `floor`
-    (progress p = i/n over the n decay steps, so the last step is just above the floor, as in
-    the refdata `wsd_20000_24000` and scalelab.schedules)."""
-    _check(total_steps, warmup_steps, peak_lr)
-    if shape not in WSD_SHAPES:
-        raise ValueError(f"WSD shape {shape!r} unknown: use one of {WSD_SHAPES}")
+def wsd_params(
+    total_steps: int, warmup_steps: int, fraction: float, shape: str, floor: float
+) -> dict:
+    """Registry params of a WSD that decays over `fraction` of the post-warmup steps."""
     m = total_steps - warmup_steps
-    n_decay = int(round(np.clip(fraction, 0.0, 1.0) * m))
-    p = np.arange(n_decay) / max(n_decay, 1)  # decay progress 0 .. 1 − 1/n (refdata rule)
-    if shape == "linear":
-        dec = peak_lr + (floor - peak_lr) * p
-    elif shape == "cosine":
-        dec = floor + (peak_lr - floor) / 2 * (1 + np.cos(np.pi * p))
-    elif shape == "exponential":
-        dec = peak_lr ** (1 - p) * max(floor, 1e-12 * peak_lr) ** p
-    else:  # 1-sqrt
-        dec = floor + (peak_lr - floor) * (1 - np.sqrt(p))
-    post = np.concatenate([np.full(m - n_decay, peak_lr), dec])
-    return np.concatenate([warmup(warmup_steps, peak_lr), post])
+    n = int(min(max(round(float(np.clip(fraction, 0.0, 1.0)) * m), 1), m))
+    return {"decay_steps": n, "shape": shape, "final_lr": float(floor)}
+
+
+def baseline_lr(baseline: Mapping, total_steps: int, warmup_steps: int, peak_lr: float):
+    """The per-update LR of a baseline {"name", "params", ...} (scalelaws.schedules.lr_array)."""
+    return schedules.lr_array(
+        baseline["name"], peak_lr, total_steps, warmup_steps, **baseline["params"]
+    )
 
 
 def final_loss(params: Mapping[str, float], lr: np.ndarray) -> float:
@@ -105,9 +87,14 @@ def final_loss_grad(params: Mapping[str, float], lr: np.ndarray) -> tuple[float,
     return float(loss), grad
 
 
-@dataclass(frozen=True)
-class ScheduleProposal:
-    """The proposed per-step schedule (warmup included) and the baselines' predicted losses."""
+@dataclass(frozen=True, eq=False)
+class ScheduleProposal(Result):
+    """The proposed per-update schedule (warmup included), its predicted final loss, and the
+    cosine and best-WSD baselines of the same budget ({name, params, predicted_final_loss}).
+
+    intervals: 95% ranges of the predicted final loss of "proposed", "cosine" and "wsd" over the
+    fit's bootstrap refits (empty without them); `interval` is the proposal's.
+    """
 
     lr: np.ndarray
     predicted_final_loss: float
@@ -115,16 +102,30 @@ class ScheduleProposal:
     total_steps: int = 0
     warmup_steps: int = 0
     peak_lr: float = 0.0
+    params: dict = field(default_factory=dict)  # the MPL parameters it was optimised under
+    intervals: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    diagnostics: tuple[Diagnostic, ...] = ()
+    info: dict = field(default_factory=dict)
+    fit: str = ""  # the FIT.json it came from, when read from a file
+    fit_input_hash: str = ""
 
-    def to_dict(self) -> dict:
-        return {
-            "lr": [float(v) for v in self.lr],
-            "predicted_final_loss": self.predicted_final_loss,
-            "baselines": self.baselines,
-            "total_steps": self.total_steps,
-            "warmup_steps": self.warmup_steps,
-            "peak_lr": self.peak_lr,
-        }
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lr", np.asarray(self.lr, dtype=np.float64))
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        return self.intervals.get("proposed")
+
+    def baseline_lr(self, name: str) -> np.ndarray:
+        """Per-update LR of baseline `name` ("cosine" or "wsd")."""
+        return baseline_lr(self.baselines[name], self.total_steps, self.warmup_steps, self.peak_lr)
+
+    def predict(self, steps=None) -> np.ndarray:
+        """Predicted loss of the proposed schedule after each of `steps` updates (default: every
+        step with Σ lr[0:s] > 0)."""
+        steps = np.flatnonzero(np.cumsum(self.lr) > 0) + 1 if steps is None else steps
+        return predict(self.params, self.lr, steps)
 
 
 def best_wsd(
@@ -135,16 +136,21 @@ def best_wsd(
     floor: float,
     fractions: np.ndarray | None = None,
 ) -> dict:
-    """Grid over decay fraction × shape, then a bounded scalar search around the best fraction."""
+    """Best WSD over decay length × shape: a grid over the decay fraction f of the post-warmup
+    steps, then a bounded scalar search around the best f. Returns {name: "wsd", params
+    (registry: decay_steps, shape, final_lr), predicted_final_loss, decay_fraction, shape,
+    floor}."""
     from scipy.optimize import minimize_scalar
 
     fr = np.linspace(0.02, 0.6, 30) if fractions is None else np.asarray(fractions)
+    shapes = [s for s in WSD_SHAPES if s != "exp" or floor > 0]  # exp decays to final_lr > 0
     best = None
-    for shape in WSD_SHAPES:
+    for shape in shapes:
 
         def f(x, shape=shape):
+            p = wsd_params(total_steps, warmup_steps, x, shape, floor)
             return final_loss(
-                params, wsd_schedule(total_steps, warmup_steps, peak_lr, floor, x, shape)
+                params, schedules.lr_array("wsd", peak_lr, total_steps, warmup_steps, **p)
             )
 
         vals = np.array([f(x) for x in fr])
@@ -155,9 +161,12 @@ def best_wsd(
             (float(r.x), float(r.fun)) if r.fun < vals[i] else (float(fr[i]), float(vals[i]))
         )
         if best is None or val < best["predicted_final_loss"]:
+            p = wsd_params(total_steps, warmup_steps, frac, shape, floor)
             best = {
+                "name": "wsd",
+                "params": p,
                 "predicted_final_loss": val,
-                "decay_fraction": frac,
+                "decay_fraction": p["decay_steps"] / (total_steps - warmup_steps),
                 "shape": shape,
                 "floor": floor,
             }
@@ -226,18 +235,15 @@ def optimise_schedule(
         raise ValueError(f"schedule optimisation needs multipower params; missing {missing}")
     _check(total_steps, warmup_steps, peak_lr)
     floor = peak_lr / 10 if floor is None else float(floor)
-    head = warmup(warmup_steps, peak_lr)
+    head = schedules.lr_array("constant", peak_lr, total_steps, warmup_steps)[:warmup_steps]
     m = total_steps - warmup_steps
 
-    cos_lr = cosine_schedule(total_steps, warmup_steps, peak_lr, floor)
-    baselines = {
-        "cosine": {"predicted_final_loss": final_loss(params, cos_lr), "floor": floor},
-        "wsd": best_wsd(params, total_steps, warmup_steps, peak_lr, floor),
-    }
-    w = baselines["wsd"]
-    start = wsd_schedule(
-        total_steps, warmup_steps, peak_lr, floor, w["decay_fraction"], w["shape"]
-    )[warmup_steps:]
+    cosine = {"name": "cosine", "params": {"final_lr": floor}, "floor": floor}
+    cosine["predicted_final_loss"] = final_loss(
+        params, baseline_lr(cosine, total_steps, warmup_steps, peak_lr)
+    )
+    wsd = best_wsd(params, total_steps, warmup_steps, peak_lr, floor)
+    start = baseline_lr(wsd, total_steps, warmup_steps, peak_lr)[warmup_steps:]
 
     pos = np.unique(np.round(np.linspace(0, m - 1, min(knots, m))).astype(int))
     if pos.size >= 2:
@@ -260,8 +266,10 @@ def optimise_schedule(
     return ScheduleProposal(
         lr=lr,
         predicted_final_loss=final_loss(params, lr),
-        baselines=baselines,
+        baselines={"cosine": cosine, "wsd": wsd},
         total_steps=total_steps,
         warmup_steps=warmup_steps,
         peak_lr=peak_lr,
+        params={k: float(params[k]) for k in MPL_PARAMS},
+        info={"floor": floor, "knots": knots, "per_step": per_step},
     )

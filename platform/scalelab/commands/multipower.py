@@ -1,11 +1,11 @@
 """`scalelab fit multipower` and `scalelab propose schedule` (multi-power law, Luo et al. 2025).
 
+Parse → call scalelaws (fit_multipower / evaluate_multipower / propose_schedule) → print → plot.
 Curves come from CSV/Parquet files with columns step, lr, loss (loss may be empty on rows that
-only carry the LR) or from a study folder (runs.parquet + curves.parquet). Step convention: the
-loss at step s is measured after s updates, which used lr[0:s], and a row's `lr` is the LR of
-the last of those updates (scalelab curves). `--step-offset 1` reads files whose `step` is the
-0-based index of the update just made (the MPL reference CSVs: row step s, LR lr[s]).
-numpy/scipy/polars are imported inside the commands, so `scalelab --help` stays fast.
+only carry the LR) or from a study folder (runs.parquet + curves.parquet; exact LR from each
+trial's spec). `--step-offset 1` reads files whose `step` is the 0-based index of the update
+just made (the MPL reference CSVs). scalelaws is imported inside the commands, so
+`scalelab --help` stays fast.
 """
 
 from __future__ import annotations
@@ -20,117 +20,38 @@ from scalelab.commands import fit_app, propose_app
 _METRICS = ("r2", "mae", "rmse", "pred_e", "worst_e")
 
 
-def _read_table(path: Path):
+def print_diagnostics(diags) -> None:
+    """One line per diagnostic (warnings in yellow)."""
+    from rich.console import Console
+
+    con = Console()
+    for d in diags:
+        style = "yellow" if d.severity != "info" else "dim"
+        con.print(d.line(), style=style, markup=False, highlight=False)
+
+
+def _study_selection(root: Path, where: str | None, test_where: str | None):
+    """(study, fit trials, test trials): completed runs matching --where (all if none), minus
+    the runs matching --test-where, which are the test curves."""
     import polars as pl
 
-    if not path.is_file():
-        raise typer.BadParameter(f"no file at {path}", param_hint="--fit/--test")
-    if path.suffix == ".parquet":
-        return pl.read_parquet(path)
-    if path.suffix == ".csv":
-        return pl.read_csv(path)
-    raise typer.BadParameter(f"{path.name}: use a .csv or .parquet file", param_hint="--fit/--test")
+    from scalelaws import load_study
 
-
-def _make_curve(name, role, steps, lrs, losses, warmup_steps, step_offset, lr=None):
-    """A Curve from logged rows. A row's `lr` is the LR of the last update before its loss, i.e.
-    lr[step + offset − 1]; the per-step LR is rebuilt from those (build_lr) unless `lr` is given
-    and agrees with them. Loss rows inside the warmup are dropped (the law describes the
-    post-warmup curve)."""
-    import numpy as np
-
-    from scalelaws.multipower import Curve, build_lr
-
-    done = np.asarray(steps, dtype=np.int64) + step_offset  # updates done at each row
-    lrs, losses = np.asarray(lrs, dtype=float), np.asarray(losses, dtype=float)
-    ok = np.isfinite(losses) & (done >= max(1, warmup_steps))
-    if not ok.any():
-        raise typer.BadParameter(f"{name}: no loss rows after warmup ({warmup_steps} steps)")
-    last = int(done[ok].max())
-    has = (done >= 1) & np.isfinite(lrs)
-    if lr is not None:
-        lr = np.asarray(lr, float)
-        idx = done[has] - 1
-        if len(lr) < last or (
-            idx.size and not np.allclose(lr[np.minimum(idx, len(lr) - 1)], lrs[has], rtol=1e-6)
-        ):
-            typer.echo(f"warning: {name}: spec LR disagrees with the logged lr; rebuilt", err=True)
-            lr = None
-    if lr is None:
-        lr = build_lr(done[has] - 1, lrs[has], warmup_steps, total=last)
-    return Curve(name, lr, done[ok], losses[ok], role=role)
-
-
-def _file_curves(paths, role, warmup_steps, step_offset):
-    out = []
-    for p in paths:
-        df = _read_table(p)
-        missing = {"step", "lr", "loss"} - set(df.columns)
-        if missing:
-            raise typer.BadParameter(f"{p}: missing columns {sorted(missing)} (need step,lr,loss)")
-        df = df.sort("step")
-        out.append(
-            _make_curve(
-                p.stem,
-                role,
-                df["step"].to_numpy(),
-                df["lr"].cast(float).to_numpy(),
-                df["loss"].cast(float).to_numpy(),
-                warmup_steps,
-                step_offset,
-            )
-        )
-    return out
-
-
-def _spec_lr(spec_json: str):
-    """(exact per-step LR, warmup steps) of a study trial, from its spec."""
-    from scalelab.config import TrialSpec
-
-    spec = TrialSpec.from_json(spec_json)
-    return spec.lr_array(), spec.schedule.warmup_steps
-
-
-def _study_curves(root: Path, where: str | None, test_where: str | None, loss_column: str):
-    import polars as pl
-
-    runs_p, curves_p = root / "runs.parquet", root / "curves.parquet"
-    for p in (runs_p, curves_p):
-        if not p.is_file():
-            raise typer.BadParameter(f"no {p.name} in {root} (run `scalelab collect` first?)")
-    done = pl.read_parquet(runs_p).filter(pl.col("status") == "completed")
-    try:  # fit: runs matching --where (all if none); test: runs matching --test-where
+    try:
+        study = load_study(root)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--runs") from None
+    done = study.runs.filter(pl.col("status") == "completed")
+    try:
         tested = done.filter(pl.sql_expr(test_where)) if test_where else done.clear()
         fitted = done.filter(pl.sql_expr(where)) if where else done
     except Exception as e:  # polars raises several error types for a bad expression
         raise typer.BadParameter(f"bad filter: {e}", param_hint="--where/--test-where") from None
-    tests = set(tested["trial"])
-    runs = pl.concat([fitted.filter(~pl.col("trial").is_in(tests)), tested])
-    table = pl.read_parquet(curves_p)
-    if loss_column not in table.columns:
-        raise typer.BadParameter(f"curves.parquet has no column {loss_column!r}")
-    out = []
-    for row in runs.iter_rows(named=True):
-        lr, warm = _spec_lr(row["spec"])
-        # the law is fitted after warmup, as Luo et al. do (the refdata rows start there too)
-        c = table.filter((pl.col("trial") == row["trial"]) & (pl.col("step") > warm)).sort("step")
-        if c.height == 0:
-            continue
-        out.append(
-            _make_curve(
-                row["trial"],
-                "test" if row["trial"] in tests else "fit",
-                c["step"].to_numpy(),
-                c["lr"].cast(float).to_numpy(),
-                c[loss_column].cast(float).to_numpy(),
-                warm,
-                0,
-                lr=lr,
-            )
-        )
-    if not out:
+    tests = tested["trial"].to_list()
+    fits = [t for t in fitted["trial"].to_list() if t not in set(tests)]
+    if not fits:
         raise typer.BadParameter(f"no completed trial with curves in {root} matches --where")
-    return out
+    return study, fits, tests
 
 
 def _print_table(res) -> None:
@@ -154,6 +75,7 @@ def _print_table(res) -> None:
     con = Console()
     con.print(t)
     con.print(p)
+    print_diagnostics(res.diagnostics)
 
 
 @fit_app.command("multipower")
@@ -187,25 +109,27 @@ def fit_multipower(
     plot: Annotated[Path | None, typer.Option(help="PNG of measured vs predicted.")] = None,
 ):
     """Fit the multi-power law (or a baseline) to loss curves; print per-curve metrics."""
-    from scalelaws.fitting import FitResult
-    from scalelaws.multipower import LAWS, evaluation_result, fit_curves
+    import scalelaws as sl
+    from scalelaws.multipower import LAWS
 
     if law not in LAWS:
         raise typer.BadParameter(f"unknown law {law!r}; use one of {', '.join(LAWS)}")
     if warmup_steps < 0:
         raise typer.BadParameter("must be >= 0", param_hint="--warmup-steps")
-    curves = _file_curves(fit, "fit", warmup_steps, step_offset)
-    curves += _file_curves(test, "test", warmup_steps, step_offset)
-    if runs is not None:
-        curves += _study_curves(runs, where, test_where, loss_column)
-    if not curves:
+    if not (fit or test or runs):
         raise typer.BadParameter("give curves with --fit/--test files or --runs DIR")
     try:
+        curves = _file_curves(fit, "fit", warmup_steps, step_offset)
+        curves += _file_curves(test, "test", warmup_steps, step_offset)
+        if runs is not None:
+            curves += _study_curves(runs, where, test_where, loss_column)
         if params is not None:
-            given = FitResult.load(params)
-            res = evaluation_result(given.params, curves, given.law)
+            given = sl.FitResult.load(params)
+            res = sl.evaluate_multipower(given.params, curves, law=given.law)
         else:
-            res = fit_curves(curves, law, weighting=weighting, n_boot=bootstrap, seed=seed)
+            res = sl.fit_multipower(
+                curves, law=law, weighting=weighting, n_boot=bootstrap, seed=seed
+            )
     except (ValueError, RuntimeError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
@@ -218,6 +142,30 @@ def fit_multipower(
 
         plot_curves(curves, res.params, plot, law=res.law)
         typer.echo(f"wrote {plot}")
+
+
+def _file_curves(paths, role: str, warmup_steps: int, step_offset: int) -> list:
+    from scalelaws.curves import read_curve_file
+
+    kw = dict(role=role, warmup_steps=warmup_steps, step_offset=step_offset)
+    return [read_curve_file(p, **kw) for p in paths]
+
+
+def _study_curves(root: Path, where: str | None, test_where: str | None, loss_column: str):
+    """Curves of the selected trials, exact LR from each trial's spec."""
+    import polars as pl
+
+    from scalelaws.mplfit import collect_curves
+
+    study, fits, tests = _study_selection(root, where, test_where)
+    frame = study.curves
+    test = frame.filter(pl.col("trial").is_in(tests)) if tests else None
+    try:
+        return collect_curves(
+            frame.filter(pl.col("trial").is_in(fits)), test, study=study, loss=loss_column
+        )
+    except ValueError as e:
+        raise typer.BadParameter(f"{e} (in {root}, --where)") from None
 
 
 @propose_app.command("schedule")
@@ -241,42 +189,32 @@ def propose_schedule(
     plot: Annotated[Path | None, typer.Option(help="PNG: schedules and predicted losses.")] = None,
 ):
     """Propose the LR schedule that minimises the fitted law's final loss; compare baselines."""
-    from scalelaws.fitting import FitResult, write_json
-    from scalelaws.schedule import cosine_schedule, optimise_schedule, wsd_schedule
+    import scalelaws as sl
 
-    res = FitResult.load(fit)
-    if res.law != "multipower":
-        raise typer.BadParameter(f"needs a multipower fit, got law {res.law!r}", param_hint="--fit")
     try:
-        prop = optimise_schedule(
-            res.params,
+        prop = sl.propose_schedule(
+            fit,
             total_steps,
-            warmup_steps,
             peak_lr,
+            warmup_steps=warmup_steps,
             floor=floor,
             knots=knots,
-            per_step=not smooth,
+            smooth=smooth,
         )
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
-    doc = prop.to_dict() | {"fit": str(fit), "fit_input_hash": res.input_hash}
-    write_json(out, doc)
+    prop.save(out)
     b = prop.baselines
+    iv = f" [{prop.interval[0]:.5f}, {prop.interval[1]:.5f}]" if prop.interval else ""
     typer.echo(
-        f"proposed: predicted final loss {prop.predicted_final_loss:.5f}; "
+        f"proposed: predicted final loss {prop.predicted_final_loss:.5f}{iv}; "
         f"cosine {b['cosine']['predicted_final_loss']:.5f}; best WSD "
         f"{b['wsd']['predicted_final_loss']:.5f} ({b['wsd']['shape']}, "
-        f"decay fraction {b['wsd']['decay_fraction']:.3f}) -> {out}"
+        f"decay_steps {b['wsd']['params']['decay_steps']}) -> {out}"
     )
+    print_diagnostics(prop.diagnostics)
     if plot is not None:
-        from scalelaws.plots import plot_schedule
+        from scalelaws.plots import plot_proposal
 
-        fl, w = b["cosine"]["floor"], b["wsd"]
-        base = {
-            "cosine": cosine_schedule(total_steps, warmup_steps, peak_lr, fl),
-            "wsd": wsd_schedule(
-                total_steps, warmup_steps, peak_lr, w["floor"], w["decay_fraction"], w["shape"]
-            ),
-        }
-        plot_schedule(prop.lr, res.params, plot, baselines=base)
+        plot_proposal(prop, plot)
         typer.echo(f"wrote {plot}")

@@ -14,7 +14,6 @@ sentence order per exposure (the paper's multi5 / permute augmentations).
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import torch
@@ -47,6 +46,7 @@ from scalelab.data.pools import (
     bios_pools,
 )
 from scalelab.data.tokenizer import BOS, EOS, IGNORE_INDEX, Tokenizer
+from scalelaws.capacity import bios_max_bits
 
 SUBJ, VAL = -1, -2  # template markers for {s} and {v}
 # columns of the people table
@@ -254,7 +254,7 @@ class BioSSource(KnowledgeSource):
             "attributes": list(ATTRIBUTES),
             "tokens_per_person": self.mean_unit,  # mean tokens of <bos> bio <eos>
             # laws.md §3: bioS max = N·log2(N0/N) + N·log2(S0)
-            "max_bits": n * math.log2(N0 / n) + n * math.log2(S0),
+            "max_bits": bios_max_bits(n, n0=N0, s0=S0),
             "used_token_ids": self.used_token_ids,
         }
 

@@ -32,6 +32,7 @@ from scalelab.data.base import (
     unigram_entropy,
 )
 from scalelab.data.tokenizer import BOS, EOS, IGNORE_INDEX, Tokenizer
+from scalelaws.capacity import biod_max_bits
 
 FORMAT_VERSION = 1
 
@@ -255,11 +256,7 @@ class BioDSource(KnowledgeSource):
         n, k, c, d, ln, t = (p[x] for x in ("n_people", "K", "C", "D", "L", "T"))
         n0 = p["name_pool"] ** 3
         # laws.md §3: bioD max = N·log2(N0/N) + N·K·C·log2(D) + K·D·log2(T^L/D)
-        max_bits = (
-            n * math.log2(n0 / n)
-            + n * k * c * math.log2(d)
-            + k * d * (ln * math.log2(t) - math.log2(d))
-        )
+        max_bits = biod_max_bits(n, k, c, d, ln, t, n0=n0)
         return {
             "kind": "biod",
             "n_people": n,

@@ -1,0 +1,161 @@
+"""Fit the multi-power law to loss curves given as tables or files (Luo et al., ICLR 2025,
+arXiv 2503.12811; laws.md §1).
+
+    study = load_study("results/schedules")
+    fit = fit_multipower(study.curves.filter(pl.col("grid.schedule.name") != "wsd"), study=study)
+
+Curves are a Polars curves table (columns trial, step, lr and the loss column; one curve per
+trial), or a list of `Curve`s or step,lr,loss files. With `study` (or `lr`) each trial's
+exact per-update LR comes from its spec; without, it is rebuilt from the logged lr rows and the
+result says so (info["lr_source"], diagnostic LR_REBUILT).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from scalelaws.curves import Curve, curves_from_frame, read_curve_file
+from scalelaws.multipower import LAWS, MultipowerFit, evaluation_result, fit_curves
+from scalelaws.study import Study, as_study
+
+
+def fit_multipower(
+    curves,
+    *,
+    test=None,
+    study: Study | str | Path | None = None,
+    lr: Mapping[str, np.ndarray] | None = None,
+    law: str = "multipower",
+    loss: str = "eval_loss",
+    warmup_steps: int | None = None,
+    step_offset: int = 0,
+    weighting: str = "curve",
+    n_boot: int = 30,
+    seed: int = 0,
+    max_starts: int = 4,
+    polish: bool = False,
+) -> MultipowerFit:
+    """Fit `law` ("multipower", "power" or "momentum") on `curves`; predict `test`.
+
+    curves, test: a curves frame (one curve per trial), or a list of Curves / step,lr,loss
+        files. A trial in both is a test curve; a Curve in `curves` keeps its own role.
+    study: a Study (or its folder): exact LR and warmup from each trial's spec.
+    lr: {trial: per-update LR} given by the caller (wins over the study).
+    loss: the loss column of a frame (eval_loss, ewa_eval_loss, train_loss).
+    warmup_steps: loss rows up to it are dropped; default: the spec's, else the first step at
+        the peak LR (frames) or 0 (files).
+    step_offset: files only: updates done = file step + offset (1 for the MPL refdata CSVs).
+    weighting: "curve" (each curve the same total weight) or "point" (the paper).
+    n_boot, seed: bootstrap over fit curves for the 95% intervals (0: none).
+    """
+    cv = collect_curves(curves, test, study, lr, loss, warmup_steps, step_offset)
+    return fit_curves(
+        cv,
+        _check_law(law),
+        weighting=weighting,
+        n_boot=n_boot,
+        seed=seed,
+        max_starts=max_starts,
+        polish=polish,
+    )
+
+
+def evaluate_multipower(
+    params: Mapping[str, float],
+    curves,
+    *,
+    test=None,
+    law: str = "multipower",
+    study: Study | str | Path | None = None,
+    lr: Mapping[str, np.ndarray] | None = None,
+    loss: str = "eval_loss",
+    warmup_steps: int | None = None,
+    step_offset: int = 0,
+) -> MultipowerFit:
+    """The metrics of given parameters (no fitting) on the same kinds of curves (test curves
+    alone are fine here)."""
+    cv = collect_curves(curves, test, study, lr, loss, warmup_steps, step_offset, require_fit=False)
+    return evaluation_result(params, cv, _check_law(law))
+
+
+def collect_curves(
+    curves,
+    test=None,
+    study: Study | str | Path | None = None,
+    lr: Mapping[str, np.ndarray] | None = None,
+    loss: str = "eval_loss",
+    warmup_steps: int | None = None,
+    step_offset: int = 0,
+    *,
+    require_fit: bool = True,
+) -> list[Curve]:
+    """Fit curves then test curves as `Curve`s (see fit_multipower for the arguments)."""
+    study = as_study(study) if study is not None else None
+    schedule_of = _schedule_source(study, lr, warmup_steps)
+    kw = dict(loss=loss, schedule_of=schedule_of, warmup=warmup_steps, offset=step_offset)
+    tests = _as_curves(test, "test", **kw) if test is not None else []
+    names = {c.name for c in tests}
+    fits = [c for c in _as_curves(curves, "fit", **kw) if c.name not in names]
+    if require_fit and not any(c.role == "fit" for c in fits):
+        raise ValueError(
+            "no fitting curve: the curves are empty or have no loss rows after warmup; "
+            "check the filter and the loss column"
+        )
+    return fits + tests
+
+
+def _check_law(law: str) -> str:
+    if law not in LAWS:
+        raise ValueError(f"law: unknown {law!r}; use one of {', '.join(LAWS)}")
+    return law
+
+
+def _schedule_source(study, lr, warmup_steps):
+    """trial -> (exact LR, warmup) from `lr` or the study's spec; None when neither has it."""
+    if study is None and lr is None:
+        return None
+
+    def schedule_of(trial: str):
+        if lr is not None and trial in lr:
+            arr = np.asarray(lr[trial], float)
+            warm = (
+                warmup_steps if warmup_steps is not None else int(np.argmax(arr >= arr.max())) + 1
+            )
+            return arr, warm
+        if study is None:
+            return None
+        try:
+            arr, warm = study.schedule(trial)
+        except ValueError:
+            return None  # no usable spec: the LR is rebuilt from the rows (and reported)
+        return arr, warm if warmup_steps is None else warmup_steps
+
+    return schedule_of
+
+
+def _as_curves(obj, role: str, *, loss, schedule_of, warmup, offset) -> list[Curve]:
+    if hasattr(obj, "columns") and hasattr(obj, "filter"):  # a Polars frame
+        return curves_from_frame(
+            obj, role=role, loss=loss, schedule_of=schedule_of, warmup_steps=warmup
+        )
+    if isinstance(obj, Curve | str | Path):
+        obj = [obj]
+    if not isinstance(obj, Sequence):
+        raise ValueError(
+            f"{role} curves: give a curves frame, Curves or file paths, not {type(obj).__name__}"
+        )
+    out = []
+    for item in obj:
+        if isinstance(item, Curve):
+            out.append(item if role == "fit" or item.role == role else _with_role(item, role))
+        else:
+            w = 0 if warmup is None else warmup
+            out.append(read_curve_file(item, role=role, warmup_steps=w, step_offset=offset))
+    return out
+
+
+def _with_role(c: Curve, role: str) -> Curve:
+    return Curve(c.name, c.lr, c.steps, c.loss, role=role, lr_source=c.lr_source)
