@@ -113,7 +113,8 @@ def test_load_study_needs_the_collected_tables(tmp_path):
 def test_load_study_of_a_collected_scalelab_study(tmp_path):
     """Trial folders written through scalelab (files, TrialSpec), collected by results.collect."""
     from scalelab import files, results
-    from scalelab.config import OptimSpec, ScheduleSpec, TrialSpec
+    from scalelab.config import OptimSpec, ScheduleSpec, Trial, TrialSpec
+    from scalelab.train.recorder import new_record
 
     for name, sch in (
         ("a", ScheduleSpec("cosine", 10, {"final_lr": 3e-4})),
@@ -127,8 +128,8 @@ def test_load_study_of_a_collected_scalelab_study(tmp_path):
             for s in range(1, 101)
         ]
         files.write_parquet(folder / "curve.parquet", files.curve_frame(rows))
-        rec = {"name": name, "study": "st", "status": "completed", "spec": t.to_dict()}
-        rec |= {"params": {"non_embedding": 1000, "total": 2000}, "steps_done": 100}
+        rec = new_record(Trial(t)) | {"status": "completed", "steps_done": 100}
+        rec |= {"params": {"non_embedding": 1000, "total": 2000}}
         files.write_json(folder / "trial.json", rec)
     results.collect(tmp_path)
     study = sl.load_study(tmp_path)
@@ -412,7 +413,7 @@ def test_quickstart_after_writes_fit_and_proposal(tmp_path):
 
     module = load(TESTS.parent / "experiments" / "quickstart.py")
     runs, curves = [], []
-    for t in expand(module.SPEC):
+    for t in (trial.spec for trial in expand(module.SPEC)):
         lr = t.lr_array()
         steps = np.arange(1, t.total_steps + 1)
         loss = np.full(steps.size, np.nan)
@@ -450,7 +451,8 @@ def test_schedules_validation_spec_runs_the_reported_baselines():
     prop = sl.propose_schedule(
         PARAMS_400M, module.STEPS, module.PEAK, warmup_steps=module.WARMUP, floor=module.FLOOR
     )
-    trials = {t.schedule.name: t for t in expand(module.validation_spec(prop, Path("/tmp/x")))}
+    validate = expand(module.validation_spec(prop, Path("/tmp/x")))
+    trials = {t.spec.schedule.name: t.spec for t in validate}
     for name in ("cosine", "wsd"):
         np.testing.assert_array_equal(trials[name].lr_array(), prop.baseline_lr(name))
     np.testing.assert_array_equal(trials["array"].lr_array(), prop.lr)

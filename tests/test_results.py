@@ -6,7 +6,8 @@ import polars as pl
 import pytest
 
 from scalelab import files, results
-from scalelab.config import TrialSpec
+from scalelab.config import Trial, TrialSpec
+from scalelab.train.recorder import new_record
 
 
 def _trial(root, name: str, steps: int, status: str = "completed") -> None:
@@ -27,19 +28,9 @@ def _trial(root, name: str, steps: int, status: str = "completed") -> None:
         for s in range(1, steps + 1)
     ]
     files.write_parquet(d / "curve.parquet", files.curve_frame(rows))
-    spec = TrialSpec(name=name, total_steps=steps)
-    files.write_json(
-        d / "trial.json",
-        {
-            "name": name,
-            "spec": spec.to_dict(),
-            "status": status,
-            "seq_len": 64,
-            "params": {"total": 100, "non_embedding": 90},
-            "steps_done": steps,
-            "final_eval_loss": 1.0,
-        },
-    )
+    rec = new_record(Trial(TrialSpec(name=name, total_steps=steps)))
+    rec |= {"status": status, "seq_len": 64, "params": {"total": 100, "non_embedding": 90}}
+    files.write_json(d / "trial.json", rec | {"steps_done": steps, "final_eval_loss": 1.0})
 
 
 def test_collect_takes_the_trials_of_the_current_study_only(tmp_path):

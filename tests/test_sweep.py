@@ -25,11 +25,12 @@ BASE = TrialSpec(
     seq_len=32,
     total_steps=100,
 )
+PLAIN = TrialSpec(data=DataSpec("pcfg"), seq_len=32, total_steps=100)  # for grids over the model
 
 
 def test_expand_crosses_the_grid_with_stable_readable_names():
     spec = SweepSpec(
-        "s", BASE, grid={**lr_batch_grid(["50K", "150K"], [16, 32], [1e-3, 3e-3]), "seed": [0, 1]}
+        "s", PLAIN, grid={**lr_batch_grid(["50K", "150K"], [16, 32], [1e-3, 3e-3]), "seed": [0, 1]}
     )
     trials = expand(spec)
     assert len(trials) == 16
@@ -97,7 +98,7 @@ def test_grid_point_is_kept_with_budgets_as_requested():
 def test_explicit_shapes_are_grid_keys():
     spec = SweepSpec(
         "s",
-        dataclasses.replace(BASE, model=ModelSpec(size="", d_model=64, n_layers=2, n_heads=4)),
+        dataclasses.replace(BASE, model=ModelSpec(size="", n_heads=4)),
         grid={"model.d_model": [32, 64], "model.n_layers": [2, 4]},
     )
     trials = expand(spec)
@@ -129,6 +130,7 @@ MALFORMED = [
     (dict(grid={"total_steps": [100], "eval_every": [10, 20]}), "grid"),  # same trial twice
     (dict(points=[{"tokens": 51_200, "exposures": 3}]), "points[0]"),
     (dict(grid={"name": ["x"]}), "grid.name"),
+    (dict(grid={"batch_size": [8, 32]}), "grid.batch_size"),  # BASE sets 16: never used
 ]
 
 

@@ -100,7 +100,6 @@ def grid_points(spec: SweepSpec) -> list[dict[str, Any]]:
 def expand(spec: SweepSpec) -> list[Trial]:
     """All trials of a sweep, validated, in a stable order with stable, unique names."""
     spec.validate()
-    _check_base_not_overridden(spec, list(spec.grid))
     trials: list[Trial] = []
     seen: dict[str, dict] = {}
     for point in grid_points(spec):
@@ -112,6 +111,7 @@ def expand(spec: SweepSpec) -> list[Trial]:
                 "(identical identity); remove one, or make them differ in what they measure"
             )
         trials.append(trial)
+    _check_base_not_overridden(spec, list(spec.grid))
     return trials
 
 
