@@ -2,7 +2,7 @@
 arXiv 2404.05405): bits stored per parameter, and how much survives int8 / int4 rounding.
 
 quick (default, ~15-20 min on an idle 2-core machine, two 1-core trials at a time):
-  compact bioD (one person per row, laws.md §3): N = 500 and 1000 people, 2-layer GPTs of width
+  compact bioD (one person per row, docs/laws.md §3): N = 500 and 1000 people, 2-layer GPTs of width
   16 / 24 / 32 / 48 ("6K" .. "55K", 10K-68K parameters with the used embedding rows), so the
   smallest are capacity-bound (max bits 28.5K and 56K) and the largest store everything;
   bioS with N = 100 and the "6K" model (18K parameters with its 744 used embedding rows, max

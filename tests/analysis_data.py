@@ -104,7 +104,7 @@ def cbs_table(b_crit: dict[str, float] | None = None) -> pl.DataFrame:
 
 
 LN2 = math.log(2)
-K, C, D, L, T, N0 = 8, 1, 64, 1, 64, 64**3  # compact bioD (laws.md §3)
+K, C, D, L, T, N0 = 8, 1, 64, 1, 64, 64**3  # compact bioD (docs/laws.md §3)
 SIZES = (("6K", 10_400, 6_224), ("14K", 20_100, 13_900), ("25K", 33_000, 24_700))
 
 

@@ -16,15 +16,15 @@ from scalelaws.capacity import (
     fit_ratio,
 )
 
-COMPACT = dict(N=500, K=8, C=1, D=64, L=1, T=260, n0=64**3)  # the CPU bioD of laws.md
+COMPACT = dict(N=500, K=8, C=1, D=64, L=1, T=260, n0=64**3)  # the CPU bioD of docs/laws.md
 
 
 def test_bios_constants_and_per_person_max():
     # S0 = 2·67,200·200·300·100·263 = 212,083,200,000,000; N0 = 160,000,000
     assert BIOS_S0 == 212_083_200_000_000
     assert BIOS_N0 == 160_000_000
-    assert math.log2(BIOS_S0) == pytest.approx(47.5916, abs=1e-4)  # laws.md: 47.6
-    assert math.log2(BIOS_N0) == pytest.approx(27.2535, abs=1e-4)  # laws.md: 27.25
+    assert math.log2(BIOS_S0) == pytest.approx(47.5916, abs=1e-4)  # docs/laws.md: 47.6
+    assert math.log2(BIOS_N0) == pytest.approx(27.2535, abs=1e-4)  # docs/laws.md: 27.25
     for n in (1_000, 20_000, 10_000_000):
         per_person = bios_max_bits(n) / n
         assert per_person == pytest.approx(47.5916 + 27.2535 - math.log2(n), abs=2e-4)
@@ -53,7 +53,7 @@ def test_compact_biod_max():
     want = 500 * (18 - math.log2(500)) + 24_000 + 512 * math.log2(260 / 64)
     assert biod_max_bits(**COMPACT) == pytest.approx(want, rel=1e-12)
     assert want == pytest.approx(29552.56, abs=0.01)
-    # with the value set fixed (T^L = D) the last term vanishes: laws.md's "≈ 28.5K bits"
+    # with the value set fixed (T^L = D) the last term vanishes: docs/laws.md's "≈ 28.5K bits"
     assert biod_max_bits(**{**COMPACT, "T": 64}) == pytest.approx(28517.108, abs=1e-3)
 
 

@@ -358,7 +358,7 @@ def test_biod_compact_format_pools_and_meta():
         1,
         64,
     )
-    # laws.md §3: 500·log2(262144/500) + 500·8·log2(64) + 8·64·log2(64/64) ≈ 28.5K bits
+    # docs/laws.md §3: 500·log2(262144/500) + 500·8·log2(64) + 8·64·log2(64/64) ≈ 28.5K bits
     assert meta["max_bits"] == pytest.approx(500 * math.log2(262144 / 500) + 24000)
     assert meta["max_bits"] == pytest.approx(28517.1, abs=0.1)
     assert src.tokens_per_epoch == 500 * 12

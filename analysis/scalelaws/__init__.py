@@ -1,6 +1,6 @@
 """scalelaws: fit scaling laws to scalelab results (numpy/scipy/statsmodels/polars only).
 
-The public API (laws.md §1 multi-power, §2 critical batch size, §3 knowledge capacity):
+The public API (docs/laws.md §1 multi-power, §2 critical batch size, §3 knowledge capacity):
 
     load_study(path) -> Study                  runs / curves frames with grid.<key> columns
     fit_multipower(curves, ...) -> MultipowerFit

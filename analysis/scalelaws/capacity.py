@@ -2,7 +2,7 @@
 
 Allen-Zhu & Li, "Physics of Language Models: Part 3.3, Knowledge Capacity Scaling Laws"
 (arXiv 2404.05405): bit lower bounds for the bioS and bioD data (Def. 2.1/2.2 data, Thm 3.2
-bit formulas as written in laws.md), and the law bits ≈ min(R·P, max bits) with R ≈ 2.
+bit formulas as written in docs/laws.md), and the law bits ≈ min(R·P, max bits) with R ≈ 2.
 
 Losses p1, p2, p3 are in nats, summed over the tokens of a name / value (not averaged):
 p1 = mean over people of their name's loss; p2 = mean over (person, attribute) of the whole
@@ -36,7 +36,7 @@ def _check(**kw) -> None:
 
 
 def biod_bits(N, K, C, D, L, T, p1, p2, p3, n0: float = BIOS_N0):
-    """bioD bits (Allen-Zhu & Li, laws.md §3):
+    """bioD bits (Allen-Zhu & Li, docs/laws.md §3):
     N·log2(N0/e^p1) + N·K·log2(D^C/e^p2) + K·D·log2(T^L/(D·e^p3)).
 
     For the compact CPU bioD: C = 1, L = 1, n0 = 64**3, D = 64 values per attribute.
@@ -50,7 +50,7 @@ def biod_bits(N, K, C, D, L, T, p1, p2, p3, n0: float = BIOS_N0):
 
 
 def biod_max_bits(N, K, C, D, L, T, n0: float = BIOS_N0) -> float:
-    """bioD max (laws.md §3): N·log2(N0/N) + N·K·C·log2(D) + K·D·log2(T^L/D).
+    """bioD max (docs/laws.md §3): N·log2(N0/N) + N·K·C·log2(D) + K·D·log2(T^L/D).
 
     Equals biod_bits at zero error: p1 = ln N (a known name is one of N), p2 = p3 = 0.
     The last term is the value sets; it is 0 when the D values are all T^L strings (T^L = D).
@@ -64,7 +64,7 @@ def biod_max_bits(N, K, C, D, L, T, n0: float = BIOS_N0) -> float:
 
 
 def bios_bits(N, p1, p2, n0: float = BIOS_N0, s0: float = BIOS_S0):
-    """bioS bits (laws.md §3): N·log2(N0/e^p1) + N·log2(S0/e^p2), p2 summed over attributes.
+    """bioS bits (docs/laws.md §3): N·log2(N0/e^p1) + N·log2(S0/e^p2), p2 summed over attributes.
     No learning: p1 = ln N0, p2 = ln S0 give 0 bits."""
     _check(N=N, n0=n0, s0=s0)
     names = N * (math.log2(n0) - np.asarray(p1, float) / LN2)

@@ -1,4 +1,4 @@
-"""Knowledge capacity of a bioS / bioD study: bits per parameter (laws.md §3).
+"""Knowledge capacity of a bioS / bioD study: bits per parameter (docs/laws.md §3).
 
 Allen-Zhu & Li, "Physics of Language Models: Part 3.3" (arXiv 2404.05405): with ~1000
 exposures per fact a GPT stores ≈ 2 bits per parameter; int8 keeps them, int4 loses more than
@@ -34,7 +34,7 @@ QUANT = ("int8", "int4")
 QUANT_METHOD = "per-channel (per output row) symmetric round-to-nearest; norm gains stay fp32"
 _META = ("n_people", "n0", "K", "C", "D", "L", "T", "S0")
 UNITS = {
-    "bits": "bits (laws.md §3 lower bound from p1/p2/p3 in nats)",
+    "bits": "bits (docs/laws.md §3 lower bound from p1/p2/p3 in nats)",
     "params": "non-embedding + used_token_ids × d_model (tied embedding counted once)",
     "ratio": "bits / params",
     "exposures": "passes over every person (training tokens / tokens per pass)",
@@ -43,7 +43,7 @@ UNITS = {
 
 @dataclass(frozen=True, eq=False)
 class CapacityResult(Result):
-    """Per-trial bits and the capacity ratio R (laws.md §3).
+    """Per-trial bits and the capacity ratio R (docs/laws.md §3).
 
     params / intervals: `R` (largest exposure count), `R_non_embedding`, `R_int8`, `R_int4`, and
     `R[E]` per exposure count E. metrics: `peak_R`, `n_bound`. info: source, input_sha256,

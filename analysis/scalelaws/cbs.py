@@ -1,4 +1,4 @@
-"""Critical batch size from a steps-to-target table or a study's tables (laws.md §2).
+"""Critical batch size from a steps-to-target table or a study's tables (docs/laws.md §2).
 
 McCandlish et al. 2018 (arXiv 1812.06162): S(B) = S_min + E_min/B, B_crit = E_min/S_min
 (eq. 2.11–2.12). Zhang et al., ICLR 2025 (arXiv 2410.21676): T(B) = fewest steps to a target

@@ -1,4 +1,4 @@
-"""The critical-batch-size study's analysis (experiments/critical_batch.py; laws.md §2).
+"""The critical-batch-size study's analysis (experiments/critical_batch.py; docs/laws.md §2).
 
 One run per (N, B, LR) at a constant LR after warmup serves every data size D: a run with a
 budget of D tokens is a prefix of the longer run (Zhang et al., ICLR 2025, arXiv 2410.21676,

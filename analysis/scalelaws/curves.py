@@ -1,4 +1,4 @@
-"""Loss curves for the multi-power law (laws.md §1): the `Curve` type, the per-step LR, and curves
+"""Loss curves for the multi-power law (docs/laws.md §1): the `Curve` type, the per-step LR, and curves
 built from a study's curves table (Polars) or from step,lr,loss files.
 
 Step convention (scalelab): the loss at step s is measured after s updates, which used

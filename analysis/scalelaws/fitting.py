@@ -2,7 +2,7 @@
 
 A law is a pure function with named, bounded parameters (`Law`). Fitting minimises
 
-    mean_i w_i · Huber_δ(log ŷ_i − log y_i) / δ        (δ = 1e-3, laws.md "How to fit")
+    mean_i w_i · Huber_δ(log ŷ_i − log y_i) / δ        (δ = 1e-3, docs/laws.md §7)
 
 with scipy L-BFGS-B from several starts (the best one wins). Positive parameters are
 optimised as log θ, so B ≈ 500 and β ≈ 0.5 are on the same scale. Gradients come from the
@@ -24,7 +24,7 @@ import numpy as np
 from scalelaws.diagnostics import Diagnostic
 from scalelaws.result import Result
 
-DELTA = 1e-3  # Huber threshold in log space (laws.md)
+DELTA = 1e-3  # Huber threshold in log space (docs/laws.md §7)
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def input_hash(*parts: Any) -> str:
 
 
 def metrics(y: np.ndarray, yhat: np.ndarray) -> dict[str, float]:
-    """R², MAE, RMSE, PredE = mean(|y−ŷ|/y), WorstE = max(|y−ŷ|/y) (laws.md §1)."""
+    """R², MAE, RMSE, PredE = mean(|y−ŷ|/y), WorstE = max(|y−ŷ|/y) (docs/laws.md §1)."""
     y, yhat = np.asarray(y, float), np.asarray(yhat, float)
     r = y - yhat
     ss_tot = float(np.sum((y - y.mean()) ** 2))

@@ -1,5 +1,5 @@
 """Fit the multi-power law to loss curves given as tables or files (Luo et al., ICLR 2025,
-arXiv 2503.12811; laws.md §1).
+arXiv 2503.12811; docs/laws.md §1).
 
     study = load_study("results/schedules")
     fit = fit_multipower(study.curves.filter(pl.col("grid.schedule.name") != "wsd"), study=study)

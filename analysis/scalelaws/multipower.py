@@ -1,7 +1,7 @@
 """Multi-power law (MPL) of the loss curve under any LR schedule, two baselines, predict, metrics.
 
 MPL — Luo et al., "A Multi-Power Law for Loss Curve Prediction Across Learning Rate Schedules",
-ICLR 2025, arXiv 2503.12811 (the MPL equation; laws.md §1):
+ICLR 2025, arXiv 2503.12811 (the MPL equation; docs/laws.md §1):
 
     L(t)   = L0 + A·(S1(t) + S_W)^(−α) − LD(t)
     LD(t)  = B · Σ_{k=1..t} (η_{k−1} − η_k) · G(η_k^(−γ) · S_k(t)),   S_k(t) = Σ_{τ=k..t} η_τ
@@ -243,7 +243,7 @@ def _loglog_starts(D: Design, y: np.ndarray) -> list[tuple[float, float, float]]
 
 
 def _mpl_guesses(D: Design, y: np.ndarray) -> list[np.ndarray]:
-    # laws.md: L0 near min loss, A, α from log-log regression, B ∈ {100, 550, 1000}, C = 1,
+    # docs/laws.md: L0 near min loss, A, α from log-log regression, B ∈ {100, 550, 1000}, C = 1,
     # β = γ = 0.5. L0 is moved by B·rise: the warmup rise adds ≈ B·rise to the loss.
     c_ref = np.exp(-0.5 * D.log_ref)  # C = 1 at γ = 0.5
     starts = []
@@ -387,7 +387,7 @@ def curve_weights(curve_id: np.ndarray, weighting: str = "curve") -> np.ndarray 
 
 @dataclass(frozen=True)
 class MultipowerFit(FitResult):
-    """A fitted (or evaluated) loss-curve law: FitResult plus `predict` (laws.md §1).
+    """A fitted (or evaluated) loss-curve law: FitResult plus `predict` (docs/laws.md §1).
 
     `info` also holds `lr_source` per curve (spec / given / rebuilt / spec-mismatch), the
     longest fitted curve `max_step` and its peak LR `peak_lr` (the fit's range).

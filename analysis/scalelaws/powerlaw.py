@@ -1,4 +1,4 @@
-"""Power laws fitted by OLS on logs, with 95% intervals from statsmodels (laws.md "How to fit":
+"""Power laws fitted by OLS on logs, with 95% intervals from statsmodels (docs/laws.md §7:
 a pure power law is fitted by OLS on log-log data).
 
     y = coef · (x/x_unit)^exponent                    fit_power_law

@@ -1,5 +1,5 @@
 """Proposals under a fitted law: the LR schedule that minimises the multi-power law's predicted
-final loss (Luo et al. 2025, arXiv 2503.12811; laws.md §1 "Schedule optimisation").
+final loss (Luo et al. 2025, arXiv 2503.12811; docs/laws.md §1 "Schedule optimisation").
 
     prop = propose_schedule(fit, total_steps=1000, peak_lr=3e-3, warmup_steps=50)
     prop.lr, prop.predicted_final_loss, prop.interval, prop.baselines["wsd"]["params"]

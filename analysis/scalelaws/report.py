@@ -20,7 +20,7 @@ def cbs_markdown(
 ) -> str:
     """CBS.md of the critical-batch study: per-group CBS table (with the raw-loss fit `raw`),
     T(B) table, B_simple per batch size (`per_b`, and its `median` over B >= b_min), and the
-    scaling fits (Zhang et al. 2025; McCandlish et al. 2018; laws.md §2)."""
+    scaling fits (Zhang et al. 2025; McCandlish et al. 2018; docs/laws.md §2)."""
     doc, steps = res.to_dict(), res.steps_frame()
     raw_cbs = {g["group"]: g for g in raw.to_dict()["groups"]} if raw is not None else {}
     lines = [

@@ -1,5 +1,5 @@
 """Optimise an LR schedule under a fitted multi-power law (Luo et al. 2025, arXiv 2503.12811;
-laws.md §1, "Schedule optimisation").
+docs/laws.md §1, "Schedule optimisation").
 
 Minimise the predicted final loss L̂(T) over monotone non-increasing post-warmup schedules with
 η ≤ peak. The schedule is parameterised by non-negative log-decrements u ≥ 0 at knots,

@@ -1,6 +1,6 @@
 """Knowledge measurement after training on bioS / bioD (Allen-Zhu & Li 2024, arXiv 2404.05405).
 
-Per-fact losses p1/p2/p3 (laws.md §3) on the training facts, in fp32, for the trained weights
+Per-fact losses p1/p2/p3 (docs/laws.md §3) on the training facts, in fp32, for the trained weights
 and for int8 and int4 per-channel symmetric round-to-nearest copies of them (quantize.py; the
 fp32 weights are restored afterwards). Written flat to knowledge.json beside curve.parquet, so
 results.run_row turns every number into a `knowledge.<key>` column of runs.parquet:
@@ -9,7 +9,7 @@ results.run_row turns every number into a `knowledge.<key>` column of runs.parqu
     p1_int8 .. p3_int4           the same with RTN int8 / int4 weights
     quant_error_int8 / _int4     |W_q - W| / |W| over the weight matrices
     bits, bits_int8, bits_int4   scalelaws.capacity.knowledge_bits of the losses above
-    max_bits                     the data's maximum (laws.md §3)
+    max_bits                     the data's maximum (docs/laws.md §3)
     params_used                  non-embedding + used_token_ids x d_model (tied: counted once)
     params_non_embedding, d_model, n_used_tokens, tokens_per_epoch, and the data's metadata
 """

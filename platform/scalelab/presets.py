@@ -10,7 +10,7 @@ NORMS = ("layernorm", "rmsnorm")
 #   124M = GPT-2 small (85.0M non-emb + 38.6M emb), 350M = GPT-2 medium (302M + 51.5M),
 #   760M = GPT-3 "Large" 760M (680M + 77.2M), 1B = 925M + 90.1M (d=1792, L=24, head_dim 128).
 SIZES: dict[str, dict] = {
-    # 2-layer sizes for knowledge-capacity studies (laws.md §3: widths 16-48)
+    # 2-layer sizes for knowledge-capacity studies (docs/laws.md §3: widths 16-48)
     "6K": dict(d_model=16, n_layers=2, n_heads=2),  # 6,224 non-emb
     "14K": dict(d_model=24, n_layers=2, n_heads=3),  # 13,944
     "25K": dict(d_model=32, n_layers=2, n_heads=4),  # 24,736

@@ -5,7 +5,7 @@
 DIR holds runs.parquet with the `knowledge.*` columns that trials with knowledge_eval=True
 write (scalelab/knowledge.py). Parse → scalelaws.fit_capacity → print → plot; the per-trial bits,
 R and the int8 / int4 fits are described in scalelaws/capacity_study.py (Allen-Zhu & Li 2024,
-arXiv 2404.05405; laws.md §3).
+arXiv 2404.05405; docs/laws.md §3).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
 TABLE columns: group, params, batch_size, steps_to_target, optional tokens (data size D).
 DIR holds runs.parquet and curves.parquet (the study tables contract).
 Parse → scalelaws.fit_cbs → print → plot. Laws: McCandlish et al. 2018 (B_crit = E_min/S_min);
-Zhang et al. 2025 (CBS at 20% overhead); laws.md §2.
+Zhang et al. 2025 (CBS at 20% overhead); docs/laws.md §2.
 """
 
 from __future__ import annotations

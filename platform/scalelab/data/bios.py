@@ -52,7 +52,7 @@ SUBJ, VAL = -1, -2  # template markers for {s} and {v}
 # columns of the people table
 FIRST, MIDDLE, LAST, GENDER, MONTH, DAY, YEAR, CITY, UNIV, MAJOR, EMPLOYER = range(11)
 N0 = N_FIRST * N_MIDDLE * N_LAST  # 1.6e8 possible names; log2 = 27.25
-# laws.md §3: S0 = 2·(12·28·200)·200·300·100·263 (gender, date, city, university, major, employer)
+# docs/laws.md §3: S0 = 2·(12·28·200)·200·300·100·263 (gender, date, city, university, major, employer)
 S0 = 2 * (12 * N_DAYS * N_YEARS) * 200 * 300 * 100 * N_EMPLOYER
 
 
@@ -253,7 +253,7 @@ class BioSSource(KnowledgeSource):
             "K": len(ATTRIBUTES),
             "attributes": list(ATTRIBUTES),
             "tokens_per_person": self.mean_unit,  # mean tokens of <bos> bio <eos>
-            # laws.md §3: bioS max = N·log2(N0/N) + N·log2(S0)
+            # docs/laws.md §3: bioS max = N·log2(N0/N) + N·log2(S0)
             "max_bits": bios_max_bits(n, n0=N0, s0=S0),
             "used_token_ids": self.used_token_ids,
         }

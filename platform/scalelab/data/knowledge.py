@@ -1,7 +1,7 @@
 """Knowledge data of Allen-Zhu & Li, "Physics of Language Models: Part 3.3" (arXiv 2404.05405):
 bioD(N, K, C, D, L, T) (compact: one person per sequence) and bioS(N) (biographies).
 
-Per-fact losses (laws.md §3), in nats, summed over the tokens of a name / value:
+Per-fact losses (docs/laws.md §3), in nats, summed over the tokens of a name / value:
 p1 = mean over people of the name's loss; p2 = mean over (person, attribute) of the value's
 loss (bioS: summed over a person's attributes, then averaged over people); p3 = as p2 over the
 first chunk of each value only (mean over (person, attribute)).
@@ -97,7 +97,7 @@ class KnowledgeSource(Source):
         return self.fact_eval()
 
     def fact_losses(self, per_token_loss: torch.Tensor, facts: FactEval | None = None) -> dict:
-        """p1, p2, p3 of laws.md §3 for the rows of `facts` (default: all people)."""
+        """p1, p2, p3 of docs/laws.md §3 for the rows of `facts` (default: all people)."""
         return (self._full_fact_eval if facts is None else facts).losses(per_token_loss)
 
     def knowledge_meta(self) -> dict:
@@ -255,7 +255,7 @@ class BioDSource(KnowledgeSource):
         p = self.params
         n, k, c, d, ln, t = (p[x] for x in ("n_people", "K", "C", "D", "L", "T"))
         n0 = p["name_pool"] ** 3
-        # laws.md §3: bioD max = N·log2(N0/N) + N·K·C·log2(D) + K·D·log2(T^L/D)
+        # docs/laws.md §3: bioD max = N·log2(N0/N) + N·K·C·log2(D) + K·D·log2(T^L/D)
         max_bits = biod_max_bits(n, k, c, d, ln, t, n0=n0)
         return {
             "kind": "biod",
