@@ -67,7 +67,8 @@ def run_cli(app, argv: list[str]) -> None:
             warnings.filterwarnings("ignore", category=category)
     exits, aborts, usage = _click_classes()
     try:
-        app(args=argv, standalone_mode=False, prog_name="scalelab")
+        # without standalone mode click returns a command's typer.Exit code instead of exiting
+        code = app(args=argv, standalone_mode=False, prog_name="scalelab")
     except exits as e:
         sys.exit(e.exit_code)
     except aborts:
@@ -88,7 +89,7 @@ def run_cli(app, argv: list[str]) -> None:
             raise
         print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(2)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def check_writable(path, option: str) -> None:
