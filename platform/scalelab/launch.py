@@ -74,7 +74,8 @@ def connect(trials: list[Trial], num_cpus: int | None = None) -> dict:
     """Join a running cluster (RAY_ADDRESS, or a node from `ray start`), else start a local Ray.
 
     The local Ray gets max(cores, biggest trial) logical CPUs, so a 2-worker trial (3 CPUs)
-    still fits on a 2-core laptop.
+    still fits on a 2-core laptop. Returns the cluster's resources, with "_joined": True when
+    it joined a cluster (whose autoscaler may still add nodes).
     """
     import ray
 
@@ -85,6 +86,7 @@ def connect(trials: list[Trial], num_cpus: int | None = None) -> dict:
         quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
         if os.environ.get("RAY_ADDRESS") or _local_cluster_running():
             ray.init(address="auto", **quiet)
+            return {**ray.cluster_resources(), "_joined": True}
         else:
             # Nothing reads Prometheus metrics from an embedded Ray, and exporting them wakes
             # every Ray process often enough to slow 2 trials on 2 cores by ~5%.
@@ -170,8 +172,15 @@ def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurre
     from ray import tune
 
     resources = connect(pending, num_cpus)
-    check_devices(pending, resources)
-    n = concurrency(pending, resources, spec.driver_resources)  # raises if none fits
+    try:
+        check_devices(pending, resources)
+        n = concurrency(pending, resources, spec.driver_resources)
+    except SpecError as e:
+        if not resources.get("_joined"):
+            raise  # a local Ray never grows: refuse before any trial starts
+        # a cluster's autoscaler starts nodes for pending demands: say what is awaited
+        print(f"waiting for the autoscaler: {e}", flush=True)
+        n = len(pending)
     n = min(max_concurrent or n, len(pending))
     trainable = tune.with_resources(_trial_fn, _trial_resources)
     configs = [

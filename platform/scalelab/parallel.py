@@ -60,9 +60,7 @@ def _free_port() -> int:
 def pick_device(want: str, local_rank: int) -> torch.device:
     if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise RuntimeError(
-                "device: 'cuda' asked for but torch sees no GPU; use 'auto' or 'cpu'"
-            )
+            raise ValueError("device: 'cuda' asked for but torch sees no GPU; use 'auto' or 'cpu'")
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
