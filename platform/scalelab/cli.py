@@ -61,6 +61,10 @@ def run(
     wandb: Annotated[bool, typer.Option(help="Log to W&B (WANDB_MODE, default offline).")] = True,
     progress: Annotated[bool, typer.Option(help="Live progress table.")] = True,
     max_concurrent: Annotated[int, typer.Option(help="Cap concurrent trials (0 = fit).")] = 0,
+    reanalyse: Annotated[
+        bool,
+        typer.Option(help="Run the study's after() analysis even if its tables are unchanged."),
+    ] = False,
 ):
     """Run a study, or resume it: finished trials are skipped, failed ones retried."""
     from scalelab import study as studies
@@ -73,6 +77,7 @@ def run(
         show_progress=progress,
         max_concurrent=max_concurrent or None,
         preset=preset or None,
+        reanalyse=reanalyse,
     )
     summary(root)
 
@@ -144,23 +149,13 @@ def migrate(
 
 
 def summary(root: Path) -> None:
+    """Counts, failures and the best trial per grid value (`scalelab status --all`: every trial)."""
     import polars as pl
-    from rich.console import Console
-    from rich.table import Table
 
-    runs = pl.read_parquet(root / "runs.parquet")
-    t = Table(title=f"{root.name}: {len(runs)} trials")
-    cols = ["trial", "status", "params", "final_eval_loss", "best_eval_loss", "wall_s"]
-    for c in cols:
-        t.add_column(c, overflow="fold")
-    for r in runs.sort("trial").iter_rows(named=True):
-        t.add_row(
-            *[
-                "" if r.get(c) is None else f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c])
-                for c in cols
-            ]
-        )
-    Console().print(t)
+    from scalelab.summary import lines
+
+    for line in lines(pl.read_parquet(root / "runs.parquet")):
+        typer.echo(line)
     typer.echo(f"tables: {root / 'runs.parquet'}  {root / 'curves.parquet'}")
 
 

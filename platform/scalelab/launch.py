@@ -164,7 +164,9 @@ def run(
         )
     if pending:
         _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurrent)
-    results.collect(root)
+    tables = [root / "runs.parquet", root / "curves.parquet"]
+    if pending or not all(p.exists() for p in tables):  # nothing ran: the tables are current
+        results.collect(root)
     return root
 
 

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from scalelab import files, status
 from scalelab.status import STATES
+from scalelab.summary import short_names
 
 
 def trial_state(tdir: Path, expected_hash: str | None = None) -> dict:
@@ -26,14 +27,15 @@ def trial_state(tdir: Path, expected_hash: str | None = None) -> dict:
         "loss": rec.get("final_eval_loss"),
         "error": "; ".join(info.problems) or rec.get("error"),
     }
-    if info.state in ("running", "pending"):
+    if info.state in ("running", "interrupted", "pending"):
         try:
             p = files.read_json(tdir / "progress.json")
             out.update(step=p["step"], total=p["total_steps"])
             out["loss"] = p.get("eval_loss") or p.get("train_loss")
-            out["state"] = "running"
         except (OSError, ValueError, KeyError, TypeError):
             pass
+        if info.state == "pending" and status.alive(tdir):
+            out["state"] = "running"  # started, still building its model and data
     return out
 
 
@@ -53,37 +55,81 @@ def scan(root: Path, names: list[str] | None = None) -> dict[str, dict]:
     return {n: trial_state(root / "trials" / n, h) for n, h in expected.items()}
 
 
+ACTIVE = ("running", "interrupted", "failed", "corrupt", "mismatch")
+
+
 def table(states: dict[str, dict], title: str, show: str = "active") -> Group:
     counts = {s: sum(v["state"] == s for v in states.values()) for s in STATES}
     head = "  ".join(f"{s}: {counts[s]}" for s in STATES if counts[s] or s == "completed")
     t = Table(title=f"{title}  ({len(states)} trials)  {head}", expand=False)
     for col in ("trial", "state", "progress", "step", "loss"):
         t.add_column(col)
+    short = short_names(list(states))
     for name, v in states.items():
-        if show == "active" and v["state"] not in ("running", "failed", "corrupt", "mismatch"):
+        if show == "active" and v["state"] not in ACTIVE:
             continue
         total = max(v["total"], 1)
         t.add_row(
-            name,
+            short[name],
             v["state"],
-            ProgressBar(total=total, completed=v["step"], width=24),
+            ProgressBar(total=total, completed=v["step"], width=16),
             f"{v['step']}/{v['total']}",
             "" if v["loss"] is None else f"{v['loss']:.4f}",
         )
     return Group(t)
 
 
-class Live:
-    """Redraws a table of running trials about once a second while Tune runs."""
+def rate_line(states: dict[str, dict], t0: float, done0: int, now: float | None = None) -> str:
+    """`running 2, done 14/300 (completed 13, failed 1), pending 284; 3.1 trials/min, ETA 1h32m`:
+    the rate counts trials finished since this run started (t0, with done0 already done)."""
+    now = time.time() if now is None else now
+    n = {s: sum(v["state"] == s for v in states.values()) for s in STATES}
+    finished = sum(n[s] for s in ("completed", "diverged", "stopped", "failed"))
+    parts = ", ".join(f"{s} {n[s]}" for s in ("completed", "diverged", "stopped", "failed") if n[s])
+    line = (
+        f"running {n['running']}, done {finished}/{len(states)}"
+        + (f" ({parts})" if parts else "")
+        + f", pending {n['pending'] + n['interrupted']}"
+    )
+    new, minutes = finished - done0, (now - t0) / 60
+    if new > 0 and minutes > 0:
+        rate = new / minutes
+        left = (len(states) - finished) / rate
+        line += f"; {rate:.1f} trials/min, ETA {_duration(left * 60)}"
+    return line
 
-    def __init__(self, root: Path, trials, concurrency: int):
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+class Live:
+    """While Tune runs: on a terminal, a table of running trials redrawn every second under a
+    line of counts, rate and ETA; to a file or CI log, that line alone every 30 s."""
+
+    def __init__(self, root: Path, trials, concurrency: int, every_s: float = 30.0):
         self.root, self.names, self.n = Path(root), [t.name for t in trials], concurrency
+        self.every_s = every_s
 
     def loop(self, stop) -> None:
-        console = Console()
+        import sys
+
+        t0 = time.time()
+        done0 = sum(v["state"] in STATES[:4] for v in scan(self.root, self.names).values())
+        if not sys.stdout.isatty():
+            last = 0.0
+            while not stop.wait(1.0):
+                if time.time() - last >= self.every_s:
+                    last = time.time()
+                    print(rate_line(scan(self.root, self.names), t0, done0), flush=True)
+            print(rate_line(scan(self.root, self.names), t0, done0), flush=True)
+            return
         title = f"{self.root.name}: up to {self.n} at once"
-        with RichLive(console=console, refresh_per_second=2, transient=False) as live:
-            while not stop.is_set():
-                live.update(table(scan(self.root, self.names), title))
-                time.sleep(1.0)
-            live.update(table(scan(self.root, self.names), title))
+        with RichLive(console=Console(), refresh_per_second=2, transient=False) as live:
+            while True:
+                states = scan(self.root, self.names)
+                live.update(Group(table(states, title), rate_line(states, t0, done0)))
+                if stop.wait(1.0):
+                    break

@@ -18,8 +18,12 @@ from scalelab import files
 FORMAT = 2  # trial.json layout: spec (identity), run (placement), grid, content_hash
 STATUS_DONE = ("completed", "diverged", "stopped")  # final: a rerun skips these
 STATUSES = (*STATUS_DONE, "failed", "running")
-# what `status` shows: the recorded statuses, plus folders whose record cannot be trusted
-STATES = (*STATUSES, "corrupt", "mismatch", "pending")
+# what `status` shows: the recorded statuses; `interrupted` (says running, but its heartbeat
+# stopped: the process is gone); folders whose record cannot be trusted; not started yet
+STATES = (*STATUSES, "interrupted", "corrupt", "mismatch", "pending")
+HEARTBEAT = "heartbeat"  # a file the running trial touches every HEARTBEAT_S seconds
+HEARTBEAT_S = 10.0
+LEASE_S = 60.0  # no touch for this long: the trial's process is gone
 _NEEDED = ("name", "status", "spec", "content_hash")
 
 
@@ -68,6 +72,8 @@ def inspect(tdir: Path, expected_hash: str | None = None) -> TrialInfo:
         missing = [k for k in _NEEDED if not isinstance(rec, dict) or k not in rec]
         return TrialInfo("corrupt", None, [f"{path}: missing {', '.join(missing)}"])
     info = TrialInfo(rec["status"] if rec["status"] in STATUSES else "corrupt", rec)
+    if info.state == "running" and not alive(tdir):
+        info.state = "interrupted"  # rerunning the study resumes it from its checkpoint
     if info.state == "corrupt":
         info.problems.append(f"{path}: unknown status {rec['status']!r}")
     if rec["name"] != tdir.name:
@@ -89,6 +95,17 @@ def inspect(tdir: Path, expected_hash: str | None = None) -> TrialInfo:
             "(the spec changed); rerunning the study retrains it"
         )
     return info
+
+
+def alive(tdir: Path, now: float | None = None) -> bool:
+    """True while the trial's process touches its heartbeat (lease LEASE_S)."""
+    import time
+
+    try:
+        age = (time.time() if now is None else now) - (Path(tdir) / HEARTBEAT).stat().st_mtime
+    except OSError:
+        return False
+    return age < LEASE_S
 
 
 def is_done(tdir: Path, content_hash: str) -> bool:

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-import torch
 
 from scalelab.data.tokenizer import PAD
+from scalelab.lazy import torch
 from scalelaws.io import atomic_write
 
 EVAL_KEY = 2**62  # RNG key of eval batches; training steps never reach it

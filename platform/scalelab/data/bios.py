@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import torch
 
 from scalelab.data.base import (
     EVAL_KEY,
@@ -46,6 +45,7 @@ from scalelab.data.pools import (
     bios_pools,
 )
 from scalelab.data.tokenizer import BOS, EOS, IGNORE_INDEX, Tokenizer
+from scalelab.lazy import torch
 from scalelaws.capacity import bios_max_bits
 
 SUBJ, VAL = -1, -2  # template markers for {s} and {v}

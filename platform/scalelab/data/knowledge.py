@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-import torch
 
 from scalelab.data.base import (
     EVAL_KEY,
@@ -32,6 +31,7 @@ from scalelab.data.base import (
     unigram_entropy,
 )
 from scalelab.data.tokenizer import BOS, EOS, IGNORE_INDEX, Tokenizer
+from scalelab.lazy import torch
 from scalelaws.capacity import biod_max_bits
 
 FORMAT_VERSION = 1

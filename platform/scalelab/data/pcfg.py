@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from scalelab.data.base import (
     Param,
@@ -38,6 +37,7 @@ from scalelab.data.base import (
     windows,
 )
 from scalelab.data.tokenizer import BOS, EOS, SPECIALS, Tokenizer
+from scalelab.lazy import torch
 
 FORMAT_VERSION = 1
 N_SPECIAL = len(SPECIALS)  # terminal t (0-based) is token id N_SPECIAL + t

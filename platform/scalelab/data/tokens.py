@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from scalelab.data.base import (
     Param,
@@ -24,6 +23,7 @@ from scalelab.data.base import (
     unigram_entropy,
     windows,
 )
+from scalelab.lazy import torch
 
 
 def _vocab(v) -> str | None:

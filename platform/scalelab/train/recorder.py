@@ -8,12 +8,13 @@ Every file is written atomically; only rank 0 writes, every rank keeps the same 
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 from scalelab import files
 from scalelab.config import Trial
-from scalelab.status import FORMAT
+from scalelab.status import FORMAT, HEARTBEAT, HEARTBEAT_S
 from scalelab.tracking import Tracker
 
 
@@ -33,12 +34,40 @@ def new_record(trial: Trial, **facts) -> dict:
     }
 
 
+def touch(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+
+
+class Heartbeat:
+    """Touches DIR/heartbeat every HEARTBEAT_S seconds from a daemon thread while the trial
+    runs: `status` calls a `running` trial whose heartbeat stopped `interrupted`."""
+
+    def __init__(self, out: Path):
+        self.path, self.stop = Path(out) / HEARTBEAT, threading.Event()
+        touch(self.path)
+        self.thread = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
+        self.thread.start()
+
+    def _beat(self) -> None:
+        while not self.stop.wait(HEARTBEAT_S):
+            try:
+                touch(self.path)
+            except OSError:
+                pass  # a full or gone disk: the lease runs out, which is the truth
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
 class Recorder:
     def __init__(self, out: Path, record: dict, rank: int, t_start: float | None = None):
         self.out, self.record, self.rank = Path(out), record, rank
         self.rows: list[dict] = []
         self.t_start = time.time() if t_start is None else t_start
         self.tracker: Tracker | None = None
+        self.heartbeat = Heartbeat(self.out) if rank == 0 else None
 
     @property
     def writes(self) -> bool:
@@ -81,4 +110,10 @@ class Recorder:
             files.write_json(self.out / "trial.json", self.record)
             if self.tracker is not None:
                 self.tracker.finish(self.record)
+        self.close()
         return self.record
+
+    def close(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.close()
+            self.heartbeat = None

@@ -24,8 +24,9 @@ from scalelab import checkpoint, files, knowledge, parallel
 from scalelab import data as datasets
 from scalelab.config import RunConfig, Trial, TrialSpec
 from scalelab.model import GPT, args_from_spec, flops_per_token, param_counts
+from scalelab.status import HEARTBEAT
 from scalelab.train.noise import NoiseScale
-from scalelab.train.recorder import Recorder, new_record
+from scalelab.train.recorder import Recorder, new_record, touch
 from scalelab.train.step import apply_update, forward_backward, micro_chunks
 
 
@@ -275,40 +276,21 @@ def train(
     trial = spec if isinstance(spec, Trial) else Trial(spec, run or RunConfig())
     trial.validate()
     out = Path(out_dir)
+    first = int(os.environ.get("RANK", "0")) == 0
+    if first:  # `status` shows it running from now on
+        touch(out / HEARTBEAT)
     try:
         s, facts = setup(trial)
     except Exception as e:  # failed before it could train: say so in trial.json, then raise
-        if int(os.environ.get("RANK", "0")) == 0:
+        if first:
             failed = new_record(trial, **(record_extra or {}))
             failed.update(status="failed", error=f"{type(e).__name__}: {e}", steps_done=0)
             files.write_json(out / "trial.json", failed)
         raise
     rec = Recorder(out, new_record(trial, **facts, **(record_extra or {})), s.rank, t_start)
-    if s.rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        checkpoint.clear_partial(out)
-    parallel.barrier()
-    noise = NoiseScale()
-    start, rows, noise_value = (0, [], None)
-    if resume:
-        start, rows, noise_value = resume_state(s, out, noise, rec.record)
-    if start:
-        rec.record["resumed_from"] = start
-    rec.rows = rows
-    rec.start(trial, wandb_mode)
-    loop = Loop(s, rec, noise, on_log, flush_curve)
-    loop.noise_value = noise_value
-    status, error, diverged_step = "completed", None, None
-    try:
-        try:
-            loop.run_steps(start)
-        except Diverged as e:
-            status, error, diverged_step = "diverged", str(e), rec.rows[-1]["step"]
-        except Stopped as e:
-            status, error = "stopped", str(e)
-        if status == "completed" and trial.spec.knowledge_eval:
-            rec.record["knowledge"] = knowledge.measure(s.model, s.source, s.device, out, s.rank)
-    except Exception as e:  # anything after the start ends the trial as failed, then re-raises
+    try:  # anything after the start ends the trial as failed (never "running"), then re-raises
+        status, error, diverged_step = _run(s, rec, out, resume, wandb_mode, on_log, flush_curve)
+    except Exception as e:
         rec.finish("failed", f"{type(e).__name__}: {e}")
         raise
     record = rec.finish(status, error, diverged_step)
@@ -318,3 +300,28 @@ def train(
         on_log(rec.rows[-1])
     parallel.barrier()
     return record
+
+
+def _run(s: Setup, rec: Recorder, out: Path, resume, wandb_mode, on_log, flush_curve):
+    """Resume, train, measure knowledge: (status, error, diverged step)."""
+    if s.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        checkpoint.clear_partial(out)
+    parallel.barrier()
+    noise = NoiseScale()
+    start, rows, noise_value = resume_state(s, out, noise, rec.record) if resume else (0, [], None)
+    if start:
+        rec.record["resumed_from"] = start
+    rec.rows = rows
+    rec.start(s.trial, wandb_mode)
+    loop = Loop(s, rec, noise, on_log, flush_curve)
+    loop.noise_value = noise_value
+    try:
+        loop.run_steps(start)
+    except Diverged as e:
+        return "diverged", str(e), rec.rows[-1]["step"]
+    except Stopped as e:
+        return "stopped", str(e), None
+    if s.trial.spec.knowledge_eval:
+        rec.record["knowledge"] = knowledge.measure(s.model, s.source, s.device, out, s.rank)
+    return "completed", None, None
