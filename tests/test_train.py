@@ -106,14 +106,18 @@ def test_checkpoint_resume_after_sigkill_gives_the_same_curve(tmp_path):
     ref, cut = tmp_path / "ref", tmp_path / "cut"
     _cli(["train", str(tmp_path / "t.json"), "--out", str(ref)])
     killed = _cli(
-        ["train", str(tmp_path / "t.json"), "--out", str(cut)],
-        env={"SCALELAB_KILL_AT_STEP": "17"},
+        ["train", str(tmp_path / "t.json"), "--out", str(cut), "--wandb", "offline"],
+        env={"SCALELAB_KILL_AT_STEP": "17", "WANDB_MODE": "offline"},
         check=False,
     )
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert json.loads((cut / "trial.json").read_text())["status"] == "running"
     assert sorted(p.name for p in (cut / "ckpt").glob("step_*")) == ["step_0000015"]
-    _cli(["train", str(tmp_path / "t.json"), "--out", str(cut)])
+    assert len(list((cut / "wandb").glob("offline-run-*"))) == 1
+    _cli(["train", str(tmp_path / "t.json"), "--out", str(cut), "--wandb", "offline"])
+    # the resumed trial's W&B run replaces the interrupted one: one run, the same id
+    (run,) = (cut / "wandb").glob("offline-run-*")
+    assert run.name.endswith(json.loads((cut / "trial.json").read_text())["content_hash"])
     a, b = _curve(ref), _curve(cut)
     assert b["step"].to_list() == list(range(1, 31))  # every step exactly once
     cols = COMPARE + ["ewa_eval_loss"]

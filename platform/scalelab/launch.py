@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -84,6 +85,7 @@ def connect(trials: list[Trial], num_cpus: int | None = None) -> dict:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if not ray.is_initialized():
         quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
+        global _EMBEDDED
         if os.environ.get("RAY_ADDRESS") or _local_cluster_running():
             ray.init(address="auto", **quiet)
             return {**ray.cluster_resources(), "_joined": True}
@@ -94,7 +96,32 @@ def connect(trials: list[Trial], num_cpus: int | None = None) -> dict:
             need = max((footprint(t)["CPU"] for t in trials), default=1)
             cpus = num_cpus or max(os.cpu_count() or 1, math.ceil(need))
             ray.init(num_cpus=cpus, include_dashboard=False, **quiet)
+            _EMBEDDED = True
     return ray.cluster_resources()
+
+
+_EMBEDDED = False  # this process started its own local Ray (connect), and stops it (shutdown)
+
+
+def shutdown() -> None:
+    """Stop the local Ray this process started and delete its session folder (~10 MB of logs
+    and sockets per run under /tmp/ray). A joined cluster is left alone."""
+    global _EMBEDDED
+    if not _EMBEDDED:
+        return
+    import ray
+
+    try:
+        session = Path(ray._private.worker._global_node.get_session_dir_path())
+    except Exception:  # a private API: without it only the folder stays behind
+        session = None
+    ray.shutdown()
+    _EMBEDDED = False
+    if session is not None and session.name.startswith("session_2"):
+        shutil.rmtree(session, ignore_errors=True)
+        latest = session.parent / "session_latest"
+        if latest.is_symlink() and not latest.exists():
+            latest.unlink(missing_ok=True)
 
 
 def _local_cluster_running() -> bool:
@@ -163,7 +190,10 @@ def run(
             f"{len(pending)} to run -> {root}"
         )
     if pending:
-        _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurrent)
+        try:
+            _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurrent)
+        finally:
+            shutdown()
     tables = [root / "runs.parquet", root / "curves.parquet"]
     if pending or not all(p.exists() for p in tables):  # nothing ran: the tables are current
         results.collect(root)
@@ -240,6 +270,9 @@ def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurre
             thread.join()
     if scheduler is not None:
         _mark_stopped(grid)
+    # Tune's experiment state: nothing reads it (a rerun resumes from each trial.json), and
+    # every run would add one more file (several MB for a few hundred trials)
+    shutil.rmtree(root / "_ray", ignore_errors=True)
 
 
 def _mark_stopped(grid) -> None:

@@ -8,20 +8,43 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
 from scalelab import files
 
+# What a trial's W&B run leaves out, so W&B costs little next to short trials: the system
+# monitor (a `wandb-symon` process per run), the environment snapshot (a requirements.txt
+# copy per trial), code and git capture, job creation and console capture. The curve, config
+# and summary are all there. The W&B service itself is started once per trial runner process
+# and reused by every trial it runs (Ray reuses the actors).
+LEAN = dict(
+    x_disable_stats=True,
+    x_disable_meta=True,
+    x_save_requirements=False,
+    save_code=False,
+    disable_git=True,
+    disable_job_creation=True,
+    console="off",
+)
+
 
 class Tracker:
-    def __init__(self, trial, out: Path, wandb_mode: str | None):
+    """W&B for one trial (rank 0). `replay`: the curve rows a resumed trial already has. Offline,
+    W&B cannot append to a run file, so the earlier offline run of this trial is replaced by
+    one run (the same id) that logs the replayed rows, then the new ones: one run per trial."""
+
+    def __init__(self, trial, out: Path, wandb_mode: str | None, replay: list[dict] = ()):
         self.out, self.run, self._last = Path(out), None, 0.0
         spec = trial.spec
         if wandb_mode and wandb_mode != "disabled":
             import wandb
 
             os.environ.setdefault("WANDB_SILENT", "true")
+            if wandb_mode == "offline":
+                for old in (self.out / "wandb").glob(f"offline-run-*-{_run_id(spec)}"):
+                    shutil.rmtree(old, ignore_errors=True)
             self.run = wandb.init(
                 project=os.environ.get("WANDB_PROJECT", "scalelab"),
                 group=spec.study or None,
@@ -33,7 +56,10 @@ class Tracker:
                 mode=wandb_mode,
                 resume="allow",
                 reinit="finish_previous",
+                settings=wandb.Settings(**LEAN),
             )
+            for row in replay:
+                self.log(row)
 
     def log(self, row: dict) -> None:
         if self.run is not None:

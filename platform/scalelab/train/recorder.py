@@ -76,7 +76,7 @@ class Recorder:
     def start(self, trial: Trial, wandb_mode: str | None) -> None:
         """Open W&B and write the "running" trial.json (rank 0)."""
         if self.writes:
-            self.tracker = Tracker(trial, self.out, wandb_mode)
+            self.tracker = Tracker(trial, self.out, wandb_mode, replay=self.rows)
             files.write_json(self.out / "trial.json", self.record)
 
     def add(self, row: dict, total_steps: int) -> None:

@@ -1,0 +1,111 @@
+"""Hundreds of short trials: is the platform's cost near zero next to the training?
+
+    .venv/bin/python bench/sweep_scale.py [--trials 300] [--steps 40] [--wandb offline]
+
+300 trials of a 6K-parameter GPT (lr × schedule × seeds), each ~1.5 s of training on one core,
+with W&B offline (the default mode). Baseline: the same trials trained one after another in
+this process (warm: torch, data and W&B already loaded), divided by the slots Ray runs at once.
+
+    ratio = wall(study on local Ray) / (wall(in-process, sequential) / slots)   (goal <= 1.15)
+
+and where the rest goes: training inside the trial actors (from each trial.json's wall_s),
+set-up before the first trial, gaps between trials, and the end (collect, summary). Then the
+no-op rerun's wall time (goal < 2 s) and the bytes each trial leaves (W&B vs curve).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+STUDY = """
+from scalelab.config import DataSpec, ModelSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
+from scalelab.sweep import SweepSpec
+
+SPEC = SweepSpec(
+    "scale",
+    TrialSpec(model=ModelSpec("6K"), data=DataSpec("pcfg"), batch_size=8, seq_len=32,
+              total_steps={steps}, eval_batch_size=16),
+    grid={{"optim.lr": [1e-3, 3e-3, 1e-2], "schedule": [ScheduleSpec("constant", 4),
+          ScheduleSpec("cosine", 4, {{"final_lr": 1e-4}})], "seed": list(range({seeds}))}},
+    run=RunConfig(eval_every=10, noise_every=0, cpus_per_worker=1),
+)
+"""
+
+
+def sequential(study: Path, out: Path, wandb_mode: str | None) -> tuple[float, int]:
+    from scalelab import study as studies
+    from scalelab.sweep import expand
+    from scalelab.train import train
+
+    trials = expand(studies.load(study).SPEC)
+    train(trials[0], out / "warm", wandb_mode=wandb_mode)  # imports, data cache, W&B service
+    t = time.perf_counter()
+    for trial in trials:
+        train(trial, out / trial.name, wandb_mode=wandb_mode)
+    return time.perf_counter() - t, len(trials)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--wandb", default="offline", choices=["offline", "disabled"])
+    a = ap.parse_args()
+    seeds = max(1, a.trials // 6)
+    slots = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        study = d / "scale.py"
+        study.write_text(STUDY.format(steps=a.steps, seeds=seeds))
+        plain, n = sequential(study, d / "plain", None if a.wandb == "disabled" else a.wandb)
+        ideal = plain / slots
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, "-m", "scalelab.cli", "run", str(study), "--storage",
+               str(d / "ray"), "--no-progress"] + ([] if a.wandb == "offline" else ["--no-wandb"])  # fmt: skip
+        t, launched = time.perf_counter(), time.time()
+        subprocess.run(cmd, env=env, check=True, capture_output=True)
+        wall = time.perf_counter() - t
+        recs = [json.loads(p.read_text()) for p in (d / "ray" / "trials").glob("*/trial.json")]
+        starts = sorted(r["finished_at"] - r["wall_s"] for r in recs)
+        ends = sorted(r["finished_at"] for r in recs)
+        training = sum(r["wall_s"] for r in recs) / slots
+        t = time.perf_counter()
+        subprocess.run(cmd, env=env, check=True, capture_output=True)
+        rerun = time.perf_counter() - t
+        per_trial = {"wandb": 0, "curve": 0, "other": 0}
+        for p in (d / "ray" / "trials").rglob("*"):
+            if p.is_file():
+                kind = (
+                    "wandb"
+                    if "wandb" in p.parts
+                    else "curve"
+                    if p.name == "curve.parquet"
+                    else "other"
+                )
+                per_trial[kind] += p.stat().st_size
+    print(f"{n} trials of {a.steps} steps, W&B {a.wandb}, {slots} slots")
+    print(f"in-process, sequential (warm): {plain:7.1f}s ({plain / n:.2f}s per trial)")
+    print(f"ideal with {slots} at once:        {ideal:7.1f}s")
+    print(f"study on local Ray:            {wall:7.1f}s  ratio {wall / ideal:.3f} (goal <= 1.15)")
+    busy = ends[-1] - starts[0]
+    print(
+        f"  training inside the actors {training:.1f}s ({sum(r['wall_s'] for r in recs) / n:.2f}s "
+        f"per trial, {sum(r['wall_s'] for r in recs) / plain - 1:+.1%} vs in-process); "
+        f"set-up before the first trial {starts[0] - launched:.1f}s; gaps between trials "
+        f"{busy - training:.1f}s; after the last {launched + wall - ends[-1]:.1f}s"
+    )
+    print(f"no-op rerun: {rerun:.2f}s (goal < 2 s)")
+    print(
+        "bytes per trial: " + ", ".join(f"{k} {v / n / 1024:.1f} KB" for k, v in per_trial.items())
+    )
+
+
+if __name__ == "__main__":
+    main()
