@@ -111,3 +111,16 @@ def test_status_table_uses_short_names(tmp_path):
     assert "s0-abc0" in text and "N6K-B8-lr3e-3-constant" not in text
     assert max(len(x) for x in text.splitlines()) <= 80
     assert RunConfig().eval_every == 20  # the record's placement is the default one
+
+
+def test_short_trials_are_bundled_in_strides_and_the_rest_alone():
+    from scalelab.launch import bundles
+
+    one = [Trial(TrialSpec(name=f"t{i}", seed=i)) for i in range(30)]
+    fsdp = [Trial(TrialSpec(name="f"), RunConfig(workers=2))]
+    groups = bundles(one + fsdp, slots=2, asha=False)
+    assert [len(g) for g in groups] == [4] * 6 + [3] * 2 + [1]  # 4 waves x 2 slots, + FSDP
+    assert [t.name for t in groups[0]] == ["t0", "t8", "t16", "t24"]  # a stride: mixed sizes
+    assert groups[-1] == fsdp
+    assert sorted(t.name for g in groups for t in g) == sorted(t.name for t in one + fsdp)
+    assert all(len(g) == 1 for g in bundles(one, slots=2, asha=True))  # ASHA stops them singly

@@ -215,17 +215,16 @@ def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurre
         n = len(pending)
     n = min(max_concurrent or n, len(pending))
     trainable = tune.with_resources(_trial_fn, _trial_resources)
+    common = {
+        "wandb": wandb_mode,
+        "max_failures": spec.max_failures,
+        "storage": str(root / "_ray"),
+        "driver_resources": dict(spec.driver_resources),
+        "asha": bool(spec.asha),
+    }
     configs = [
-        {
-            "spec": t.to_json(),
-            "dir": str(trial_dir(root, t)),
-            "wandb": wandb_mode,
-            "max_failures": spec.max_failures,
-            "storage": str(root / "_ray"),
-            "driver_resources": dict(spec.driver_resources),
-            "asha": bool(spec.asha),
-        }
-        for t in pending
+        {"trials": [{"spec": t.to_json(), "dir": str(trial_dir(root, t))} for t in group], **common}
+        for group in bundles(pending, n, bool(spec.asha))
     ]
     scheduler = None
     if spec.asha:
@@ -248,7 +247,7 @@ def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurre
             scheduler=scheduler,
             metric=(spec.asha or {}).get("metric", "eval_loss") if scheduler else None,
             mode="min" if scheduler else None,
-            trial_dirname_creator=lambda t: t.config["trial"]["dir"].rsplit("/", 1)[-1],
+            trial_dirname_creator=_bundle_name,
         ),
         run_config=tune.RunConfig(
             name=spec.name,
@@ -275,10 +274,41 @@ def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurre
     shutil.rmtree(root / "_ray", ignore_errors=True)
 
 
+BUNDLE_WAVES = 4  # bundles per slot: enough to balance the load, few Tune round trips
+
+
+def bundles(pending: list[Trial], slots: int, asha: bool) -> list[list[Trial]]:
+    """Groups of one-worker trials that one Tune trial runs back to back (one runner process
+    keeps torch, the data and W&B loaded; no Tune round trip between them). About
+    BUNDLE_WAVES bundles per slot, each a stride through the list so long and short trials
+    mix. Multi-worker trials and studies under ASHA (which stops trials one by one) are not
+    bundled."""
+    if asha:
+        return [[t] for t in pending]
+    groups: dict[tuple, list[Trial]] = {}
+    alone = []
+    for t in pending:
+        if t.run.workers == 1:
+            groups.setdefault((t.run.cpus_per_worker, t.run.gpus_per_worker), []).append(t)
+        else:
+            alone.append([t])
+    out = []
+    for group in groups.values():
+        k = max(1, min(len(group), BUNDLE_WAVES * slots))
+        out += [group[i::k] for i in range(k)]
+    return out + alone
+
+
+def _bundle_name(tune_trial) -> str:
+    trials = tune_trial.config["trial"]["trials"]
+    first = trials[0]["dir"].rsplit("/", 1)[-1]
+    return first if len(trials) == 1 else f"{first}+{len(trials) - 1}"
+
+
 def _mark_stopped(grid) -> None:
     """Trials the early-stopping scheduler ended: status `stopped`, with their partial curve."""
     for result in grid:
-        tdir = Path(result.config["trial"]["dir"])
+        tdir = Path(result.config["trial"]["trials"][0]["dir"])
         try:
             rec = files.read_json(tdir / "trial.json")
         except (OSError, ValueError):
@@ -303,7 +333,7 @@ def _mark_stopped(grid) -> None:
 def _trial_resources(config: dict) -> dict:
     """The trial actor's own resources; a multi-worker trial's Train workers ask for theirs."""
     cfg = config["trial"]
-    r = Trial.from_json(cfg["spec"]).run
+    r = Trial.from_json(cfg["trials"][0]["spec"]).run  # a bundle's trials share a footprint
     own = {"cpu": r.cpus_per_worker, "gpu": r.gpus_per_worker} if r.workers == 1 else {"cpu": 1}
     return {**own, **cfg["driver_resources"]}
 
@@ -322,26 +352,20 @@ def _report_to_tune(row: dict) -> None:
 
 
 def _trial_fn(config: dict) -> None:
-    """Tune function trainable: one trial (one worker here, or a TorchTrainer of several)."""
-
+    """Tune function trainable: a bundle of one-worker trials run here one after another, or
+    one multi-worker trial through a TorchTrainer."""
     import ray
 
-    cfg = {**config["trial"], "driver_node": ray.get_runtime_context().get_node_id()}
+    node = ray.get_runtime_context().get_node_id()
+    bundle = config["trial"]
+    shared = {k: v for k, v in bundle.items() if k != "trials"}
+    items = [{**shared, **item, "driver_node": node} for item in bundle["trials"]]
+    if Trial.from_json(items[0]["spec"]).run.workers == 1:
+        _run_bundle(items)
+        return
+    cfg = items[0]
     trial = Trial.from_json(cfg["spec"])
     spec, run = trial.spec, trial.run
-    if run.workers == 1:
-        from scalelab.train import train
-
-        train(
-            trial,
-            cfg["dir"],
-            wandb_mode=cfg["wandb"],
-            flush_curve=cfg["asha"],
-            record_extra={"driver_node": cfg["driver_node"]},
-            on_log=_report_to_tune,
-        )
-        _release_memory()  # the actor runs the next trial
-        return
     from ray import train as ray_train
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -365,6 +389,33 @@ def _trial_fn(config: dict) -> None:
         ),
     )
     trainer.fit()
+
+
+def _run_bundle(items: list[dict]) -> None:
+    """Train each trial of the bundle in this process. A trial that fails does not stop the
+    others; the bundle then raises, Tune retries it, and the retry skips what finished."""
+    from scalelab.train import train
+
+    failed = []
+    for cfg in items:
+        trial = Trial.from_json(cfg["spec"])
+        if status.is_done(Path(cfg["dir"]), trial.content_hash()):
+            continue  # a retried bundle: this one finished before
+        try:
+            train(
+                trial,
+                cfg["dir"],
+                wandb_mode=cfg["wandb"],
+                flush_curve=cfg["asha"],
+                record_extra={"driver_node": cfg["driver_node"]},
+                on_log=_report_to_tune if cfg["asha"] else None,
+            )
+        except Exception as e:  # trial.json already says failed, with the error
+            failed.append(f"{trial.name}: {type(e).__name__}: {e}")
+        finally:
+            _release_memory()  # the actor runs the next trial
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(items)} trials failed: " + "; ".join(failed))
 
 
 def _release_memory() -> None:
