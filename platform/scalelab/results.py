@@ -219,6 +219,6 @@ def collect(
             stacklevel=2,
         )
     if write:
-        files.write_parquet(root / "runs.parquet", runs)
-        files.write_parquet(root / "curves.parquet", curves)
+        files.write_parquet(root / "runs.parquet", runs, compression="lz4")
+        files.write_parquet(root / "curves.parquet", curves, compression="lz4")
     return runs, curves
