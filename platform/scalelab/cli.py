@@ -65,6 +65,15 @@ def run(
         bool,
         typer.Option(help="Run the study's after() analysis even if its tables are unchanged."),
     ] = False,
+    placement: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--placement",
+            "-p",
+            help="Set a RunConfig field for this run, KEY=VALUE (repeat): e.g. -p device=cuda "
+            "-p gpus_per_worker=0.25. Placement only: no trial is renamed or rerun.",
+        ),
+    ] = None,
 ):
     """Run a study, or resume it: finished trials are skipped, failed ones retried."""
     from scalelab import study as studies
@@ -78,6 +87,7 @@ def run(
         max_concurrent=max_concurrent or None,
         preset=preset or None,
         reanalyse=reanalyse,
+        placement=placement,
     )
     summary(root)
 

@@ -42,6 +42,28 @@ def load(path: str | Path) -> ModuleType:
     return module
 
 
+def with_placement(spec: SweepSpec, settings: list[str]) -> SweepSpec:
+    """The study with RunConfig fields set from `KEY=VALUE` strings (`--placement device=cuda`):
+    placement only, so no trial is renamed or rerun. Values are JSON (2, 0.25, true) or text."""
+    import dataclasses
+    import json
+
+    from scalelab.config import RUN_FIELDS
+
+    changes = {}
+    for item in settings:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in RUN_FIELDS:
+            raise SpecError(
+                f"placement: {item!r} must be KEY=VALUE with KEY one of {', '.join(RUN_FIELDS)}"
+            )
+        try:
+            changes[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            changes[key] = raw
+    return dataclasses.replace(spec, run=dataclasses.replace(spec.run, **changes))
+
+
 def _line_in(e: BaseException, path: Path) -> str:
     """`:<line>` of the innermost frame of `path` in e's traceback ("" if none)."""
     import traceback
@@ -59,6 +81,7 @@ def run_module(
     max_concurrent: int | None = None,
     preset: str | None = None,
     reanalyse: bool = False,
+    placement: list[str] | None = None,
 ) -> Path:
     from scalelab import launch
 
@@ -70,6 +93,8 @@ def run_module(
                 f"preset: unknown {preset!r}; this study has {', '.join(presets) or 'none'}"
             )
         spec = presets[preset]
+    if placement:
+        spec = with_placement(spec, placement)
     if wandb_mode is None:
         wandb_mode = os.environ.get("WANDB_MODE", "offline")
     root = launch.run(
