@@ -108,12 +108,16 @@ def _local_cluster_running() -> bool:
 
 
 def concurrency(trials: list[Trial], resources: dict) -> int:
-    """Trials that fit at once, from the cluster's resources and the largest trial footprint."""
+    """Trials that fit at once, from the cluster's resources and the largest trial footprint.
+
+    Counted in Ray's units of 1/10,000 (it rounds fractions to 4 decimals): in floats
+    1 // 0.2 is 4.0, while Ray fits 5 trials of 0.2 GPU on one GPU; 1 GPU / 0.25 = 4 trials.
+    """
     fits = []
     for kind in ("CPU", "GPU"):
         need = max((footprint(t)[kind] for t in trials), default=0)
         if need > 0:
-            fits.append(int(resources.get(kind, 0) // need))
+            fits.append(_ray_units(resources.get(kind, 0)) // _ray_units(need))
     n = min(fits) if fits else 1
     if n < 1:
         raise RuntimeError(
@@ -121,6 +125,10 @@ def concurrency(trials: list[Trial], resources: dict) -> int:
             f"({max((footprint(t) for t in trials), key=lambda f: f['CPU'])})"
         )
     return n
+
+
+def _ray_units(x: float) -> int:
+    return round(x * 10_000)
 
 
 def run(
