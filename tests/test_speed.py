@@ -95,6 +95,20 @@ def test_speed_switches_are_placement_not_identity():
     assert speed.compile_on(True, torch.device("cpu")) is True
 
 
+def test_tf32_switch_leaves_every_precision_getter_readable():
+    """What enable_tf32 does on CUDA, done here: inductor reads the matmul precision when it
+    compiles, and a half-set TF32 state makes that read raise."""
+    before = torch.get_float32_matmul_precision()
+    try:
+        speed.enable_tf32(torch.device("cuda"))  # only sets flags: no GPU needed
+        assert torch.get_float32_matmul_precision() == "high"
+        assert torch.backends.cuda.matmul.allow_tf32 is True
+        speed.enable_tf32(torch.device("cpu"))  # no-op
+    finally:
+        torch.set_float32_matmul_precision(before)
+    assert torch.backends.cuda.matmul.allow_tf32 is False
+
+
 # ---- packing trials on one GPU: Ray's arithmetic, no Ray needed ----
 
 

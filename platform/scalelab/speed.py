@@ -22,9 +22,9 @@ from contextlib import nullcontext
 
 import torch
 
-# SDPA backends in priority order on CUDA: flash (bf16/fp16), then cuDNN and memory-efficient
-# (fp32 too), then the math fallback
-SDPA_PRIORITY = ("FLASH_ATTENTION", "CUDNN_ATTENTION", "EFFICIENT_ATTENTION", "MATH")
+# SDPA backends in priority order on CUDA: flash (bf16/fp16), memory-efficient (fp32 too), the
+# math fallback; torch 2.13's own order, cuDNN left out (pinned so flash stays first)
+SDPA_PRIORITY = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "MATH")
 COMPILE_BACKEND = "inductor"  # tests on CPU use "aot_eager": same wiring, no C++ build
 
 
@@ -60,16 +60,14 @@ def apply_compile(model: torch.nn.Module, backend: str | None = None) -> None:
 
 def enable_tf32(device: torch.device) -> None:
     """fp32 matmuls on CUDA through TF32 tensor cores (10-bit mantissa inputs, fp32 sums); bf16
-    runs do almost none (the loss's logits.float() is not a matmul). No effect on CPU."""
-    if device.type != "cuda":
-        return
-    matmul = torch.backends.cuda.matmul
-    if hasattr(matmul, "fp32_precision"):  # torch >= 2.9
-        matmul.fp32_precision = "tf32"
-        torch.backends.cudnn.conv.fp32_precision = "tf32"
-    else:
-        matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    runs do almost none (the loss's logits.float() is not a matmul). No effect on CPU.
+
+    Through set_float32_matmul_precision, which sets the legacy flag and the torch >= 2.9
+    `fp32_precision` together: setting only `torch.backends.cuda.matmul.fp32_precision` makes
+    torch.get_float32_matmul_precision() raise ("mix of the legacy and new APIs"), and
+    inductor's cache key calls it, so every compile would fail (tests/test_speed.py)."""
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")
 
 
 def adamw_kwargs(params) -> dict:
