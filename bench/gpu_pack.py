@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -206,31 +207,33 @@ def main() -> None:
     )
     warm = a.steps // 4
     root = Path(tempfile.mkdtemp(prefix="gpu_pack_"))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout still cleans up
     results = []
+
+    def done(r: dict) -> None:
+        results.append(r)
+        steady = ", ".join(f"{v:,.0f}" for v in r["per_trial_steady_tokens_per_s"])
+        print(
+            f"{r['phase']:11s} wall {r['wall_s']:7.1f} s  aggregate {r['tokens_per_s']:>10,.0f} "
+            f"tokens/s   per trial (steady) {steady}",
+            flush=True,
+        )
+        if len(results) > 1:
+            ratio = r["tokens_per_s"] / results[0]["tokens_per_s"]
+            print(f"ratio {r['phase']} / sequential aggregate throughput = {ratio:.2f}", flush=True)
+        if a.json:
+            Path(a.json).write_text(json.dumps(results, indent=1))
+
     try:
-        seq = phase("sequential", trials, root, env, together=False, warm=warm)
-        results.append(seq)
-        packed = phase("packed", trials, root, env, together=True, warm=warm)
-        results.append(packed)
+        done(phase("sequential", trials, root, env, together=False, warm=warm))
+        done(phase("packed", trials, root, env, together=True, warm=warm))
         if a.mps and a.device == "cuda":
             if shutil.which("nvidia-cuda-mps-control") is None:
                 print("mps: nvidia-cuda-mps-control not found; skipped")
             else:
                 with MPS(root) as mps_env:
-                    results.append(phase("packed-mps", trials, root, mps_env, True, warm))
+                    done(phase("packed-mps", trials, root, mps_env, True, warm))
     finally:
-        for r in results:
-            steady = ", ".join(f"{v:,.0f}" for v in r["per_trial_steady_tokens_per_s"])
-            print(
-                f"{r['phase']:11s} wall {r['wall_s']:7.1f} s  aggregate {r['tokens_per_s']:>10,.0f} "
-                f"tokens/s   per trial (steady) {steady}"
-            )
-        if len(results) >= 2:
-            for r in results[1:]:
-                ratio = r["tokens_per_s"] / results[0]["tokens_per_s"]
-                print(f"ratio {r['phase']} / sequential aggregate throughput = {ratio:.2f}")
-        if a.json:
-            Path(a.json).write_text(json.dumps(results, indent=1))
         shutil.rmtree(root, ignore_errors=True)
 
 
