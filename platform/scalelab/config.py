@@ -36,6 +36,9 @@ class ModelSpec:
     mlp_hidden: int = 0  # MLP hidden width; 0 = 4·d_model (gelu) or ~8/3·d_model (gated)
     norm: str = "layernorm"  # "layernorm" or "rmsnorm"
     vocab_size: int = 0  # embedding rows; 0 = the data's vocabulary (larger pads it)
+    # round the vocabulary up to a multiple of this (128: 50,257 -> 50,304 rows, faster
+    # matmuls); the extra rows are real softmax outputs, so it is identity; 0 = no padding
+    vocab_multiple: int = 0
 
     def shape(self) -> dict[str, int]:
         """The resolved shape {d_model, n_layers, n_heads}: explicit fields over the preset."""
@@ -137,6 +140,8 @@ class TrialSpec:
             d.pop(label)
         model = d.pop("model")
         model.pop("size")
+        if not model["vocab_multiple"]:  # added later: trials without it keep their hash
+            model.pop("vocab_multiple")
         model.update(self.model.shape())
         d["model"] = model
         return d
@@ -185,13 +190,16 @@ class RunConfig:
     workers: int = 1  # data-parallel ranks (FSDP2 when > 1)
     fsdp: bool = False  # shard with FSDP2 even on one rank (e.g. one GPU)
     micro_batch_size: int = 0  # sequences per forward/backward per worker; 0 = whole share
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
+    cpus_per_worker: float = 1.0  # Ray CPUs per worker (torch threads on CPU)
+    gpus_per_worker: float = 0.0  # Ray GPUs per worker; a fraction <= 1 packs one-worker trials
     device: str = "auto"  # "auto" (cuda if there is one), "cpu" or "cuda"
     eval_every: int = 20  # steps between eval-loss measurements (and at the last step)
     log_every: int = 1  # steps between curve rows
     noise_every: int = 10  # steps between gradient-noise-scale measurements; 0 = off
     checkpoint_every: int = 0  # steps between distributed checkpoints; 0 = off
+    # speed switches (README "Speed"); on CPU the defaults change no number
+    compile: str | bool = "auto"  # torch.compile each block: "auto" = on for CUDA, off on CPU
+    activation_checkpointing: bool = False  # recompute block activations in backward
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -213,6 +221,28 @@ class RunConfig:
         c, g = self.cpus_per_worker, self.gpus_per_worker
         _need(_num(c) and c > 0, "cpus_per_worker", "must be > 0")
         _need(_num(g) and g >= 0, "gpus_per_worker", "must be >= 0")
+        _need(
+            g <= 1 or g == int(g),
+            "gpus_per_worker",
+            f"{g} is above 1 and not whole; use a fraction <= 1 (0.25: 4 trials per GPU) "
+            "or a whole number",
+        )
+        _need(
+            g == int(g) or self.workers == 1,
+            "gpus_per_worker",
+            f"a fraction ({g}) packs one-worker trials onto a GPU; with workers={self.workers} "
+            "use whole GPUs (NCCL needs one GPU per rank)",
+        )
+        _need(
+            self.compile == "auto" or isinstance(self.compile, bool),
+            "compile",
+            f"must be 'auto', true or false, got {self.compile!r}",
+        )
+        _need(
+            isinstance(self.activation_checkpointing, bool),
+            "activation_checkpointing",
+            f"must be true or false, got {self.activation_checkpointing!r}",
+        )
         if spec is not None:
             _check_split(spec.batch_size, self)
         return self
@@ -291,7 +321,7 @@ def _check_model(m: ModelSpec) -> None:
             f"unknown size {m.size!r}; choose one of {', '.join(model.SIZES)}, or set "
             "size='' and give d_model, n_layers, n_heads",
         )
-    for f in ("d_model", "n_layers", "n_heads", "mlp_hidden", "vocab_size"):
+    for f in ("d_model", "n_layers", "n_heads", "mlp_hidden", "vocab_size", "vocab_multiple"):
         v = getattr(m, f)
         _need(_int(v) and v >= 0, f"model.{f}", f"must be an int >= 0 (0 = default), got {v!r}")
     shape = m.shape()

@@ -138,13 +138,17 @@ def _local_cluster_running() -> bool:
 
 def concurrency(trials: list[Trial], resources: dict, driver: dict | None = None) -> int:
     """Trials that fit at once, from the cluster's resources and the largest trial footprint
-    (each trial actor also holds `driver`, the study's custom driver_resources)."""
+    (each trial actor also holds `driver`, the study's custom driver_resources).
+
+    Counted in Ray's units of 1/10,000 (it rounds fractions to 4 decimals): in floats
+    1 // 0.2 is 4.0, while Ray fits 5 trials of 0.2 GPU on one GPU; 1 GPU / 0.25 = 4 trials.
+    """
     fits = []
     need_all = {k: max((footprint(t)[k] for t in trials), default=0) for k in ("CPU", "GPU")}
     need_all.update(driver or {})
     for kind, need in need_all.items():
         if need > 0:
-            fits.append(int(resources.get(kind, 0) // need))
+            fits.append(_ray_units(resources.get(kind, 0)) // _ray_units(need))
     n = min(fits) if fits else 1
     if n < 1:
         short = [k for k, v in need_all.items() if v > 0 and resources.get(k, 0) < v]
@@ -155,6 +159,10 @@ def concurrency(trials: list[Trial], resources: dict, driver: dict | None = None
             "cpus_per_worker / driver_resources, or add nodes that provide them"
         )
     return n
+
+
+def _ray_units(x: float) -> int:
+    return round(x * 10_000)
 
 
 def check_devices(trials: list[Trial], resources: dict) -> None:

@@ -91,10 +91,13 @@ def model_args(size: str, vocab_size: int, seq_len: int, **overrides) -> ModelAr
 
 def args_from_spec(m, data_vocab: int, seq_len: int) -> ModelArgs:
     """ModelArgs of a config.ModelSpec `m` on data with `data_vocab` tokens: the preset's shape
-    with any explicit d_model / n_layers / n_heads over it; vocab_size 0 = the data's."""
+    with any explicit d_model / n_layers / n_heads over it; vocab_size 0 = the data's, then
+    rounded up to a multiple of vocab_multiple (if set): 50,257 -> 393·128 = 50,304 rows."""
     vocab = m.vocab_size or data_vocab
     if vocab < data_vocab:
         raise ValueError(f"model.vocab_size: {vocab} is below the data's vocabulary {data_vocab}")
+    if m.vocab_multiple:
+        vocab = m.vocab_multiple * math.ceil(vocab / m.vocab_multiple)
     return ModelArgs(
         vocab_size=vocab,
         seq_len=seq_len,

@@ -96,6 +96,13 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     return t.tolist()
 
 
+def all_reduce_(t: torch.Tensor) -> torch.Tensor:
+    """Sum a tensor over ranks in place, on its device (no host sync); identity without a group."""
+    if dist.is_initialized():
+        dist.all_reduce(t)
+    return t
+
+
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()

@@ -14,12 +14,16 @@ from __future__ import annotations
 import torch
 
 
-def grad_sq_norm(params) -> float:
-    """|g|^2 over all (possibly sharded) gradients."""
+def grad_norm(params) -> torch.Tensor:
+    """|g| over all (possibly sharded) gradients, on the device (no host sync)."""
     grads = [p.grad for p in params if p.grad is not None]
     n = torch.nn.utils.get_total_norm(grads, 2.0)
-    n = n.full_tensor() if hasattr(n, "full_tensor") else n
-    return float(n) ** 2
+    return n.full_tensor() if hasattr(n, "full_tensor") else n
+
+
+def grad_sq_norm(params) -> float:
+    """|g|^2 over all (possibly sharded) gradients."""
+    return float(grad_norm(params)) ** 2
 
 
 class NoiseScale:

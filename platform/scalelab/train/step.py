@@ -9,18 +9,70 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
-from scalelab.train.noise import grad_sq_norm
+from scalelab.train.noise import grad_norm
 
 
-@dataclass(frozen=True)
 class StepStats:
-    loss: float  # mean loss of this rank's batch (before the update)
-    grad_norm: float  # global gradient norm before clipping
-    g2_small: float | None  # |G|^2 of the first half of the batch (noise probe), else None
+    """The scalars of one update, kept on the device until read: no host sync inside a step.
+
+    Reading `loss`, `grad_norm` or `g2_small` waits for the device; `read_all` fetches many
+    steps' scalars in one copy. The host arithmetic is the one the trainer always did, done
+    later: loss = sum of float(micro-batch loss) / chunks in float64 (on the device: IEEE
+    float64 either way), grad norm = float(|g|) from clip_grad_norm_, or (float(|g|)²)^½
+    without clipping, g2_small = float(|g_half|)²·4.
+    """
+
+    def __init__(self, loss_sum: Tensor, norm: Tensor, norm_small: Tensor | None, clipped: bool):
+        self.loss_sum = loss_sum  # float64: this rank's mean loss (the trainer sums over ranks)
+        self.norm = norm  # global gradient norm before clipping
+        self.norm_small = norm_small  # |g| after the first half of the micro-batches, or None
+        self.clipped = clipped
+        self.probed = norm_small is not None
+        self._host: list[float] | None = None
+
+    def tensors(self) -> list[Tensor]:
+        return [t for t in (self.loss_sum, self.norm, self.norm_small) if t is not None]
+
+    def _values(self) -> list[float]:
+        if self._host is None:
+            read_all([self])
+        assert self._host is not None
+        return self._host
+
+    @property
+    def loss(self) -> float:
+        """Mean loss of this rank's batch (before the update)."""
+        return self._values()[0]
+
+    @property
+    def grad_norm(self) -> float:
+        """Global gradient norm before clipping."""
+        n = self._values()[1]
+        return n if self.clipped else (n**2) ** 0.5
+
+    @property
+    def g2_small(self) -> float | None:
+        """|G|^2 of the first half of the batch (noise probe), else None."""
+        return self._values()[2] ** 2 * 4 if self.probed else None
+
+
+def read_all(stats: Sequence[StepStats]) -> None:
+    """Bring the scalars of many updates to the host in one copy (one sync per logged row).
+    float32 -> float64 is exact, so each value is what float(tensor) gave before."""
+    todo = [st for st in stats if st._host is None]
+    if not todo:
+        return
+    flat = torch.stack([t.detach().reshape(()).double() for st in todo for t in st.tensors()])
+    values = flat.tolist()
+    i = 0
+    for st in todo:
+        n = len(st.tensors())
+        st._host, i = values[i : i + n], i + n
+        st.loss_sum = st.norm = st.norm_small = None  # free the device scalars
 
 
 def micro_chunks(per_rank: int, micro: int, probe: bool) -> int:
@@ -48,20 +100,21 @@ def forward_backward(
     """
     autocast = autocast or nullcontext()
     probe = probe and chunks % 2 == 0
-    loss_sum, g2_small = 0.0, None
+    loss_sum = norm_small = None
     for i, mb in enumerate(torch.tensor_split(batch, chunks)):
         with autocast:
             loss = loss_fn(mb)
         (loss / chunks).backward()
-        loss_sum += float(loss.detach()) / chunks
+        part = loss.detach().double() / torch.full_like(loss, chunks, dtype=torch.float64)
+        loss_sum = part if loss_sum is None else loss_sum + part
         if probe and i == chunks // 2 - 1:
-            g2_small = grad_sq_norm(params) * 4
+            norm_small = grad_norm(params)
     if grad_clip:
         gn = torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        gn = float(gn.full_tensor() if hasattr(gn, "full_tensor") else gn)
+        norm = gn.full_tensor() if hasattr(gn, "full_tensor") else gn
     else:
-        gn = grad_sq_norm(params) ** 0.5
-    return StepStats(loss_sum, gn, g2_small)
+        norm = grad_norm(params)
+    return StepStats(loss_sum, norm, norm_small, clipped=bool(grad_clip))
 
 
 def apply_update(opt, params, lr: float, ewa: list[torch.Tensor], ewa_decay: float) -> None:

@@ -14,20 +14,19 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from scalelab import checkpoint, files, knowledge, parallel
+from scalelab import checkpoint, files, knowledge, parallel, speed
 from scalelab import data as datasets
 from scalelab.config import RunConfig, Trial, TrialSpec
 from scalelab.model import GPT, args_from_spec, flops_per_token, param_counts
 from scalelab.status import HEARTBEAT
 from scalelab.train.noise import NoiseScale
 from scalelab.train.recorder import Recorder, new_record, touch
-from scalelab.train.step import apply_update, forward_backward, micro_chunks
+from scalelab.train.step import StepStats, apply_update, forward_backward, micro_chunks, read_all
 
 
 class Diverged(Exception):
@@ -51,7 +50,7 @@ def build(spec: TrialSpec, device: torch.device):
 
 
 def make_optimizer(model, spec: TrialSpec):
-    """AdamW; weight decay on 2-D weights only (nanoGPT)."""
+    """AdamW; weight decay on 2-D weights only (nanoGPT); fused on CUDA (speed.py)."""
     o = spec.optim
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
@@ -59,7 +58,8 @@ def make_optimizer(model, spec: TrialSpec):
         {"params": decay, "weight_decay": o.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
+    kw = speed.adamw_kwargs(model.parameters())
+    return torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, **kw)
 
 
 @dataclass
@@ -109,14 +109,14 @@ def setup(trial: Trial) -> tuple[Setup, dict]:
     }
     bf16 = spec.precision == "bf16"
     sharded = world > 1 or run.fsdp
+    facts["speed"] = speed.prepare(model, run, device)  # AC, compile: before FSDP2 (torchtitan)
     if sharded:
         parallel.apply_fsdp(model, device, world, bf16=bf16)
-    # bf16: FSDP2 mixed precision on CUDA; autocast everywhere else
-    autocast = nullcontext()
-    if bf16 and not (sharded and device.type == "cuda"):
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16)
+    # bf16: FSDP2 mixed precision on CUDA; autocast everywhere else (+ SDPA backends on CUDA)
+    autocast = speed.compute_context(device, bf16, sharded)
     params = list(model.parameters())
     opt = make_optimizer(model, spec)
+    facts["speed"]["fused_adamw"] = bool(opt.defaults.get("fused"))
     ewa = [p.detach().clone() for p in params] if spec.ewa_decay else []
     s = Setup(trial, rank, world, device, source, model, opt, seq_len, autocast, params, ewa)
     return s, facts
@@ -163,40 +163,50 @@ class Loop:
         torch._foreach_copy_([p.data for p in params], backup)
         return loss
 
-    def step(self, step: int) -> tuple[float, float]:
-        """Update `step` (0-based): returns (train loss averaged over ranks, grad norm)."""
+    def step(self, step: int) -> StepStats:
+        """Update `step` (0-based). Its scalars stay on the device until a row reads them."""
         s, spec, run = self.s, self.spec, self.run
         lr = float(self.lrs[step])
-        batch = s.source.batch(step, spec.batch_size, s.seq_len, s.rank, s.world).to(s.device)
+        batch = s.source.batch(step, spec.batch_size, s.seq_len, s.rank, s.world)
+        batch = speed.to_device(batch, s.device)
         probe = bool(run.noise_every) and step % run.noise_every == 0
         chunks = micro_chunks(self.per_rank, self.micro, probe)
         stats = forward_backward(
             self.loss_fn, batch, s.params, chunks, probe, spec.optim.grad_clip, s.autocast
         )
-        if stats.g2_small is not None:  # grad norm is measured before clipping
-            b = spec.batch_size
-            self.noise_value = self.noise.update(b // 2, b, stats.g2_small, stats.grad_norm**2)
         apply_update(s.opt, s.params, lr, s.ewa, spec.ewa_decay)
-        (loss,) = parallel.all_reduce_sum([stats.loss], s.device)
-        return loss / s.world, stats.grad_norm
+        parallel.all_reduce_(stats.loss_sum)  # summed over ranks, on the device
+        return stats
 
     def run_steps(self, start: int) -> None:
+        """One host sync per logged row: the steps since the last row are read then, in order,
+        moving the noise scale and checking divergence step by step. A diverging trial so runs
+        up to log_every - 1 updates past its first bad step, and records that step as before."""
         spec, run = self.spec, self.run
         t_log, tok_log = time.time(), start * spec.tokens_per_step
         self.s.model.train()
+        pending: list[tuple[int, StepStats]] = []
         for step in range(start, spec.total_steps):
-            train_loss, gn = self.step(step)
-            done = step + 1
-            last = done == spec.total_steps
-            bad = not math.isfinite(train_loss) or train_loss > self.diverge_at
-            if done % run.log_every and done % run.eval_every and not last and not bad:
+            pending.append((step, self.step(step)))
+            last = step + 1 == spec.total_steps
+            if (step + 1) % run.log_every and (step + 1) % run.eval_every and not last:
                 continue
+            read_all([st for _, st in pending])  # one device -> host copy
+            for at, st in pending:
+                if st.g2_small is not None:  # grad norm is measured before clipping
+                    b = spec.batch_size
+                    self.noise_value = self.noise.update(b // 2, b, st.g2_small, st.grad_norm**2)
+                done, train_loss, gn = at + 1, st.loss / self.s.world, st.grad_norm
+                bad = not math.isfinite(train_loss) or train_loss > self.diverge_at
+                if bad:
+                    break
+            pending.clear()
             now = time.time()
             tokens = done * spec.tokens_per_step
             row = {
                 "step": done,
                 "tokens": tokens,
-                "lr": float(self.lrs[step]),
+                "lr": float(self.lrs[done - 1]),
                 "train_loss": train_loss,
                 "eval_loss": None,
                 "ewa_eval_loss": None,
