@@ -211,6 +211,9 @@ def run(
 def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurrent) -> None:
     from ray import tune
 
+    # Tune's experiment state is kept for the last run only: a rerun resumes from each
+    # trial.json, and every run would add one more file (several MB for a few hundred trials)
+    shutil.rmtree(root / "_ray", ignore_errors=True)
     resources = connect(pending, num_cpus)
     try:
         check_devices(pending, resources)
@@ -277,9 +280,6 @@ def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurre
             thread.join()
     if scheduler is not None:
         _mark_stopped(grid)
-    # Tune's experiment state: nothing reads it (a rerun resumes from each trial.json), and
-    # every run would add one more file (several MB for a few hundred trials)
-    shutil.rmtree(root / "_ray", ignore_errors=True)
 
 
 BUNDLE_WAVES = 4  # bundles per slot: enough to balance the load, few Tune round trips
