@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from scalelaws.diagnostics import CODES as SHARED_CODES
 from scalelaws.diagnostics import Diagnostic
 from scalelaws.fitting import DELTA, Law, Param, metrics, minimise, single_blas_thread
 from scalelaws.result import Result
@@ -27,19 +28,23 @@ HOFFMANN = "Hoffmann et al. 2022, Training Compute-Optimal Large Language Models
 BESIROGLU = "Besiroglu et al. 2024, Chinchilla Scaling: A replication attempt, arXiv 2404.10102"
 PORIAN = "Porian et al. 2024, Resolving Discrepancies in Compute-Optimal Scaling, arXiv 2406.19146"
 
-# Diagnostic codes of this module: code -> what it means and what to do.
+# Diagnostic codes of this module (registered, with their meaning and action, in the shared
+# scalelaws.diagnostics.CODES).
 CODES: dict[str, str] = {
-    "PARAM_AT_BOUND": "a fitted parameter sits on its bound; widen the bound or add runs that vary it",
-    "NON_IDENTIFIABLE": "a 95% interval is wider than the estimate; add runs along N or D",
-    "TERM_FLAT": "the N or D term barely varies over the runs; its exponent is not determined",
-    "BOOTSTRAP_FAILURES": "some bootstrap refits did not converge and were skipped",
-    "NO_INTERVAL": "no interval could be computed (too few points or no bootstrap)",
-    "OPTIMUM_OUTSIDE_SLICE": "an isoFLOP minimum is extrapolated; add runs past that end",
-    "SLICE_SKIPPED": "an isoFLOP slice was unusable and skipped; see the message",
-    "SLICE_SPREAD": "a slice's runs differ a lot in compute; pass budget_col or narrow gap_dex",
-    "APPROACHES_DISAGREE": "approach-2 and approach-3 optima differ beyond their intervals",
-    "COMPUTE_CONVENTION_MISMATCH": "the fits compared use different FLOPs conventions",
-    "EXTRAPOLATION": "a proposal lies outside the fitted compute range",
+    k: SHARED_CODES[k]
+    for k in (
+        "PARAM_AT_BOUND",
+        "NON_IDENTIFIABLE",
+        "TERM_FLAT",
+        "BOOTSTRAP_FAILURES",
+        "NO_INTERVAL",
+        "OPTIMUM_OUTSIDE_SLICE",
+        "SLICE_SKIPPED",
+        "SLICE_SPREAD",
+        "APPROACHES_DISAGREE",
+        "COMPUTE_CONVENTION_MISMATCH",
+        "EXTRAPOLATION",
+    )
 }
 
 COMPUTE: dict[str, str] = {
