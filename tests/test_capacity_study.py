@@ -260,9 +260,12 @@ def test_fit_capacity_cli(study, tmp_path):
     by_e = {g["exposures"]: g for g in doc["groups"]}
     assert by_e[15]["estimate"] is None and "capacity-bound" in by_e[15]["error"]  # 1 trial
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # errors: a folder without runs.parquet
-    res = CliRunner().invoke(cli_app(), ["fit", "capacity", "--runs", str(tmp_path), "--out", "x"])
-    assert res.exit_code == 1 and "runs.parquet" in res.output
+    # errors: a folder without runs.parquet -> one line on the CLI's error path, exit 2
+    from scalelab.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "capacity", "--runs", str(tmp_path), "--out", str(tmp_path / "x.json")])
+    assert exit_.value.code == 2
 
 
 def test_trial_table_needs_knowledge_columns():

@@ -33,6 +33,23 @@ def steepest_drop(lr: np.ndarray, warmup_steps: int, min_share: float = 0.0) -> 
         return float(np.max(np.log(a[keep]) - np.log(b[keep])))
 
 
+def check_params(params, names, law: str = "multipower") -> None:
+    """ValueError unless `params` has every parameter of the law, each a finite number > 0."""
+    missing = [k for k in names if k not in params]
+    if missing:
+        raise ValueError(
+            f"params: a {law} fit needs {', '.join(names)}; {', '.join(missing)} missing "
+            "(a FIT.json of another law?)"
+        )
+    for k in names:
+        v = params[k]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v) or v <= 0:
+            raise ValueError(
+                f"params: {k} = {v!r}; every {law} parameter must be a finite number > 0: "
+                "refit, or fix the FIT.json"
+            )
+
+
 def _post_warmup(c: Curve) -> tuple[np.ndarray, int]:
     """The LR of the updates up to the curve's last evaluated step, and its warmup length (the
     first update at the curve's peak LR, + 1)."""

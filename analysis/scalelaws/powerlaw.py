@@ -125,7 +125,9 @@ def fit_joint_power_law(n, d, y, n_unit: float = 1.0, d_unit: float = 1.0) -> Jo
 
 def cross_check(what: str, x: np.ndarray, logy: np.ndarray, *intervals, n_boot: int = 500):
     """ROBUST_DISAGREES when a Huber fit (statsmodels RLM) or a bootstrap over points (median
-    of 500 OLS refits) puts a slope outside its OLS 95% interval. x: (n, k) log regressors."""
+    of 500 OLS refits) moves a slope from OLS by more than half its OLS 95% half-width (about
+    one standard error). x: (n, k) log regressors; intervals: the OLS t-intervals (symmetric
+    about the OLS slope)."""
     import statsmodels.api as sm
 
     from scalelaws.diagnostics import Diagnostic
@@ -141,15 +143,16 @@ def cross_check(what: str, x: np.ndarray, logy: np.ndarray, *intervals, n_boot: 
     med = np.median(boots, axis=0) if boots else huber
     out = []
     for j, (lo, hi) in enumerate(intervals):
+        ols, tol = (lo + hi) / 2, (hi - lo) / 4
         off = [f"{name} {v[j]:.3g}" for name, v in (("Huber", huber), ("bootstrap", med))]
-        off = [o for o, v in zip(off, (huber[j], med[j]), strict=True) if not lo <= v <= hi]
+        off = [o for o, v in zip(off, (huber[j], med[j]), strict=True) if abs(v - ols) > tol]
         if off:
             out.append(
                 Diagnostic(
                     "ROBUST_DISAGREES",
                     "warning",
-                    f"{what}: slope {j + 1}: {', '.join(off)} outside the OLS 95% interval "
-                    f"[{lo:.3g}, {hi:.3g}]",
+                    f"{what}: slope {j + 1}: {', '.join(off)} vs OLS {ols:.3g} (95% "
+                    f"[{lo:.3g}, {hi:.3g}]): more than one standard error apart",
                     "one group drives the fit: look at the residuals before reading the slope",
                     what,
                 )

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from scalelaws.fitting import FitResult
-from scalelaws.mplcheck import proposal_diagnostics
+from scalelaws.mplcheck import check_params, proposal_diagnostics
 from scalelaws.multipower import MPL_PARAMS
 from scalelaws.schedule import ScheduleProposal, baseline_lr, final_loss, optimise_schedule
 
@@ -48,7 +48,7 @@ def propose_schedule(
     gives the 95% range of each schedule's predicted final loss.
     """
     res, source = _as_fit(fit)
-    check_params(res.params)
+    check_params(res.params, MPL_PARAMS)
     rng = res.info.get("fit_range") or {}
     lo, drop, how = _constraints(rng, peak_lr, lr_floor, max_log_drop, constrained)
     prop = optimise_schedule(
@@ -73,17 +73,6 @@ def propose_schedule(
         info=dict(prop.info, n_bootstrap=len(samples), constraints=how),
     )
     return dataclasses.replace(prop, diagnostics=proposal_diagnostics(res, prop, len(samples)))
-
-
-def check_params(params: Mapping[str, float]) -> None:
-    """ValueError unless every multipower parameter is a finite number > 0."""
-    for k in MPL_PARAMS:
-        v = params.get(k)
-        if not isinstance(v, int | float) or not np.isfinite(v) or v <= 0:
-            raise ValueError(
-                f"params: {k} = {v!r}; every multipower parameter ({', '.join(MPL_PARAMS)}) "
-                "must be a finite number > 0: refit, or fix the FIT.json"
-            )
 
 
 def _constraints(rng, peak_lr, lr_floor, max_log_drop, constrained):
