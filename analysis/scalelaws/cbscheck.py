@@ -85,11 +85,14 @@ def scaling(fits, quantity: str, n_unit: float, d_unit: float, force: bool = Fal
     y = np.array([getattr(f, quantity) for f in fits], float)
     n = np.array([np.nan if f.params is None else f.params for f in fits], float)
     d = np.array([np.nan if f.tokens is None else f.tokens for f in fits], float)
-    ok_y = np.isfinite(y) & (y > 0)
+    at_bound = np.array([f.s_min <= 0 or f.e_min <= 0 for f in fits], bool)
+    ok_y = np.isfinite(y) & (y > 0) & ~at_bound  # a fit at a bound measured no CBS
     out, diags = {}, []
     dropped = [f.group for f, ok in zip(fits, ok_y, strict=True) if not ok]
     if dropped and len(fits) > 1:
-        msg = f"{quantity} scaling leaves out {len(dropped)} group(s) with no finite value: "
+        msg = (
+            f"{quantity} scaling leaves out {len(dropped)} group(s) whose T(B) fit is at a bound: "
+        )
         diags.append(
             Diagnostic(
                 "FIT_SKIPPED",
