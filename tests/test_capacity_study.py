@@ -258,7 +258,11 @@ def test_fit_capacity_cli(study, tmp_path):
     assert doc["quantized"]["int8"]["estimate"] == pytest.approx(want8, rel=1e-9)
     assert "round-to-nearest" in doc["quantized"]["method"]
     by_e = {g["exposures"]: g for g in doc["groups"]}
-    assert by_e[15]["estimate"] is None and "capacity-bound" in by_e[15]["error"]  # 1 trial
+    # 15 exposures: the one trial is undertrained (fp32 bits < 0): said, and left out of R
+    assert trials["6K-E15"]["bits"] < 0
+    assert by_e[15]["estimate"] is None and "no trial with positive bits" in by_e[15]["error"]
+    negative = [d for d in doc["diagnostics"] if d["code"] == "NEGATIVE_BITS"]
+    assert [d["subject"] for d in negative] == ["6K-E15"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # errors: a folder without runs.parquet -> one line on the CLI's error path, exit 2
     from scalelab.cli import main

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from scalelaws import checks
 from scalelaws.diagnostics import CODES as SHARED_CODES
 from scalelaws.diagnostics import Diagnostic
 from scalelaws.fitting import DELTA, Law, Param, metrics, minimise, single_blas_thread
@@ -354,8 +355,13 @@ def fit_loss_surface(
                 lo, hi = np.nanpercentile(v, [2.5, 97.5])
             intervals[name] = (float(lo), float(hi))
 
-    yhat = LAW.predict(theta, x)
+    yhat, jac = LAW.jacobian(theta, x)
     diags = _diagnostics(theta, params, intervals, n_boot, failed, x, yhat)
+    # the shared core's conditioning check (scalelaws.checks; a new law gets it from fitting.fit)
+    local, cond = checks.local_identifiability(
+        LAW.names, jac / yhat[:, None], np.log(yhat) - np.log(t.loss), None, [False] * 5, theta
+    )
+    diags += [d for d in local if d.code == "ILL_CONDITIONED"]
     info = {
         "method": "approach 3: L(N,D) = E + A/N^alpha + B/D^beta; "
         "log L̂ = LSE(a - alpha log N, b - beta log D, e), Huber on log loss, L-BFGS-B",
@@ -367,6 +373,7 @@ def fit_loss_surface(
         + ", each resample refitted from the full-data optimum",
         "n_boot": n_boot,
         "boot_failed": failed,
+        "condition_number": cond["condition_number"],
         "seed": seed,
         "flops_per_nd": k,
         "optimum": f"closed form for C = k·N·D with k = {k:.4g}: N* = G·(C/k)^(beta/(alpha+beta)),"

@@ -29,7 +29,7 @@ def print_diagnostics(diags) -> None:
     con = Console()
     for d in diags:
         style = "yellow" if d.severity != "info" else "dim"
-        con.print(d.line(), style=style, markup=False, highlight=False)
+        con.print(d.line(), style=style, markup=False, highlight=False, soft_wrap=True)
 
 
 def _study_selection(root: Path, where: str | None, test_where: str | None):
