@@ -115,6 +115,7 @@ def test_real_mpl_fit_with_parameters_on_their_bounds_says_so(one_lr_fit):
     assert rng["best_curve"] == "cosine_lr0.001" and rng["best_loss"] == pytest.approx(2.92703)
 
 
+@pytest.mark.slow  # two 50,000-step proposals: ~30 s each on 2 busy cores
 def test_proposal_from_that_fit_stays_where_the_law_was_fitted(one_lr_fit):
     rng = one_lr_fit.info["fit_range"]
     prop = sl.propose_schedule(one_lr_fit, 50_000, 1e-3, warmup_steps=300)
@@ -383,3 +384,17 @@ def test_capacity_bound_frac_is_checked(tmp_path, capsys):
     args = ["fit", "capacity", "--runs", study, "--out", tmp_path / "c.json"]
     code, _, err = cli(args + ["--bound-frac", "2"], capsys)
     assert code == 2 and "bound_frac=2.0" in err
+
+
+def test_predictions_beyond_the_fitted_range_say_how_far(one_lr_fit):
+    lr = sl.lr_array("constant", 2e-3, 100_000, 300)
+    got = one_lr_fit.extrapolation(lr)
+    assert {d.subject for d in got} == {"steps", "peak LR"}
+    assert any("2x above" in d.message for d in got if d.subject == "peak LR")
+    assert one_lr_fit.extrapolation(sl.lr_array("cosine", 1e-3, 40_000, 300, final_lr=1e-4)) == ()
+    cbs = sl.fit_cbs(zhang(), ref_batch=256, n_boot=200)
+    (d,) = cbs.extrapolation(65536, "85M")
+    assert d.code == "EXTRAPOLATION" and "4x above" in d.message
+    assert cbs.extrapolation([128, 4096], "85M") == ()
+    cap = sl.fit_capacity(capacity_runs())
+    assert [d.code for d in cap.extrapolation(1_000_000)] == ["EXTRAPOLATION"]

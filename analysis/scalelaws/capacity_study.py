@@ -68,6 +68,20 @@ class CapacityResult(Result):
             raise ValueError("R: not fitted (too few capacity-bound trials); see diagnostics")
         return capacity_law(params, self.params["R"], max_bits)
 
+    def extrapolation(self, params) -> tuple[Diagnostic, ...]:
+        """EXTRAPOLATION when P lies outside the P range of the trials R was fitted on."""
+        from scalelaws.checks import extrapolation
+
+        bound = set(self.ratio.get("bound_trials") or ())
+        ps = [t["params"] for t in self.trials if t["name"] in bound]
+        if not ps:
+            return ()
+        return tuple(
+            d
+            for p in np.atleast_1d(params)
+            for d in extrapolation("params P", float(p), min(ps), max(ps))
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """CAP.json: the layout `scalelab fit capacity` writes, plus params/diagnostics."""
         doc = {"kind": "capacity", "source": self.info.get("source", "")}

@@ -75,6 +75,19 @@ class CBSResult(Result):
         """Steps to the target of `group` at `batch_size`: S_min + E_min/B."""
         return self.group(group).predict(batch_size)
 
+    def extrapolation(self, batch_size, group: str) -> tuple[Diagnostic, ...]:
+        """EXTRAPOLATION when `batch_size` lies outside the group's fitted batch sizes."""
+        from scalelaws.checks import extrapolation
+
+        g = self.group(group)
+        return tuple(
+            d
+            for b in np.atleast_1d(batch_size)
+            for d in extrapolation(
+                f"batch_size of {group}", float(b), min(g.batch_sizes), max(g.batch_sizes)
+            )
+        )
+
     def steps_frame(self) -> pl.DataFrame:
         """The steps-to-target table (study tables; empty for a given table)."""
         return pl.DataFrame(list(self.steps)) if self.steps else pl.DataFrame()

@@ -88,6 +88,24 @@ def curve_noise(curves: Sequence[Curve]) -> float:
     return checks.curve_noise(y, ids)
 
 
+def prediction_extrapolation(rng: dict, lr: np.ndarray, steps) -> tuple[Diagnostic, ...]:
+    """EXTRAPOLATION for a prediction under `lr` at `steps` beyond the fit's range: more steps,
+    a higher peak LR, or an LR below the lowest post-warmup LR of the fitting curves."""
+    if not rng:
+        return ()
+    lr = np.asarray(lr, float)
+    last = int(np.max(steps)) if steps is not None and np.size(steps) else lr.size
+    used, warm = lr[:last], int(np.argmax(lr >= lr.max() * (1 - 1e-9))) + 1
+    action = "check the prediction with one run in that range"
+    return (
+        checks.extrapolation("steps", float(last), 0.0, rng["max_step"], "warning", action)
+        + checks.extrapolation("peak LR", float(used.max()), 0.0, rng["peak_lr"] * (1 + 1e-9))
+        + checks.extrapolation(
+            "lowest LR", float(used[warm - 1 :].min()), rng["min_lr"] * (1 - 1e-9), np.inf
+        )
+    )
+
+
 def test_extrapolation(curves: Sequence[Curve], rng: dict) -> tuple[Diagnostic, ...]:
     """EXTRAPOLATION (info) for each test curve longer than, or at a higher peak LR than, the
     fitting curves: its test metrics measure an extrapolation."""

@@ -402,6 +402,10 @@ class MultipowerFit(FitResult):
             steps = np.flatnonzero(np.cumsum(lr) > 0) + 1
         return predict(self.params, lr, steps, self.law)
 
+    def extrapolation(self, lr: np.ndarray, steps=None) -> tuple:
+        """EXTRAPOLATION diagnostics of predict(lr, steps): beyond the fitted steps or LRs."""
+        return mplcheck.prediction_extrapolation(self.info.get("fit_range") or {}, lr, steps)
+
     @property
     def bootstrap_params(self) -> list[dict[str, float]]:
         """The parameters of every bootstrap refit ([] without a bootstrap)."""

@@ -96,7 +96,9 @@ def plot_capacity(params, bits, max_bits, fit: CapacityFit, path: str | Path) ->
     return save(fig, path, dpi=120)
 
 
-def plot_capacity_study(trials: list[dict], ratio: float | None, path: str | Path) -> Path:
+def plot_capacity_study(
+    trials: list[dict], ratio: float | None, path: str | Path, diagnostics=()
+) -> Path:
     """Capacity study (Allen-Zhu & Li, Fig. 1): left, bits vs P per (data, N), with max bits per
     N, the 2 bits/param line and the fitted R·P; right, R = bits/P vs R_max = max bits/P (R can
     never exceed R_max: points on the diagonal store everything). Marker: exposures.
@@ -137,6 +139,7 @@ def plot_capacity_study(trials: list[dict], ratio: float | None, path: str | Pat
     ax2.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax2.set_title("capacity ratio vs its ceiling")
     ax2.legend(fontsize=7)
+    diagnostics_box(fig, diagnostics)
     return save(fig, path, dpi=120)
 
 

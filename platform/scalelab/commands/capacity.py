@@ -106,6 +106,8 @@ def capacity(
     if plot is not None:
         from scalelaws.plots_cbs import plot_capacity_study
 
-        plot_capacity_study(list(res.trials), res.ratio.get("estimate"), plot)
+        plot_capacity_study(
+            list(res.trials), res.ratio.get("estimate"), plot, diagnostics=res.diagnostics
+        )
         console.print(f"plot: {plot}")
     console.print(f"wrote {out}")

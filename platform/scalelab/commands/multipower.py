@@ -247,7 +247,10 @@ def propose_schedule(
     )
     prop.save(out)
     b = prop.baselines
+    n = prop.info.get("n_bootstrap", 0)
     iv = f" [{prop.interval[0]:.5f}, {prop.interval[1]:.5f}]" if prop.interval else ""
+    if prop.interval and n < MIN_RESAMPLES:
+        iv = f" (95% interval unavailable: {n} resamples)"
     typer.echo(
         f"proposed: predicted final loss {prop.predicted_final_loss:.5f}{iv}; "
         f"cosine {b['cosine']['predicted_final_loss']:.5f}; best WSD "
