@@ -217,6 +217,8 @@ def test_cli_fit_and_propose_write_what_the_library_returns(tmp_path):
         doc
     )
     assert len(doc["info"]["bootstrap_params"]) == 4 and "diagnostics" in doc
+    # 4 resamples of 3 curves: no 95% interval, and the fit says so
+    assert {"FEW_RESAMPLES", "FEW_GROUPS"} <= {d["code"] for d in doc["diagnostics"]}
 
     cli(["propose", "schedule", "--fit", out, "--total-steps", "2000", "--warmup-steps", "100",
          "--peak-lr", "1e-3", "--out", sched])  # fmt: skip

@@ -263,6 +263,8 @@ def test_fit_capacity_cli(study, tmp_path):
     assert by_e[15]["estimate"] is None and "no trial with positive bits" in by_e[15]["error"]
     negative = [d for d in doc["diagnostics"] if d["code"] == "NEGATIVE_BITS"]
     assert [d["subject"] for d in negative] == ["6K-E15"]
+    undefined = {d["subject"] for d in doc["diagnostics"] if d["code"] == "RETENTION_UNDEFINED"}
+    assert undefined == {"6K-E15"} and trials["6K-E15"]["retained_int8"] is None
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # errors: a folder without runs.parquet -> one line on the CLI's error path, exit 2
     from scalelab.cli import main

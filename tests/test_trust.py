@@ -86,6 +86,8 @@ def test_clean_published_mpl_fit_prints_no_warning_and_todays_numbers(tmp_path, 
     assert not [x for x in lines if x.startswith(("warning", "error"))], lines
     doc = json.loads(out.read_text())
     assert all(d["severity"] == "info" for d in doc["diagnostics"])
+    # 30 resamples of 3 curves: coarse intervals, said as an info
+    assert "FEW_GROUPS" in {d["code"] for d in doc["diagnostics"]}
     # today's numbers (before the diagnostics existed): the fit did not move
     assert doc["params"]["L0"] == pytest.approx(2.353769047420378, rel=1e-6)
     assert doc["params"]["B"] == pytest.approx(596.1896796146987, rel=1e-6)
