@@ -285,7 +285,7 @@ GOOD = "step,lr,loss\n" + "".join(f"{s},0.001,{3 + 1 / s:.6f}\n" for s in range(
         ("missing", "step,loss\n1,3.0\n", "missing columns ['lr']"),
         ("mistyped", "step,lr,loss\nten,0.001,3.0\n", "column step holds String"),
         ("single", "step,lr,loss\n100,0.001,3.0\n", "only 1 points"),
-        ("zero_lr", GOOD.replace("0.001", "0"), "lr is 0 (or empty) on every row"),
+        ("zero_lr", GOOD.replace("0.001", "0"), "lr is 0 on every row"),
         ("huge_step", GOOD.replace("390,", "1000000000,"), "exceeds the 10,000,000 steps"),
         ("empty", "step,lr,loss\n", "no rows"),
         ("negative_loss", GOOD.replace("3.100000", "-3.1"), "loss = -3.1"),

@@ -145,8 +145,9 @@ def check_rows(name: str, steps, lrs, losses, *, sorted_: bool = True, first_row
     bad_lr = np.flatnonzero(np.isinf(lrs) | (lrs < 0))
     if bad_lr.size:
         fail(int(bad_lr[0]), f"lr = {lrs[bad_lr[0]]}", "an LR is a finite number >= 0")
-    if lrs.size and not np.any(lrs[np.isfinite(lrs)] > 0):
-        raise ValueError(f"{name}: lr is 0 (or empty) on every row: the law needs a positive LR")
+    given = lrs[np.isfinite(lrs)]  # no lr at all: build_lr says so
+    if given.size and not np.any(given > 0):
+        raise ValueError(f"{name}: lr is 0 on every row: the law needs a positive LR")
     bad = np.flatnonzero(np.isinf(losses) | (losses <= 0))
     if bad.size:
         fail(int(bad[0]), f"loss = {losses[bad[0]]}", "a loss is a finite number > 0 (nats)")
@@ -255,10 +256,11 @@ def curves_from_frame(
         steps = part["step"].to_numpy()
         lrs = part["lr"].cast(pl.Float64).fill_null(float("nan")).to_numpy()
         losses = part[loss].cast(pl.Float64).fill_null(float("nan")).to_numpy()
-        # duplicate or out-of-range steps, bad LRs (rows counted from 1 in step order); a
-        # non-finite loss is a row without a measurement here (a curves table logs NaN)
-        check_rows(f"curves of trial {trial}", steps, lrs, np.full(steps.size, np.nan), first_row=1)
         exact = schedule_of(trial) if schedule_of is not None else None
+        # duplicate or out-of-range steps, bad LRs unless the spec gives them (rows counted from
+        # 1 in step order); a non-finite loss is a row without a measurement in a curves table
+        none = np.full(steps.size, np.nan)
+        check_rows(f"curves of trial {trial}", steps, none if exact else lrs, none, first_row=1)
         if exact is not None:
             lr, warm = exact
         else:

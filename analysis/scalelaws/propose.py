@@ -82,10 +82,10 @@ def _constraints(rng, peak_lr, lr_floor, max_log_drop, constrained):
             raise ValueError(f"{name}={v}: must be a finite number >= 0")
     lo = lr_floor
     if lo is None:
-        lo = float(rng["min_lr"]) if constrained and "min_lr" in rng else 0.0
+        lo = float(rng["min_lr"]) if constrained and rng.get("min_lr") is not None else 0.0
     lo = min(lo, peak_lr * (1 - 1e-9))  # a fit that never decayed below this peak: no decay
     drop = max_log_drop
-    if drop is None and constrained and "max_log_drop" in rng:
+    if drop is None and constrained and rng.get("max_log_drop") is not None:
         drop = max(float(rng["max_log_drop"]), 1e-12)
     source = "given" if (lr_floor, max_log_drop) != (None, None) else "fit" if rng else "none"
     if not constrained:
