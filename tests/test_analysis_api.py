@@ -217,6 +217,8 @@ def test_cli_fit_and_propose_write_what_the_library_returns(tmp_path):
         doc
     )
     assert len(doc["info"]["bootstrap_params"]) == 4 and "diagnostics" in doc
+    # 4 resamples of 3 curves: no 95% interval, and the fit says so
+    assert {"FEW_RESAMPLES", "FEW_GROUPS"} <= {d["code"] for d in doc["diagnostics"]}
 
     cli(["propose", "schedule", "--fit", out, "--total-steps", "2000", "--warmup-steps", "100",
          "--peak-lr", "1e-3", "--out", sched])  # fmt: skip
@@ -234,7 +236,8 @@ def test_cli_fit_and_propose_write_what_the_library_returns(tmp_path):
     again = sl.propose_schedule(fit, 2000, 1e-3, warmup_steps=100)
     assert again.lr.tolist() == prop.lr.tolist() and again.fit == ""
     assert [d.code for d in sl.propose_schedule(PARAMS_400M, 2000, 1e-3).diagnostics] == [
-        "NO_INTERVAL"
+        "NO_INTERVAL",
+        "NO_FIT_RANGE",
     ]
     with pytest.raises(ValueError, match="needs a multipower fit"):
         sl.propose_schedule(sl.FitResult("power", {"L0": 1.0}), 2000, 1e-3)
@@ -323,7 +326,8 @@ def test_fit_cbs_from_study_tables_matches_the_cli(tmp_path):
     for g in res.groups:
         assert g.b_crit == pytest.approx(truth[g.group.split("/")[0]], rel=0.01)
         assert g.target == 3.0 and g.noise_scale is not None
-    assert [d.code for d in res.diagnostics] == ["TARGET_NOT_REACHED"] * 3
+    # three model sizes: the scaling fits in N are refused (< 4 groups) and say so
+    assert [d.code for d in res.diagnostics] == ["TARGET_NOT_REACHED"] * 3 + ["TOO_FEW_POINTS"] * 2
 
 
 def test_fit_cbs_groups_by_the_requested_data_size(tmp_path):

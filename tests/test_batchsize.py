@@ -258,7 +258,11 @@ def test_cli_reproduces_zhang_2025(tmp_path):
     assert law["exponent_interval"][0] < 0.468 < law["exponent_interval"][1]
     assert "tokens" in doc["scaling"]  # D varies too (D ≈ 20N) ...
     assert "joint" not in doc["scaling"]  # ... but with N, so no joint fit
-    assert any("vary together" in w for w in doc["warnings"])
+    # the clean published case prints no warning; the impossible joint fit is an info
+    assert doc["warnings"] == []
+    skipped = [d for d in doc["diagnostics"] if d["code"] == "FIT_SKIPPED"]
+    assert len(skipped) == 2 and all(d["severity"] == "info" for d in skipped)
+    assert all("vary together" in d["message"] for d in skipped)
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -329,11 +333,14 @@ def test_cli_from_study_tables(tmp_path):
             str(out),
             "--n-boot",
             "200",
+            "--force",  # three model sizes: a scaling fit on < 4 groups needs --force
         ],
     )
     assert res.exit_code == 0, res.output
     doc = json.loads(out.read_text())
     assert doc["ref_batch"] == 64 and doc["loss_col"] == "eval_loss"
+    forced = [d for d in doc["diagnostics"] if d["code"] == "TOO_FEW_POINTS"]
+    assert [d["subject"] for d in forced] == ["cbs vs params", "b_crit vs params"]
     for g in doc["groups"]:
         bc = truth[g["group"].split("/")[0]]
         assert g["b_crit"] == pytest.approx(bc, rel=0.01)
@@ -353,11 +360,15 @@ def test_cli_from_study_tables(tmp_path):
     assert set(doc["scaling"]) == {"params"}
 
 
-def test_cli_errors(tmp_path):
+def test_cli_errors(tmp_path, capsys):
+    from scalelab.cli import main
+
     bad = tmp_path / "bad.csv"
     pl.DataFrame({"group": ["a"], "batch_size": [1]}).write_csv(bad)
-    res = CliRunner().invoke(cli_app(), ["fit", "cbs", str(bad), "--out", str(tmp_path / "x")])
-    assert res.exit_code == 1 and "lacks columns" in res.output
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "cbs", str(bad), "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "lacks columns" in err and err.count("\n") == 1
     res = CliRunner().invoke(cli_app(), ["fit", "cbs", "--out", str(tmp_path / "x")])
     assert res.exit_code != 0
     assert not (tmp_path / "x").exists()

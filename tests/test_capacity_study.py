@@ -258,11 +258,20 @@ def test_fit_capacity_cli(study, tmp_path):
     assert doc["quantized"]["int8"]["estimate"] == pytest.approx(want8, rel=1e-9)
     assert "round-to-nearest" in doc["quantized"]["method"]
     by_e = {g["exposures"]: g for g in doc["groups"]}
-    assert by_e[15]["estimate"] is None and "capacity-bound" in by_e[15]["error"]  # 1 trial
+    # 15 exposures: the one trial is undertrained (fp32 bits < 0): said, and left out of R
+    assert trials["6K-E15"]["bits"] < 0
+    assert by_e[15]["estimate"] is None and "no trial with positive bits" in by_e[15]["error"]
+    negative = [d for d in doc["diagnostics"] if d["code"] == "NEGATIVE_BITS"]
+    assert [d["subject"] for d in negative] == ["6K-E15"]
+    undefined = {d["subject"] for d in doc["diagnostics"] if d["code"] == "RETENTION_UNDEFINED"}
+    assert undefined == {"6K-E15"} and trials["6K-E15"]["retained_int8"] is None
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # errors: a folder without runs.parquet
-    res = CliRunner().invoke(cli_app(), ["fit", "capacity", "--runs", str(tmp_path), "--out", "x"])
-    assert res.exit_code == 1 and "runs.parquet" in res.output
+    # errors: a folder without runs.parquet -> one line on the CLI's error path, exit 2
+    from scalelab.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "capacity", "--runs", str(tmp_path), "--out", str(tmp_path / "x.json")])
+    assert exit_.value.code == 2
 
 
 def test_trial_table_needs_knowledge_columns():

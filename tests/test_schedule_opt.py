@@ -115,5 +115,8 @@ def test_cli_propose_schedule(tmp_path):
     assert png.stat().st_size > 10_000
     bad = tmp_path / "power.json"
     bad.write_text(json.dumps({"law": "power", "params": {"L0": 1, "A": 1, "alpha": 0.5}}))
-    r = CliRunner().invoke(app, args[:2] + ["--fit", str(bad)] + args[4:])
-    assert r.exit_code != 0 and "multipower" in r.output
+    from scalelab.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(args[:2] + ["--fit", str(bad)] + args[4:])
+    assert exit_.value.code == 2

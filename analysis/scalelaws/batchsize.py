@@ -23,7 +23,11 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 import polars as pl
 
-from scalelaws.powerlaw import fit_joint_power_law, fit_power_law, tuples_from_json
+from scalelaws.powerlaw import (  # noqa: F401  (re-exported)
+    fit_joint_power_law,
+    fit_power_law,
+    tuples_from_json,
+)
 
 FIT_STATUSES = ("completed", "diverged")  # a diverged run's curve is valid up to divergence
 
@@ -424,31 +428,22 @@ def fit_cbs_table(
 
 
 def fit_cbs_scaling(
-    fits: list[CBSFit], quantity: str = "cbs", n_unit: float = 1e6, d_unit: float = 1e9
+    fits: list[CBSFit],
+    quantity: str = "cbs",
+    n_unit: float = 1e6,
+    d_unit: float = 1e9,
+    force: bool = False,
 ) -> dict:
     """Power laws of `quantity` ("cbs" or "b_crit") vs params N (in n_unit) and tokens D
     (in d_unit), and the joint c·N^a·D^b when both vary independently.
 
     Returns {"params": PowerLaw, "tokens": PowerLaw, "joint": JointPowerLaw} with only the
-    fits the data allow; each skipped fit is a warning naming the reason.
+    fits the data allow (fewer than 4 groups: refused unless `force`); each diagnostic is also
+    a warning (scalelaws.cbscheck.scaling returns them as Diagnostics).
     """
-    y = np.array([getattr(f, quantity) for f in fits], float)
-    n = np.array([np.nan if f.params is None else f.params for f in fits], float)
-    d = np.array([np.nan if f.tokens is None else f.tokens for f in fits], float)
-    ok_y = np.isfinite(y) & (y > 0)
-    out: dict = {}
-    for key, x, unit in (("params", n, n_unit), ("tokens", d, d_unit)):
-        m = ok_y & np.isfinite(x)
-        if np.unique(x[m]).size < 2:
-            continue  # this variable does not vary: nothing to fit
-        try:
-            out[key] = fit_power_law(x[m], y[m], x_unit=unit)
-        except ValueError as e:
-            warnings.warn(f"{quantity} vs {key}: {e}", stacklevel=2)
-    if "params" in out and "tokens" in out:
-        m = ok_y & np.isfinite(n) & np.isfinite(d)
-        try:
-            out["joint"] = fit_joint_power_law(n[m], d[m], y[m], n_unit, d_unit)
-        except ValueError as e:
-            warnings.warn(f"{quantity} joint fit skipped: {e}", stacklevel=2)
+    from scalelaws.cbscheck import scaling
+
+    out, diags = scaling(fits, quantity, n_unit, d_unit, force)
+    for d in diags:
+        warnings.warn(f"{d.code}: {d.message}", stacklevel=2)
     return out

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from scalelaws import capcheck
 from scalelaws.capacity import capacity_law, fit_ratio, knowledge_bits, knowledge_max_bits
 from scalelaws.diagnostics import Diagnostic
 from scalelaws.io import jsonable
@@ -66,6 +67,20 @@ class CapacityResult(Result):
         if self.params.get("R") is None:
             raise ValueError("R: not fitted (too few capacity-bound trials); see diagnostics")
         return capacity_law(params, self.params["R"], max_bits)
+
+    def extrapolation(self, params) -> tuple[Diagnostic, ...]:
+        """EXTRAPOLATION when P lies outside the P range of the trials R was fitted on."""
+        from scalelaws.checks import extrapolation
+
+        bound = set(self.ratio.get("bound_trials") or ())
+        ps = [t["params"] for t in self.trials if t["name"] in bound]
+        if not ps:
+            return ()
+        return tuple(
+            d
+            for p in np.atleast_1d(params)
+            for d in extrapolation("params P", float(p), min(ps), max(ps))
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """CAP.json: the layout `scalelab fit capacity` writes, plus params/diagnostics."""
@@ -120,14 +135,15 @@ def fit_capacity(
     runs: a runs frame, a Study, or a study folder (its runs.parquet). bound_frac: a trial is
     capacity-bound when bits < bound_frac · max bits.
     """
+    if not (isinstance(bound_frac, int | float) and 0 < bound_frac <= 1):
+        raise ValueError(f"bound_frac={bound_frac}: must lie in (0, 1] (e.g. 0.9)")
     frame, info = _runs_frame(runs)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trials, guessed = trial_table(frame, with_guessed=True)
         fits = fit_study(trials, bound_frac)
-    diags = _group_diagnostics(fits["groups"]) + _warning_diagnostics(
-        [str(w.message) for w in caught]
-    )
+    diags = _group_diagnostics(fits["groups"]) + fits["diagnostics"]
+    diags += _warning_diagnostics([str(w.message) for w in caught])
     if guessed:
         msg = f"exposures of {len(guessed)} trial(s) inferred from their tokens (e.g. {guessed[0]})"
         action = "collect the study with a scalelab that writes grid.exposures"
@@ -207,8 +223,19 @@ def trial_table(runs: pl.DataFrame, with_guessed: bool = False):
     return (out, guessed) if with_guessed else out
 
 
+def _check_row(r: dict) -> None:
+    for k in ("p1", "p2", "params_used", "params_non_embedding", "n_people"):
+        v = r.get(f"knowledge.{k}")
+        if v is None or not math.isfinite(float(v)) or (k != "p1" and k != "p2" and v <= 0):
+            raise ValueError(
+                f"runs: knowledge.{k} = {v} for trial {r['trial']}: must be a finite number"
+                f"{'' if k in ('p1', 'p2') else ' > 0'}; collect the study again"
+            )
+
+
 def _trial(r: dict) -> tuple[dict, bool]:
     """Bits, ratios and the int8 / int4 copies of one runs row."""
+    _check_row(r)
     meta = {k: r[f"knowledge.{k}"] for k in _META if r.get(f"knowledge.{k}") is not None}
     meta["kind"] = r["data"]
     p, p_ne = int(r["knowledge.params_used"]), int(r["knowledge.params_non_embedding"])
@@ -238,7 +265,7 @@ def _trial(r: dict) -> tuple[dict, bool]:
             qp = (r[f"knowledge.{k}_{q}"] for k in ("p1", "p2", "p3"))
             t[f"bits_{q}"] = float(knowledge_bits(meta, *qp))
             t[f"ratio_{q}"] = t[f"bits_{q}"] / p
-            t[f"retained_{q}"] = t[f"bits_{q}"] / bits if bits > 0 else None
+            t[f"retained_{q}"] = capcheck.retention(t[f"bits_{q}"], bits)
     return t, guessed
 
 
@@ -266,16 +293,23 @@ def _fit(trials: list[dict], key: str, bound_frac: float, bound=None, params="pa
     }
 
 
-def _share(sel: list[dict], key: str, mask=None) -> float:
-    """Σ bits under `key` / Σ fp32 bits over `sel` (the trials where `mask` is true)."""
+def _share(sel: list[dict], key: str, mask=None) -> float | None:
+    """Σ bits under `key` / Σ fp32 bits over `sel` (the trials where `mask` is true); None when
+    undefined or absurd (capcheck.retention)."""
     mask = [True] * len(sel) if mask is None else mask
     num = sum(t[key] for t, b in zip(sel, mask, strict=True) if b)
-    return num / max(sum(t["bits"] for t, b in zip(sel, mask, strict=True) if b), 1e-9)
+    return capcheck.retention(num, sum(t["bits"] for t, b in zip(sel, mask, strict=True) if b))
 
 
 def _group(sel: list[dict], e: float, bound_frac: float) -> dict:
-    """The fits of one exposure count: R, R per non-embedding parameter, int8 / int4."""
+    """The fits of one exposure count: R, R per non-embedding parameter, int8 / int4. Trials
+    with fp32 bits <= 0 (NEGATIVE_BITS) take no part."""
+    sel = [t for t in sel if t["bits"] > 0]
+    if not sel:
+        return {"exposures": e, "estimate": None, "interval": None, "n_bound": 0, "quantized": {},
+                "error": "no trial with positive bits", "fraction_of_max_unbound": []}  # fmt: skip
     g = {"exposures": e, **_fit(sel, "bits", bound_frac)}
+    g["diagnostics"] = capcheck.group_diagnostics(g, sel)
     if g["estimate"] is not None:
         ne = _fit(sel, "bits", bound_frac, g["bound"], "params_non_embedding")
         g["non_embedding"] = {k: ne[k] for k in ("estimate", "interval")}
@@ -306,9 +340,24 @@ def fit_study(trials: list[dict], bound_frac: float = 0.9) -> dict:
     main = groups[0]
     ratio = {k: v for k, v in main.items() if k not in ("quantized", "bound")}
     quantized = {"method": QUANT_METHOD, "exposures": main["exposures"], **main["quantized"]}
+    diags = capcheck.trial_diagnostics(trials)
     for g in groups:
         g.pop("bound", None)
-    return {"ratio": ratio, "groups": groups, "quantized": quantized}
+        diags += g.pop("diagnostics", ())
+    ratio.pop("diagnostics", None)
+    for q in QUANT:
+        if q in quantized and quantized[q].get("retained") is None and main["estimate"]:
+            diags += (
+                Diagnostic(
+                    "RETENTION_UNDEFINED",
+                    "warning",
+                    f"{q}: the share of bits kept over the {main['exposures']:g}-exposure group "
+                    "is undefined or above 105%",
+                    "read the bits per trial, not the share",
+                    q,
+                ),
+            )
+    return {"ratio": ratio, "groups": groups, "quantized": quantized, "diagnostics": diags}
 
 
 def _summary(ratio: dict, groups, quantized: dict):

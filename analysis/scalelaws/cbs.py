@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from scalelaws import batchsize as bs
+from scalelaws import cbscheck
 from scalelaws.diagnostics import Diagnostic
 from scalelaws.io import jsonable
 from scalelaws.powerlaw import scaling_law_from_dict
@@ -73,6 +74,19 @@ class CBSResult(Result):
     def predict(self, batch_size, group: str) -> np.ndarray:
         """Steps to the target of `group` at `batch_size`: S_min + E_min/B."""
         return self.group(group).predict(batch_size)
+
+    def extrapolation(self, batch_size, group: str) -> tuple[Diagnostic, ...]:
+        """EXTRAPOLATION when `batch_size` lies outside the group's fitted batch sizes."""
+        from scalelaws.checks import extrapolation
+
+        g = self.group(group)
+        return tuple(
+            d
+            for b in np.atleast_1d(batch_size)
+            for d in extrapolation(
+                f"batch_size of {group}", float(b), min(g.batch_sizes), max(g.batch_sizes)
+            )
+        )
 
     def steps_frame(self) -> pl.DataFrame:
         """The steps-to-target table (study tables; empty for a given table)."""
@@ -135,6 +149,7 @@ def fit_cbs(
     noise_batch: int | None = None,
     n_boot: int = 500,
     seed: int = 0,
+    force: bool = False,
 ) -> CBSResult:
     """CBS per group and its scaling, from exactly one of:
 
@@ -144,17 +159,20 @@ def fit_cbs(
         (`loss` column; target per group = best final loss at ref_batch unless `target`), and
         B_simple is read where the run at `noise_batch` (default ref_batch) reaches the target.
     ref_batch: B_ref of the 20% CBS (default: the smallest batch size). n_boot >= 200.
+    force: fit the CBS / B_crit scaling laws on fewer than 4 groups (else refused, with a
+        TOO_FEW_POINTS diagnostic saying why).
     """
     if (table is None) == (study is None):
         raise ValueError("give exactly one of table (steps to target) or study (runs + curves)")
     if table is not None and target is not None:
         raise ValueError("target: applies to study tables only; the table already has steps")
+    _check_options(target, ref_batch, noise_batch, n_boot)
     info: dict[str, Any] = {"n_boot": n_boot, "seed": seed}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if table is not None:
             steps, src = _read_table(table)
-            bs.check_columns(steps, ("group", "params", "batch_size", "steps_to_target"), "table")
+            check_table(steps)
             info |= src
             extras: dict[str, dict] = {}
         else:
@@ -164,9 +182,11 @@ def fit_cbs(
             info |= src
         ref_batch = int(steps["batch_size"].min()) if ref_batch is None else ref_batch
         fits = bs.fit_cbs_table(steps, ref_batch, n_boot=n_boot, seed=seed)
-        scaling = bs.fit_cbs_scaling(fits, "cbs", PARAMS_UNIT, TOKENS_UNIT)
-        scaling_bc = bs.fit_cbs_scaling(fits, "b_crit", PARAMS_UNIT, TOKENS_UNIT)
+        scaling, diags = cbscheck.scaling(fits, "cbs", PARAMS_UNIT, TOKENS_UNIT, force)
+        scaling_bc, diags_bc = cbscheck.scaling(fits, "b_crit", PARAMS_UNIT, TOKENS_UNIT, force)
     fits = tuple(dataclasses.replace(f, **extras.get(f.group, {})) for f in fits)
+    diags = tuple(_diagnostic(str(w.message)) for w in caught) + diags + diags_bc
+    diags += tuple(d for f in fits for d in cbscheck.group_diagnostics(f))
     params, intervals, metrics = _summary(fits, scaling, scaling_bc)
     return CBSResult(
         groups=fits,
@@ -177,8 +197,8 @@ def fit_cbs(
         params=params,
         intervals=intervals,
         metrics=metrics,
-        diagnostics=tuple(_diagnostic(str(w.message)) for w in caught),
-        info=info | {"units": UNITS},
+        diagnostics=diags,
+        info=info | {"units": UNITS, "force": force},
     )
 
 
@@ -190,7 +210,53 @@ def _read_table(table) -> tuple[pl.DataFrame, dict]:
     if not path.is_file():
         raise ValueError(f"table: no file at {path}; give a CSV of steps to target")
     src = {"source": str(path), "input_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-    return pl.read_csv(path), src
+    try:
+        frame = pl.read_csv(path)
+    except pl.exceptions.NoDataError:
+        frame = pl.DataFrame()
+    if frame.height == 0:
+        raise ValueError(f"{path}: no rows; give {TABLE_COLUMNS}, one row per (group, batch size)")
+    return frame, src
+
+
+TABLE_COLUMNS = "columns group, params, batch_size, steps_to_target[, tokens, reached]"
+
+
+def _check_options(target, ref_batch, noise_batch, n_boot) -> None:
+    for name, v in (("target", target), ("ref_batch", ref_batch), ("noise_batch", noise_batch)):
+        if v is not None and not (isinstance(v, int | float) and np.isfinite(v) and v > 0):
+            what = "a loss in nats" if name == "target" else "a batch size in sequences"
+            raise ValueError(f"{name}={v}: must be {what}, a finite number > 0")
+    if n_boot < 200:
+        raise ValueError(f"n_boot={n_boot}: use at least 200 bootstrap resamples per group")
+
+
+def check_table(steps: pl.DataFrame) -> None:
+    """One-line ValueErrors for a steps table: missing or non-numeric columns, no rows, a
+    params / batch_size / tokens that is missing, not finite or <= 0, steps <= 0 (row named).
+    steps_to_target null, NaN or inf means "not reached" (as reached = false)."""
+    bs.check_columns(steps, ("group", "params", "batch_size", "steps_to_target"), "table")
+    if steps.height == 0:
+        raise ValueError(f"table: no rows; give {TABLE_COLUMNS}")
+    for col in ("params", "batch_size", "steps_to_target", "tokens"):
+        if col not in steps.columns:
+            continue
+        try:
+            v = steps[col].cast(pl.Float64, strict=True).to_numpy()
+        except pl.exceptions.PolarsError:
+            raise ValueError(
+                f"table: column {col} holds {steps[col].dtype}, not numbers; fix that column"
+            ) from None
+        bad = ~(v > 0) if col == "steps_to_target" else ~(np.isfinite(v) & (v > 0))
+        if col == "steps_to_target":
+            bad &= np.isfinite(v)  # null / NaN / inf: not reached
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"table: {col} = {v[i]} in row {i + 1} (group {steps['group'][i]}): must be a "
+                "finite number > 0"
+                + (" (tokens: the group's data size D)" if col == "tokens" else "")
+            )
 
 
 def _study_steps(study: Study, target, ref_batch, loss, noise_batch):
@@ -239,4 +305,6 @@ def _diagnostic(message: str) -> Diagnostic:
     if "not reached" in message:
         action = "train those batch sizes longer or raise the target"
         return Diagnostic("TARGET_NOT_REACHED", "warning", message, action)
-    return Diagnostic("FIT_SKIPPED", "warning", message, "vary N at fixed D and D at fixed N")
+    if "vary together" in message:  # written by versions before cbscheck: an info now
+        return Diagnostic("FIT_SKIPPED", "info", message, "vary N at fixed D and D at fixed N")
+    return Diagnostic("FIT_WARNING", "warning", message, "read the message")

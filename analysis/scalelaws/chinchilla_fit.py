@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from scalelaws import checks
+from scalelaws.diagnostics import CODES as SHARED_CODES
 from scalelaws.diagnostics import Diagnostic
 from scalelaws.fitting import DELTA, Law, Param, metrics, minimise, single_blas_thread
 from scalelaws.result import Result
@@ -27,19 +29,23 @@ HOFFMANN = "Hoffmann et al. 2022, Training Compute-Optimal Large Language Models
 BESIROGLU = "Besiroglu et al. 2024, Chinchilla Scaling: A replication attempt, arXiv 2404.10102"
 PORIAN = "Porian et al. 2024, Resolving Discrepancies in Compute-Optimal Scaling, arXiv 2406.19146"
 
-# Diagnostic codes of this module: code -> what it means and what to do.
+# Diagnostic codes of this module (registered, with their meaning and action, in the shared
+# scalelaws.diagnostics.CODES).
 CODES: dict[str, str] = {
-    "PARAM_AT_BOUND": "a fitted parameter sits on its bound; widen the bound or add runs that vary it",
-    "NON_IDENTIFIABLE": "a 95% interval is wider than the estimate; add runs along N or D",
-    "TERM_FLAT": "the N or D term barely varies over the runs; its exponent is not determined",
-    "BOOTSTRAP_FAILURES": "some bootstrap refits did not converge and were skipped",
-    "NO_INTERVAL": "no interval could be computed (too few points or no bootstrap)",
-    "OPTIMUM_OUTSIDE_SLICE": "an isoFLOP minimum is extrapolated; add runs past that end",
-    "SLICE_SKIPPED": "an isoFLOP slice was unusable and skipped; see the message",
-    "SLICE_SPREAD": "a slice's runs differ a lot in compute; pass budget_col or narrow gap_dex",
-    "APPROACHES_DISAGREE": "approach-2 and approach-3 optima differ beyond their intervals",
-    "COMPUTE_CONVENTION_MISMATCH": "the fits compared use different FLOPs conventions",
-    "EXTRAPOLATION": "a proposal lies outside the fitted compute range",
+    k: SHARED_CODES[k]
+    for k in (
+        "PARAM_AT_BOUND",
+        "NON_IDENTIFIABLE",
+        "TERM_FLAT",
+        "BOOTSTRAP_FAILURES",
+        "NO_INTERVAL",
+        "OPTIMUM_OUTSIDE_SLICE",
+        "SLICE_SKIPPED",
+        "SLICE_SPREAD",
+        "APPROACHES_DISAGREE",
+        "COMPUTE_CONVENTION_MISMATCH",
+        "EXTRAPOLATION",
+    )
 }
 
 COMPUTE: dict[str, str] = {
@@ -349,8 +355,13 @@ def fit_loss_surface(
                 lo, hi = np.nanpercentile(v, [2.5, 97.5])
             intervals[name] = (float(lo), float(hi))
 
-    yhat = LAW.predict(theta, x)
+    yhat, jac = LAW.jacobian(theta, x)
     diags = _diagnostics(theta, params, intervals, n_boot, failed, x, yhat)
+    # the shared core's conditioning check (scalelaws.checks; a new law gets it from fitting.fit)
+    local, cond = checks.local_identifiability(
+        LAW.names, jac / yhat[:, None], np.log(yhat) - np.log(t.loss), None, [False] * 5, theta
+    )
+    diags += [d for d in local if d.code == "ILL_CONDITIONED"]
     info = {
         "method": "approach 3: L(N,D) = E + A/N^alpha + B/D^beta; "
         "log L̂ = LSE(a - alpha log N, b - beta log D, e), Huber on log loss, L-BFGS-B",
@@ -362,6 +373,7 @@ def fit_loss_surface(
         + ", each resample refitted from the full-data optimum",
         "n_boot": n_boot,
         "boot_failed": failed,
+        "condition_number": cond["condition_number"],
         "seed": seed,
         "flops_per_nd": k,
         "optimum": f"closed form for C = k·N·D with k = {k:.4g}: N* = G·(C/k)^(beta/(alpha+beta)),"

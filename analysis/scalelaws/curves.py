@@ -114,11 +114,52 @@ def make_curve(
     return Curve(name, lr, done[ok], losses[ok], role=role, lr_source=source)
 
 
+MAX_STEPS = 10_000_000  # a fit holds per-step LR arrays of the longest curve's length
+
+
+def check_rows(name: str, steps, lrs, losses, *, sorted_: bool = True, first_row: int = 2) -> None:
+    """One-line ValueErrors, naming the column and row, for rows a curve cannot use.
+
+    steps: whole numbers >= 0 and < MAX_STEPS, strictly increasing when `sorted_` (else only
+    unique); lr: null allowed (a row without an LR), else finite and >= 0, not all 0;
+    loss: null allowed (an LR-only row), else finite and > 0. `first_row` is the file line of
+    the first row (2: after a CSV header)."""
+    steps = np.asarray(steps, float)
+    lrs, losses = np.asarray(lrs, float), np.asarray(losses, float)
+
+    def fail(i: int, what: str, fix: str) -> None:
+        raise ValueError(f"{name}: row {i + first_row}: {what}; {fix}")
+
+    for i in np.flatnonzero(~np.isfinite(steps) | (steps < 0) | (steps != np.round(steps))):
+        fail(int(i), f"step = {steps[i]}", "steps are whole numbers of optimizer updates >= 0")
+    big = np.flatnonzero(steps >= MAX_STEPS)
+    if big.size:
+        fail(int(big[0]), f"step = {steps[big[0]]:.0f} exceeds the {MAX_STEPS:,} steps a fit "
+             "allocates for", "check the step column (optimizer updates, not tokens)")  # fmt: skip
+    d = np.diff(steps)
+    for i in np.flatnonzero(d == 0)[:1]:
+        fail(int(i) + 1, f"step {steps[i]:.0f} appears twice", "keep one row per step")
+    if sorted_:
+        for i in np.flatnonzero(d < 0)[:1]:
+            fail(int(i) + 1, f"step {steps[i + 1]:.0f} after step {steps[i]:.0f}", "sort by step")
+    bad_lr = np.flatnonzero(np.isinf(lrs) | (lrs < 0))
+    if bad_lr.size:
+        fail(int(bad_lr[0]), f"lr = {lrs[bad_lr[0]]}", "an LR is a finite number >= 0")
+    given = lrs[np.isfinite(lrs)]  # no lr at all: build_lr says so
+    if given.size and not np.any(given > 0):
+        raise ValueError(f"{name}: lr is 0 on every row: the law needs a positive LR")
+    bad = np.flatnonzero(np.isinf(losses) | (losses <= 0))
+    if bad.size:
+        fail(int(bad[0]), f"loss = {losses[bad[0]]}", "a loss is a finite number > 0 (nats)")
+
+
 def read_curve_file(
     path: str | Path, *, role: str = "fit", warmup_steps: int = 0, step_offset: int = 0
 ) -> Curve:
     """A Curve from a CSV or Parquet file with columns step, lr, loss (loss may be empty on rows
-    that only carry the LR); the name is the file's stem and the LR is rebuilt from the rows."""
+    that only carry the LR); the name is the file's stem and the LR is rebuilt from the rows.
+    Bad rows (NaN/inf, unsorted or duplicate steps, a step past MAX_STEPS, mistyped columns) are
+    one-line ValueErrors naming the column and row (check_rows)."""
     import polars as pl
 
     path = Path(path)
@@ -126,20 +167,48 @@ def read_curve_file(
         raise ValueError(f"{path}: no such file; give a step,lr,loss .csv or .parquet")
     if path.suffix not in (".csv", ".parquet"):
         raise ValueError(f"{path.name}: use a .csv or .parquet file with columns step,lr,loss")
-    df = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
+    try:
+        df = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
+    except pl.exceptions.NoDataError:
+        df = pl.DataFrame()
     missing = sorted({"step", "lr", "loss"} - set(df.columns))
     if missing:
         raise ValueError(f"{path}: missing columns {missing} (need step,lr,loss)")
-    df = df.sort("step")
+    if df.height == 0:
+        raise ValueError(f"{path}: no rows; give one row per logged step (step,lr,loss)")
+    cols = {c: _numbers(df, c, path) for c in ("step", "lr", "loss")}
+    if np.isnan(cols["step"]).any():
+        i = int(np.flatnonzero(np.isnan(cols["step"]))[0])
+        raise ValueError(f"{path}: row {i + 2}: step is empty; every row needs its step")
+    nan_loss = df["loss"].cast(pl.Float64, strict=False).is_nan().fill_null(False).to_numpy()
+    if nan_loss.any():
+        i = int(np.flatnonzero(nan_loss)[0])
+        raise ValueError(
+            f"{path}: row {i + 2}: loss is NaN; drop the row (a diverged or broken log), or "
+            "leave the cell empty on a row that only carries the LR"
+        )
+    check_rows(str(path), cols["step"], cols["lr"], cols["loss"])
     return make_curve(
         path.stem,
-        df["step"].to_numpy(),
-        df["lr"].cast(float).to_numpy(),
-        df["loss"].cast(float).to_numpy(),
+        cols["step"].astype(np.int64),
+        cols["lr"],
+        cols["loss"],
         role=role,
         warmup_steps=warmup_steps,
         step_offset=step_offset,
     )
+
+
+def _numbers(df, col: str, path) -> np.ndarray:
+    """A column as float64 (null -> NaN); ValueError naming the column when it is not numeric."""
+    import polars as pl
+
+    try:
+        return df[col].cast(pl.Float64, strict=True).fill_null(float("nan")).to_numpy()
+    except pl.exceptions.PolarsError:
+        raise ValueError(
+            f"{path}: column {col} holds {df[col].dtype} values, not numbers; fix that column"
+        ) from None
 
 
 def peak_step(steps: np.ndarray, lrs: np.ndarray) -> int:
@@ -188,6 +257,10 @@ def curves_from_frame(
         lrs = part["lr"].cast(pl.Float64).fill_null(float("nan")).to_numpy()
         losses = part[loss].cast(pl.Float64).fill_null(float("nan")).to_numpy()
         exact = schedule_of(trial) if schedule_of is not None else None
+        # duplicate or out-of-range steps, bad LRs unless the spec gives them (rows counted from
+        # 1 in step order); a non-finite loss is a row without a measurement in a curves table
+        none = np.full(steps.size, np.nan)
+        check_rows(f"curves of trial {trial}", steps, none if exact else lrs, none, first_row=1)
         if exact is not None:
             lr, warm = exact
         else:

@@ -44,24 +44,73 @@ class Diagnostic:
         return f"{self.severity} {self.code}{where}: {self.message}{tail}"
 
 
-# code -> what it means and what to do (README "Diagnostics" lists the same table).
+# code -> "what it means -> what to do" (the README "Diagnostics" table lists the same). Every
+# Diagnostic a scalelaws result carries uses one of these codes (tests/test_diagnostics.py).
 CODES: dict[str, str] = {
-    "PARAM_AT_BOUND": "a fitted parameter sits at the edge of its search box: not identified "
-    "by these data; read it as a bound, or fit on more varied data",
-    "BOOTSTRAP_FAILED": "some bootstrap refits failed; the intervals rest on the others",
-    "LR_REBUILT": "the per-step LR was rebuilt from the logged lr rows (exact when every step "
-    "was logged); pass the study for the spec's exact LR",
+    # generic checks of the shared core (scalelaws.checks), for every law
+    "PARAM_AT_BOUND": "a fitted parameter sits on or near the edge of its search box: the data "
+    "do not pin it -> read it as a bound; fit on longer or more varied runs",
+    "NON_IDENTIFIABLE": "a parameter is not determined by the data (95% interval wider than the "
+    "estimate, or a near-flat direction of the fit) -> add runs that vary what it describes; "
+    "do not read or extrapolate it",
+    "ILL_CONDITIONED": "the fit's Jacobian is near-singular (condition number of the scaled "
+    "J^T W J above 1e8): parameters trade off against each other -> read the predictions, not "
+    "the parameters; add varied runs",
+    "MISFIT": "the law misses the data by more than the data's own noise (residual scale vs "
+    "noise from second differences within each curve) -> the law does not describe these runs; "
+    "check the input or fit a subset",
+    "TOO_FEW_POINTS": "too few points for the question (a scaling fit on < 4 points is refused "
+    "unless forced) -> add runs; with force the result is shown but not trustworthy",
+    "FEW_RESAMPLES": "fewer than 20 bootstrap resamples (or groups): no 95% interval -> use "
+    "--bootstrap >= 20 and more curves/runs",
+    "FEW_GROUPS": "the bootstrap resamples fewer than 5 groups (curves or runs), so its "
+    "intervals are coarse and may span the search box -> add groups before reading intervals",
+    "EXTRAPOLATION": "a prediction outside the fitted range (steps, LR, sizes) -> check it with "
+    "one run in that range",
+    "BELOW_ASYMPTOTE": "a prediction below the law's own asymptote L0 -> the law is used where "
+    "it does not hold; do not run it unchecked",
+    "NO_FIT_RANGE": "the fit records no range of its curves, so a proposal is not kept inside "
+    "it -> propose from a FIT.json written by this scalelab",
+    "BELOW_BEST_RUN": "a proposal predicts a loss below the best measured run by more than the "
+    "fit's own error -> the gain is not vouched for by any run; run it next to the baselines",
+    "ROBUST_DISAGREES": "the OLS fit and its robust (Huber) or bootstrap cross-check disagree "
+    "beyond the OLS interval -> an outlier drives the fit; look at the residuals",
+    "BOOTSTRAP_FAILED": "some bootstrap refits failed -> the intervals rest on the others; raise "
+    "n_boot or add curves",
+    "NO_INTERVAL": "no interval -> fit with bootstrap resamples (n_boot >= 20)",
+    "LR_REBUILT": "the per-step LR was rebuilt from the logged lr rows, piecewise-linear between "
+    "rows (exact when every step was logged) -> pass the study for the spec's exact LR",
     "LR_SPEC_MISMATCH": "a trial's spec gives another LR than its curve logged; the LR was "
-    "rebuilt from the rows; collect the study again",
-    "NO_INTERVAL": "no interval: the fit has no bootstrap refits; fit with n_boot > 0",
-    "EXTRAPOLATION": "a prediction outside the fitted range (longer run, higher LR)",
-    "TARGET_NOT_REACHED": "a batch size never reached the target loss; it is left out of T(B)",
-    "FIT_SKIPPED": "a fit the data cannot support was skipped (too few points, N and D "
-    "varying together, too few capacity-bound models)",
-    "FIT_WARNING": "a numerical library warned during the fit; the message says what",
+    "rebuilt from the rows -> collect the study again",
+    "TARGET_NOT_REACHED": "a batch size never reached the target loss; it is left out of T(B) "
+    "-> train it longer or raise the target",
+    "FIT_SKIPPED": "a fit the data cannot support was skipped (N and D varying together, too "
+    "few capacity-bound models) -> vary N at fixed D and D at fixed N",
+    "FIT_WARNING": "a numerical library warned during the fit -> read the message",
     "EXPOSURES_GUESSED": "exposures were inferred from the trained tokens (no grid.exposures "
-    "column); collect with a newer scalelab for the requested budget",
+    "column) -> collect with a newer scalelab for the requested budget",
+    "NEGATIVE_BITS": "a trial stores fewer than 0 bits (predicts its facts worse than a uniform "
+    "guess): undertrained or broken, not a capacity -> train it longer; it is left out of R",
+    "RETENTION_UNDEFINED": "the share of bits kept by a quantized copy is undefined or absurd "
+    "(fp32 bits <= 0, or the copy holds > 105% of them) -> read the bits, not the share",
+    # Chinchilla (scalelaws.chinchilla_fit / chinchilla; Hoffmann et al. 2022, Besiroglu 2024)
+    "TERM_FLAT": "the N or D term barely varies over the runs; its exponent is not determined "
+    "-> vary N or D more widely",
+    "BOOTSTRAP_FAILURES": "some bootstrap refits did not converge and were skipped -> many "
+    "failures mean a poorly constrained fit",
+    "OPTIMUM_OUTSIDE_SLICE": "an isoFLOP minimum is extrapolated -> add runs past that end",
+    "SLICE_SKIPPED": "an isoFLOP slice was unusable and skipped -> see the message",
+    "SLICE_SPREAD": "a slice's runs differ a lot in compute -> pass budget_col or narrow gap_dex",
+    "APPROACHES_DISAGREE": "approach-2 and approach-3 optima differ beyond their intervals -> "
+    "trust neither blindly; add runs near the optimum",
+    "COMPUTE_CONVENTION_MISMATCH": "the fits compared use different FLOPs conventions -> refit "
+    "with one convention",
 }
+
+
+def meaning(code: str) -> str:
+    """The registered meaning of `code` (KeyError for an unregistered code)."""
+    return CODES[code]
 
 
 def worst(diags) -> str | None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from scalelaws import checks
 from scalelaws.diagnostics import Diagnostic
 from scalelaws.result import Result
 
@@ -316,8 +317,16 @@ def fit(
     n_boot: int = 0,
     seed: int = 0,
     hash_parts: Sequence[Any] | None = None,
+    noise: float | None = None,
+    labels: Sequence[str] | None = None,
 ) -> FitResult:
-    """Fit `law` to (x, y); with `groups` and n_boot > 0 also 95% bootstrap intervals."""
+    """Fit `law` to (x, y); with `groups` and n_boot > 0 also 95% bootstrap intervals.
+
+    Every result carries the generic diagnostics of scalelaws.checks (fit_diagnostics); `noise`
+    (the data's own scale in log y, e.g. checks.curve_noise) with `groups` adds MISFIT;
+    `labels` names the groups (sorted group ids -> names) in its message."""
+    if n_boot < 0:
+        raise ValueError(f"n_boot={n_boot}: the number of bootstrap resamples must be >= 0")
     y = np.asarray(y, float)
     if n_boot > 0 and groups is None:
         raise ValueError("bootstrap needs groups (one label per point: curve or run)")
@@ -334,6 +343,10 @@ def fit(
         info.update(binfo)
     parts = hash_parts if hash_parts is not None else ([x] if isinstance(x, np.ndarray) else [])
     params = law.reported(theta, x)
+    diags, extra = fit_diagnostics(
+        law, x, y, theta, weights, params, intervals, info, groups, noise, labels
+    )
+    info.update(extra)
     return FitResult(
         law=law.name,
         params=params,
@@ -342,29 +355,42 @@ def fit(
         metrics=metrics(y, yhat),
         input_hash=input_hash(law.name, y, *parts),
         info=info,
-        diagnostics=bound_diagnostics(law, params) + bootstrap_diagnostics(info),
+        diagnostics=diags,
     )
 
 
-def bound_diagnostics(law: Law, params: Mapping[str, float]) -> tuple[Diagnostic, ...]:
-    """PARAM_AT_BOUND for every fitted parameter within 0.1% of a bound of its search box."""
-    out = []
-    for p in law.params:
-        v = params.get(p.name)
-        if v is None:
-            continue
-        for edge, side in ((p.lo, "lower"), (p.hi, "upper")):
-            if abs(v - edge) <= 1e-3 * max(abs(edge), 1e-12):
-                out.append(
-                    Diagnostic(
-                        "PARAM_AT_BOUND",
-                        "warning",
-                        f"{p.name} = {v:.4g} sits at its {side} bound {edge:g}: not identified",
-                        "fit on longer or more varied schedules, or read this parameter as a bound",
-                        p.name,
-                    )
-                )
-    return tuple(out)
+def fit_diagnostics(
+    law: Law,
+    x: Any,
+    y: np.ndarray,
+    theta: np.ndarray,
+    weights: np.ndarray | None,
+    params: Mapping[str, float],
+    intervals: Mapping[str, tuple[float, float]],
+    info: Mapping,
+    groups: np.ndarray | None = None,
+    noise: float | None = None,
+    labels: Sequence[str] | None = None,
+) -> tuple[tuple[Diagnostic, ...], dict[str, Any]]:
+    """The generic checks of scalelaws.checks on a fitted law: parameters at a bound,
+    conditioning and local identifiability, wide bootstrap intervals, too few resamples or
+    groups, misfit beyond `noise` (per group), failed refits. Returns (diagnostics, info)."""
+    yhat, jac = (law.jacobian or (lambda th, xx: _fd_jacobian(law, th, xx)))(theta, x)
+    is_log = np.array([p.uses_log for p in law.params])
+    jac_u = np.where(is_log, jac * theta, jac) / yhat[:, None]
+    resid = np.log(yhat) - np.log(y)
+    diags = checks.bounds(law.params, theta)
+    local, extra = checks.local_identifiability(law.names, jac_u, resid, weights, is_log, theta)
+    diags += local
+    n_boot = int(info.get("n_boot", 0))
+    n_groups = int(info.get("boot_groups", 0))
+    diags += checks.wide_intervals(params, intervals, n_boot, n_groups)
+    diags += checks.resamples(n_boot, n_groups)
+    if noise is not None and groups is not None:
+        mis, mis_info = checks.misfit(resid, groups, noise, labels)
+        diags += mis
+        extra |= mis_info
+    return diags + bootstrap_diagnostics(info), extra
 
 
 def bootstrap_diagnostics(info: Mapping) -> tuple[Diagnostic, ...]:

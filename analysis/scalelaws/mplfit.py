@@ -18,7 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from scalelaws.curves import Curve, curves_from_frame, read_curve_file
-from scalelaws.multipower import LAWS, MultipowerFit, evaluation_result, fit_curves
+from scalelaws.mplcheck import check_params
+from scalelaws.multipower import (
+    LAWS,
+    MPL_PARAMS,
+    MultipowerFit,
+    evaluation_result,
+    fit_curves,
+    make_law,
+)
 from scalelaws.study import Study, as_study
 
 
@@ -49,8 +57,12 @@ def fit_multipower(
         the peak LR (frames) or 0 (files).
     step_offset: files only: updates done = file step + offset (1 for the MPL refdata CSVs).
     weighting: "curve" (each curve the same total weight) or "point" (the paper).
-    n_boot, seed: bootstrap over fit curves for the 95% intervals (0: none).
+    n_boot, seed: bootstrap over fit curves for the 95% intervals (0: none; fewer than 20:
+        diagnostic FEW_RESAMPLES, the intervals are not 95% intervals).
+    Every result carries the diagnostics of scalelaws.checks (docs/laws.md §7).
     """
+    if n_boot < 0:
+        raise ValueError(f"n_boot={n_boot}: must be >= 0 (0: no intervals; >= 20 for 95%)")
     cv = collect_curves(curves, test, study, lr, loss, warmup_steps, step_offset)
     return fit_curves(
         cv,
@@ -77,8 +89,11 @@ def evaluate_multipower(
 ) -> MultipowerFit:
     """The metrics of given parameters (no fitting) on the same kinds of curves (test curves
     alone are fine here)."""
+    law = _check_law(law)
+    names = MPL_PARAMS if law == "multipower" else make_law(law).names
+    check_params(params, names, law)
     cv = collect_curves(curves, test, study, lr, loss, warmup_steps, step_offset, require_fit=False)
-    return evaluation_result(params, cv, _check_law(law))
+    return evaluation_result(params, cv, law)
 
 
 def collect_curves(
@@ -93,6 +108,10 @@ def collect_curves(
     require_fit: bool = True,
 ) -> list[Curve]:
     """Fit curves then test curves as `Curve`s (see fit_multipower for the arguments)."""
+    if warmup_steps is not None and not warmup_steps >= 0:
+        raise ValueError(f"warmup_steps={warmup_steps}: must be >= 0")
+    if step_offset < 0:
+        raise ValueError(f"step_offset={step_offset}: must be >= 0 (1 for the MPL refdata CSVs)")
     study = as_study(study) if study is not None else None
     schedule_of = _schedule_source(study, lr, warmup_steps)
     kw = dict(loss=loss, schedule_of=schedule_of, warmup=warmup_steps, offset=step_offset)

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scalelaws import mplcheck
 from scalelaws.curves import Curve, build_lr
-from scalelaws.diagnostics import Diagnostic
 from scalelaws.fitting import FitResult, Law, Param, fit, input_hash, metrics, minimise
 
 __all__ = ["Curve", "MultipowerFit", "build_lr", "fit_curves", "evaluation_result", "predict"]
@@ -402,6 +402,10 @@ class MultipowerFit(FitResult):
             steps = np.flatnonzero(np.cumsum(lr) > 0) + 1
         return predict(self.params, lr, steps, self.law)
 
+    def extrapolation(self, lr: np.ndarray, steps=None) -> tuple:
+        """EXTRAPOLATION diagnostics of predict(lr, steps): beyond the fitted steps or LRs."""
+        return mplcheck.prediction_extrapolation(self.info.get("fit_range") or {}, lr, steps)
+
     @property
     def bootstrap_params(self) -> list[dict[str, float]]:
         """The parameters of every bootstrap refit ([] without a bootstrap)."""
@@ -440,6 +444,8 @@ def fit_curves(
         n_boot=n_boot,
         seed=seed,
         hash_parts=[law] + [a for c in fit_cv for a in (c.lr, c.steps)],
+        noise=mplcheck.curve_noise(fit_cv),
+        labels=[c.name for c in fit_cv],
     )
     params = res.params
     info = dict(res.info, weighting=weighting)
@@ -471,13 +477,15 @@ def _result(law, params, curves, h, info, intervals, diags) -> MultipowerFit:
         rows.append({"name": cv.name, "role": cv.role, **metrics(cv.loss, yhat)})
         if cv.role == "fit" or not fit_any:
             resid.extend((np.asarray(cv.loss, float) - yhat).tolist())
-    fitted = [c for c in curves if c.role == "fit"] or list(curves)
+    rng = mplcheck.fit_range(curves)
     info = dict(
         info,
         lr_source={c.name: c.lr_source for c in curves},
-        max_step=int(max(int(np.max(c.steps)) for c in fitted)),
-        peak_lr=float(max(float(np.max(c.lr)) for c in fitted)),
+        max_step=rng["max_step"],
+        peak_lr=rng["peak_lr"],
+        fit_range=rng,
     )
+    extrapolated = mplcheck.test_extrapolation(curves, rng)
     return MultipowerFit(
         law=law,
         params=params,
@@ -487,33 +495,5 @@ def _result(law, params, curves, h, info, intervals, diags) -> MultipowerFit:
         input_hash=h,
         curves=rows,
         info=info,
-        diagnostics=tuple(diags) + _lr_diagnostics(curves),
+        diagnostics=tuple(diags) + mplcheck.lr_diagnostics(curves) + extrapolated,
     )
-
-
-def _lr_diagnostics(curves: Sequence[Curve]) -> tuple[Diagnostic, ...]:
-    """LR_SPEC_MISMATCH per curve whose spec disagreed with its logged lr; one LR_REBUILT."""
-    out = [
-        Diagnostic(
-            "LR_SPEC_MISMATCH",
-            "warning",
-            "spec LR disagrees with the logged lr; rebuilt from the lr rows",
-            "check that the trial's spec matches its curve (collect again)",
-            c.name,
-        )
-        for c in curves
-        if c.lr_source == "spec-mismatch"
-    ]
-    rebuilt = [c.name for c in curves if c.lr_source == "rebuilt"]
-    if rebuilt:
-        out.append(
-            Diagnostic(
-                "LR_REBUILT",
-                "info",
-                f"per-step LR rebuilt from the logged lr rows for {len(rebuilt)} curve(s): "
-                + ", ".join(rebuilt[:5])
-                + (" ..." if len(rebuilt) > 5 else ""),
-                "pass study= (exact LR from each trial's spec) when the rows are sparse",
-            )
-        )
-    return tuple(out)

@@ -26,28 +26,57 @@ def plot_curves(
     path: str | Path,
     law: str = "multipower",
     title: str = "",
+    diagnostics: Sequence = (),
 ) -> Path:
-    """Top: measured loss (dots) and predicted loss (line) per curve; bottom: residuals y − ŷ."""
+    """Top: measured loss (dots) and the law (line, evaluated at every step on a dense grid, not
+    interpolated between measurements) per curve; bottom: residuals y − ŷ at the measured steps
+    (markers only). Many curves put the legend beside the axes; the fit's warnings go in a box."""
     from scalelaws.multipower import predict
 
     plt = _pyplot()
     fig, (ax, axr) = plt.subplots(
-        2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
-    )
-    colors = plt.cm.tab10(np.linspace(0, 1, max(len(curves), 1)))
+        2, 1, figsize=(9 if len(curves) > 6 else 8, 7), sharex=True,
+        gridspec_kw={"height_ratios": [3, 1]},
+    )  # fmt: skip
+    cmap = plt.cm.tab10 if len(curves) <= 10 else plt.cm.viridis
+    colors = cmap(np.linspace(0, 1, max(len(curves), 1)))
     for cv, col in zip(curves, colors, strict=False):
-        yhat = predict(params, cv.lr, cv.steps, law)
+        steps = np.asarray(cv.steps)
+        dense = np.unique(np.linspace(steps.min(), steps.max(), 400).astype(int))
         style = "-" if cv.role == "fit" else "--"
-        ax.plot(cv.steps, cv.loss, ".", ms=2, color=col, alpha=0.6)
-        ax.plot(cv.steps, yhat, style, lw=1, color=col, label=f"{cv.name} ({cv.role})")
-        axr.plot(cv.steps, cv.loss - yhat, style, lw=0.8, color=col)
+        ax.plot(steps, cv.loss, ".", ms=2, color=col, alpha=0.6)
+        ax.plot(dense, predict(params, cv.lr, dense, law), style, lw=1, color=col,
+                label=f"{cv.name} ({cv.role})")  # fmt: skip
+        axr.plot(steps, cv.loss - predict(params, cv.lr, steps, law), ".", ms=2, color=col)
     ax.set_ylabel("loss")
-    ax.set_title(title or f"{law}: measured (dots) vs predicted (lines; dashed = test)")
-    ax.legend(fontsize=7)
+    ax.set_title(title or f"{law}: measured (dots) vs law (lines; dashed = test)")
+    legend(ax, len(curves))
     axr.axhline(0, color="k", lw=0.5)
     axr.set_xlabel("step")
     axr.set_ylabel("y − ŷ")
+    diagnostics_box(fig, diagnostics)
     return save(fig, path)
+
+
+def legend(ax, n: int) -> None:
+    """Inside the axes for a few entries; beside them (outside the data) for more than 6."""
+    if n > 6:
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    elif n:
+        ax.legend(fontsize=7)
+
+
+def diagnostics_box(fig, diagnostics: Sequence, limit: int = 6) -> None:
+    """The warnings among `diagnostics` as a text box at the bottom of the figure."""
+    lines = [f"{d.code}: {d.message}" for d in diagnostics if d.severity != "info"]
+    if not lines:
+        return
+    extra = len(lines) - limit
+    text = "\n".join(line if len(line) < 130 else line[:127] + "..." for line in lines[:limit])
+    text += f"\n... and {extra} more (see the JSON)" if extra > 0 else ""
+    fig.subplots_adjust(bottom=0.12 + 0.025 * min(len(lines), limit + 1))
+    fig.text(0.01, 0.005, text, fontsize=6, va="bottom", ha="left", color="darkred",
+             bbox={"facecolor": "lightyellow", "edgecolor": "darkred", "alpha": 0.9})  # fmt: skip
 
 
 def plot_schedule(
@@ -56,6 +85,7 @@ def plot_schedule(
     path: str | Path,
     baselines: Mapping[str, np.ndarray] | None = None,
     n_points: int = 200,
+    diagnostics: Sequence = (),
 ) -> Path:
     """Left: LR schedules; right: their predicted loss curves (MPL) and final losses."""
     from scalelaws.multipower import predict
@@ -75,13 +105,15 @@ def plot_schedule(
     a2.set_xlabel("step")
     a2.set_ylabel("predicted loss")
     a2.legend()
+    diagnostics_box(fig, diagnostics)
     return save(fig, path)
 
 
 def plot_proposal(prop, path: str | Path) -> Path:
-    """plot_schedule of a ScheduleProposal next to its cosine and best-WSD baselines."""
+    """plot_schedule of a ScheduleProposal next to its cosine and best-WSD baselines, with its
+    warnings in a box."""
     base = {k: prop.baseline_lr(k) for k in ("cosine", "wsd") if k in prop.baselines}
-    return plot_schedule(prop.lr, prop.params, path, baselines=base)
+    return plot_schedule(prop.lr, prop.params, path, baselines=base, diagnostics=prop.diagnostics)
 
 
 def save(fig, path: str | Path, dpi: int = 110) -> Path:
@@ -89,7 +121,16 @@ def save(fig, path: str | Path, dpi: int = 110) -> Path:
     plt = _pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    import warnings
+
+    with warnings.catch_warnings():  # a text box or outside legend: tight_layout may complain
+        warnings.simplefilter("ignore")
+        fig.tight_layout(rect=(0, _bottom(fig), 1, 1))
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def _bottom(fig) -> float:
+    """The share of the figure height the diagnostics box needs (0 without one)."""
+    return fig.subplotpars.bottom - 0.1 if fig.texts else 0.0

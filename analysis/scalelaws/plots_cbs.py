@@ -13,12 +13,21 @@ import numpy as np  # noqa: E402
 
 from scalelaws.batchsize import CBSFit, steps_model  # noqa: E402
 from scalelaws.capacity import CapacityFit, capacity_law  # noqa: E402
-from scalelaws.plots import save  # noqa: E402
+from scalelaws.plots import diagnostics_box, legend, save  # noqa: E402
 
 
-def plot_cbs(fits: list[CBSFit], scaling: dict, path: str | Path) -> Path:
+def plot_cbs(fits: list[CBSFit], scaling: dict, path: str | Path, diagnostics=()) -> Path:
     """Left: steps to target vs batch size with the fitted S_min + E_min/B per group.
-    Right: CBS vs N (and vs D when D varies) with the power-law fits."""
+    Right: CBS vs N (and vs D when D varies) with the power-law fits; groups with an infinite
+    CBS (S_min = 0) are left out there. The fit's warnings go in a box under the panels."""
+    import warnings
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")  # inf / empty data on log axes: said by the diagnostics
+        return _plot_cbs(fits, scaling, path, diagnostics)
+
+
+def _plot_cbs(fits, scaling, path, diagnostics) -> Path:
     panels = 1 + sum(k in scaling for k in ("params", "tokens"))
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2), squeeze=False)
     ax = axes[0, 0]
@@ -32,7 +41,7 @@ def plot_cbs(fits: list[CBSFit], scaling: dict, path: str | Path) -> Path:
             ax.axvline(f.cbs, color=color, ls=":", lw=0.8)
     ax.set(xscale="log", yscale="log", xlabel="batch size (sequences)", ylabel="steps to target")
     ax.set_title("T(B) = S_min + E_min/B; dotted: CBS (20%)")
-    ax.legend(fontsize=7)
+    legend(ax, len(fits))
     col = 1
     for key, attr, label in (
         ("params", "params", "N (params)"),
@@ -42,7 +51,13 @@ def plot_cbs(fits: list[CBSFit], scaling: dict, path: str | Path) -> Path:
             continue
         law, ax = scaling[key], axes[0, col]
         col += 1
-        pts = [(getattr(f, attr), f.cbs, f.cbs_interval) for f in fits if getattr(f, attr)]
+        pts = [
+            (getattr(f, attr), f.cbs, f.cbs_interval)
+            for f in fits
+            if getattr(f, attr) and np.isfinite(f.cbs) and np.all(np.isfinite(f.cbs_interval))
+        ]
+        if not pts:
+            continue
         x = np.array([p[0] for p in pts], float)
         y = np.array([p[1] for p in pts], float)
         err = np.array([[p[1] - p[2][0], p[2][1] - p[1]] for p in pts], float).T
@@ -56,6 +71,7 @@ def plot_cbs(fits: list[CBSFit], scaling: dict, path: str | Path) -> Path:
         )
         ax.set(xscale="log", yscale="log", xlabel=label, ylabel="CBS (sequences)")
         ax.legend(fontsize=8)
+    diagnostics_box(fig, diagnostics)
     return save(fig, path, dpi=120)
 
 
@@ -80,7 +96,9 @@ def plot_capacity(params, bits, max_bits, fit: CapacityFit, path: str | Path) ->
     return save(fig, path, dpi=120)
 
 
-def plot_capacity_study(trials: list[dict], ratio: float | None, path: str | Path) -> Path:
+def plot_capacity_study(
+    trials: list[dict], ratio: float | None, path: str | Path, diagnostics=()
+) -> Path:
     """Capacity study (Allen-Zhu & Li, Fig. 1): left, bits vs P per (data, N), with max bits per
     N, the 2 bits/param line and the fitted R·P; right, R = bits/P vs R_max = max bits/P (R can
     never exceed R_max: points on the diagonal store everything). Marker: exposures.
@@ -121,6 +139,7 @@ def plot_capacity_study(trials: list[dict], ratio: float | None, path: str | Pat
     ax2.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax2.set_title("capacity ratio vs its ceiling")
     ax2.legend(fontsize=7)
+    diagnostics_box(fig, diagnostics)
     return save(fig, path, dpi=120)
 
 

@@ -121,3 +121,40 @@ def fit_joint_power_law(n, d, y, n_unit: float = 1.0, d_unit: float = 1.0) -> Jo
         r2=float(res.rsquared),
         n=int(y.size),
     )
+
+
+def cross_check(what: str, x: np.ndarray, logy: np.ndarray, *intervals, n_boot: int = 500):
+    """ROBUST_DISAGREES when a Huber fit (statsmodels RLM) or a bootstrap over points (median
+    of 500 OLS refits) moves a slope from OLS by more than half its OLS 95% half-width (about
+    one standard error). x: (n, k) log regressors; intervals: the OLS t-intervals (symmetric
+    about the OLS slope)."""
+    import statsmodels.api as sm
+
+    from scalelaws.diagnostics import Diagnostic
+
+    design = sm.add_constant(x, has_constant="add")
+    huber = sm.RLM(logy, design, M=sm.robust.norms.HuberT()).fit().params[1:]
+    rng = np.random.default_rng(0)
+    boots = []
+    for _ in range(n_boot):
+        i = rng.integers(0, logy.size, logy.size)
+        if np.linalg.matrix_rank(design[i]) == design.shape[1]:
+            boots.append(np.linalg.lstsq(design[i], logy[i], rcond=None)[0][1:])
+    med = np.median(boots, axis=0) if boots else huber
+    out = []
+    for j, (lo, hi) in enumerate(intervals):
+        ols, tol = (lo + hi) / 2, (hi - lo) / 4
+        off = [f"{name} {v[j]:.3g}" for name, v in (("Huber", huber), ("bootstrap", med))]
+        off = [o for o, v in zip(off, (huber[j], med[j]), strict=True) if abs(v - ols) > tol]
+        if off:
+            out.append(
+                Diagnostic(
+                    "ROBUST_DISAGREES",
+                    "warning",
+                    f"{what}: slope {j + 1}: {', '.join(off)} vs OLS {ols:.3g} (95% "
+                    f"[{lo:.3g}, {hi:.3g}]): more than one standard error apart",
+                    "one group drives the fit: look at the residuals before reading the slope",
+                    what,
+                )
+            )
+    return tuple(out)

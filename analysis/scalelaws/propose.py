@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from scalelaws.diagnostics import Diagnostic
 from scalelaws.fitting import FitResult
+from scalelaws.mplcheck import check_params, proposal_diagnostics
+from scalelaws.multipower import MPL_PARAMS
 from scalelaws.schedule import ScheduleProposal, baseline_lr, final_loss, optimise_schedule
 
 
@@ -31,15 +32,25 @@ def propose_schedule(
     knots: int = 200,
     smooth: bool = False,
     maxiter: int = 3000,
+    lr_floor: float | None = None,
+    max_log_drop: float | None = None,
+    constrained: bool = True,
 ) -> ScheduleProposal:
-    """The monotone schedule (warmup included) with the lowest predicted final loss.
+    """The monotone schedule (warmup included) with the lowest predicted final loss, among the
+    schedules the fitting curves vouch for (docs/laws.md §1.6).
 
     fit: a multipower fit (result, FIT.json path, or its params). floor: final LR of the cosine
     and WSD baselines (peak/10). smooth: stop at the knot stage (the per-step optimum of the
-    MPL is a few-step staircase). With the fit's bootstrap refits, `intervals` gives the 95%
-    range of each schedule's predicted final loss.
+    MPL is a few-step staircase). With `constrained` (default) and a fit that records its range
+    (info["fit_range"]), the schedule stays >= the lowest post-warmup LR of the fitting curves
+    (`lr_floor`) and its log LR drops by at most the steepest one-step drop seen in them
+    (`max_log_drop`); give either to override. With the fit's bootstrap refits, `intervals`
+    gives the 95% range of each schedule's predicted final loss.
     """
     res, source = _as_fit(fit)
+    check_params(res.params, MPL_PARAMS)
+    rng = res.info.get("fit_range") or {}
+    lo, drop, how = _constraints(rng, peak_lr, lr_floor, max_log_drop, constrained)
     prop = optimise_schedule(
         res.params,
         total_steps,
@@ -49,17 +60,37 @@ def propose_schedule(
         knots=knots,
         per_step=not smooth,
         maxiter=maxiter,
+        lr_floor=lo,
+        max_log_drop=drop,
     )
     samples = list(res.info.get("bootstrap_params") or [])
     intervals = _intervals(prop, samples) if samples else {}
-    return dataclasses.replace(
+    prop = dataclasses.replace(
         prop,
         intervals=intervals,
-        diagnostics=_diagnostics(res, prop, bool(samples)),
         fit=source,
         fit_input_hash=res.input_hash,
-        info=dict(prop.info, n_bootstrap=len(samples)),
+        info=dict(prop.info, n_bootstrap=len(samples), constraints=how),
     )
+    return dataclasses.replace(prop, diagnostics=proposal_diagnostics(res, prop, len(samples)))
+
+
+def _constraints(rng, peak_lr, lr_floor, max_log_drop, constrained):
+    """(LR floor, max one-step log drop, description) of the search (docs/laws.md §1.6)."""
+    for name, v in (("lr_floor", lr_floor), ("max_log_drop", max_log_drop)):
+        if v is not None and not (np.isfinite(v) and v >= 0):
+            raise ValueError(f"{name}={v}: must be a finite number >= 0")
+    lo = lr_floor
+    if lo is None:
+        lo = float(rng["min_lr"]) if constrained and rng.get("min_lr") is not None else 0.0
+    lo = min(lo, peak_lr * (1 - 1e-9))  # a fit that never decayed below this peak: no decay
+    drop = max_log_drop
+    if drop is None and constrained and rng.get("max_log_drop") is not None:
+        drop = max(float(rng["max_log_drop"]), 1e-12)
+    source = "given" if (lr_floor, max_log_drop) != (None, None) else "fit" if rng else "none"
+    if not constrained:
+        source = "none" if (lr_floor, max_log_drop) == (None, None) else "given"
+    return lo, drop, {"lr_floor": lo, "max_log_drop": drop, "source": source}
 
 
 def _as_fit(fit) -> tuple[FitResult, str]:
@@ -77,7 +108,8 @@ def _as_fit(fit) -> tuple[FitResult, str]:
 
 
 def _intervals(prop: ScheduleProposal, samples: list[dict]) -> dict[str, tuple[float, float]]:
-    """95% percentile range of each schedule's predicted final loss over the bootstrap refits."""
+    """95% percentile range of each schedule's predicted final loss over the bootstrap refits
+    (refits over whole curves: scalelaws.fitting.bootstrap)."""
     lrs = {"proposed": prop.lr} | {
         k: baseline_lr(b, prop.total_steps, prop.warmup_steps, prop.peak_lr)
         for k, b in prop.baselines.items()
@@ -88,39 +120,3 @@ def _intervals(prop: ScheduleProposal, samples: list[dict]) -> dict[str, tuple[f
         lo, hi = np.percentile(vals, [2.5, 97.5])
         out[name] = (float(lo), float(hi))
     return out
-
-
-def _diagnostics(res: FitResult, prop: ScheduleProposal, has_boot: bool) -> tuple:
-    out = []
-    if not has_boot:
-        out.append(
-            Diagnostic(
-                "NO_INTERVAL",
-                "info",
-                "the fit has no bootstrap refits: no interval on the predicted losses",
-                "fit with n_boot > 0 (the CLI's --bootstrap)",
-            )
-        )
-    peak, longest = res.info.get("peak_lr"), res.info.get("max_step")
-    if peak and prop.peak_lr > peak * (1 + 1e-6):
-        out.append(
-            Diagnostic(
-                "EXTRAPOLATION",
-                "warning",
-                f"peak_lr {prop.peak_lr:g} is above the fitted curves' peak {peak:g}",
-                "fit on curves that reach this LR",
-                "peak_lr",
-            )
-        )
-    if longest and prop.total_steps > longest:
-        out.append(
-            Diagnostic(
-                "EXTRAPOLATION",
-                "info",
-                f"{prop.total_steps} steps is {prop.total_steps / longest:.2g}x the longest "
-                f"fitted curve ({longest} steps)",
-                "check the prediction with one run of this length",
-                "total_steps",
-            )
-        )
-    return tuple(out)

@@ -24,19 +24,28 @@ import numpy as np
 from scalelaws import schedules
 from scalelaws.diagnostics import Diagnostic
 from scalelaws.fitting import single_blas_thread
+from scalelaws.mplcheck import steepest_drop
 from scalelaws.multipower import MPL_PARAMS, predict
 from scalelaws.result import Result
 
 WSD_SHAPES = schedules.WSD_SHAPES
 
 
+MAX_STEPS = 2_000_000  # the optimiser holds a few arrays of this length per iteration
+
+
 def _check(total_steps: int, warmup_steps: int, peak_lr: float) -> None:
+    if not 0 < total_steps <= MAX_STEPS:
+        raise ValueError(
+            f"total_steps={total_steps}: must lie in 1..{MAX_STEPS:,} (the proposal is optimised "
+            "per step); propose a shorter run"
+        )
     if not 0 <= warmup_steps < total_steps:
         raise ValueError(
             f"warmup_steps={warmup_steps} must lie in 0..total_steps-1={total_steps - 1}"
         )
-    if peak_lr <= 0:
-        raise ValueError(f"peak_lr={peak_lr} must be > 0")
+    if not (np.isfinite(peak_lr) and peak_lr > 0):
+        raise ValueError(f"peak_lr={peak_lr}: must be a finite number > 0 (e.g. 3e-4)")
 
 
 def wsd_params(
@@ -173,12 +182,13 @@ def best_wsd(
     return best
 
 
-def _knot_lr(u: np.ndarray, pos: np.ndarray, m: int, peak: float) -> tuple[np.ndarray, np.ndarray]:
-    v = peak * np.exp(-np.cumsum(u))
+def _knot_lr(u, pos, m, peak, floor=0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Knot values v_k = floor + (peak − floor)·exp(−Σ_{j≤k} u_j), linear between knots."""
+    v = floor + (peak - floor) * np.exp(-np.cumsum(u))
     return np.interp(np.arange(m), pos, v), v
 
 
-def _knot_grad(g_post: np.ndarray, pos: np.ndarray, v: np.ndarray, u: np.ndarray) -> np.ndarray:
+def _knot_grad(g_post, pos, v, u, floor=0.0) -> np.ndarray:
     """Chain ∂L/∂lr_post → ∂L/∂v (transpose of linear interpolation) → ∂L/∂u."""
     m = g_post.size
     steps = np.arange(m)
@@ -186,31 +196,42 @@ def _knot_grad(g_post: np.ndarray, pos: np.ndarray, v: np.ndarray, u: np.ndarray
     t = (steps - pos[k]) / (pos[k + 1] - pos[k])
     gv = np.bincount(k, g_post * (1 - t), minlength=pos.size)
     gv += np.bincount(k + 1, g_post * t, minlength=pos.size)
-    return -np.cumsum((gv * v)[::-1])[::-1]  # ∂v_k/∂u_m = −v_k for k ≥ m
+    return -np.cumsum((gv * (v - floor))[::-1])[::-1]  # ∂v_k/∂u_m = −(v_k − floor), k ≥ m
 
 
-def _optimise_knots(params, head, m, peak, pos, u0, maxiter):
+def _u_bounds(pos: np.ndarray, max_log_drop: float | None) -> list[tuple[float, float]]:
+    """0 ≤ u_k ≤ max_log_drop × (steps since the previous knot); 20 without a bound."""
+    if max_log_drop is None:
+        return [(0.0, 20.0)] * pos.size
+    gaps = np.diff(np.concatenate([[-1], pos]))
+    return [(0.0, float(min(20.0, max_log_drop * g))) for g in gaps]
+
+
+def _optimise_knots(params, head, m, peak, pos, u0, maxiter, floor=0.0, max_log_drop=None):
     from scipy.optimize import minimize
 
     def f(u):
-        post, v = _knot_lr(u, pos, m, peak)
+        post, v = _knot_lr(u, pos, m, peak, floor)
         loss, g = final_loss_grad(params, np.concatenate([head, post]))
-        return loss, _knot_grad(g[head.size :], pos, v, u)
+        return loss, _knot_grad(g[head.size :], pos, v, u, floor)
 
+    bounds = _u_bounds(pos, max_log_drop)
+    u0 = np.clip(u0, [b[0] for b in bounds], [b[1] for b in bounds])
     with single_blas_thread():
         res = minimize(
             f,
             u0,
             jac=True,
             method="L-BFGS-B",
-            bounds=[(0.0, 20.0)] * u0.size,
+            bounds=bounds,
             options={"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-12},
         )
     return res.x, float(res.fun)
 
 
-def _u_from_lr(post: np.ndarray, pos: np.ndarray, peak: float) -> np.ndarray:
-    logv = np.log(np.maximum(post[pos], 1e-30) / peak)
+def _u_from_lr(post: np.ndarray, pos: np.ndarray, peak: float, floor: float = 0.0) -> np.ndarray:
+    excess = np.maximum(post[pos] - floor, 1e-12 * peak) / (peak - floor)
+    logv = np.log(np.maximum(excess, 1e-30))
     return np.maximum(-np.diff(np.concatenate([[0.0], logv])), 0.0)
 
 
@@ -224,19 +245,26 @@ def optimise_schedule(
     knots: int = 200,
     per_step: bool = True,
     maxiter: int = 3000,
+    lr_floor: float = 0.0,
+    max_log_drop: float | None = None,
 ) -> ScheduleProposal:
     """Best monotone non-increasing schedule under the MPL, with cosine and best-WSD baselines.
 
-    `floor` is the final LR of the cosine and WSD baselines (default peak/10); the optimised
-    schedule has no floor. Returns a per-step array of length total_steps, warmup included.
+    `floor` is the final LR of the cosine and WSD baselines (default peak/10). The optimised
+    schedule stays >= `lr_floor` and drops by at most `max_log_drop` in log LR per step (at the
+    knots; None: no bound); scalelaws.propose derives both from the fit (docs/laws.md §1.6).
+    Returns a per-step array of length total_steps, warmup included.
     """
     missing = [k for k in MPL_PARAMS if k not in params]
     if missing:
         raise ValueError(f"schedule optimisation needs multipower params; missing {missing}")
     _check(total_steps, warmup_steps, peak_lr)
     floor = peak_lr / 10 if floor is None else float(floor)
+    if not 0 <= lr_floor < peak_lr:
+        raise ValueError(f"lr_floor={lr_floor:g}: must lie in [0, peak_lr={peak_lr:g})")
     head = schedules.lr_array("constant", peak_lr, total_steps, warmup_steps)[:warmup_steps]
     m = total_steps - warmup_steps
+    kw = dict(floor=lr_floor, max_log_drop=max_log_drop)
 
     cosine = {"name": "cosine", "params": {"final_lr": floor}, "floor": floor}
     cosine["predicted_final_loss"] = final_loss(
@@ -247,10 +275,9 @@ def optimise_schedule(
 
     pos = np.unique(np.round(np.linspace(0, m - 1, min(knots, m))).astype(int))
     if pos.size >= 2:
-        u, _ = _optimise_knots(
-            params, head, m, peak_lr, pos, _u_from_lr(start, pos, peak_lr), maxiter
-        )
-        start, _ = _knot_lr(u, pos, m, peak_lr)
+        u0 = _u_from_lr(start, pos, peak_lr, lr_floor)
+        u, _ = _optimise_knots(params, head, m, peak_lr, pos, u0, maxiter, **kw)
+        start, _ = _knot_lr(u, pos, m, peak_lr, lr_floor)
     if per_step and m >= 2:
         # every step from a little before the decay starts; the coarse knots before that
         decayed = np.flatnonzero(start < peak_lr * (1 - 1e-6))
@@ -258,10 +285,9 @@ def optimise_schedule(
         spacing = int(np.ceil(m / max(knots, 1)))
         tail = max(first - 2 * spacing, 0)
         pos = np.union1d(pos[pos < tail], np.arange(tail, m))
-        u, _ = _optimise_knots(
-            params, head, m, peak_lr, pos, _u_from_lr(start, pos, peak_lr), maxiter
-        )
-        start, _ = _knot_lr(u, pos, m, peak_lr)
+        u0 = _u_from_lr(start, pos, peak_lr, lr_floor)
+        u, _ = _optimise_knots(params, head, m, peak_lr, pos, u0, maxiter, **kw)
+        start, _ = _knot_lr(u, pos, m, peak_lr, lr_floor)
     lr = np.concatenate([head, start])
     return ScheduleProposal(
         lr=lr,
@@ -271,5 +297,6 @@ def optimise_schedule(
         warmup_steps=warmup_steps,
         peak_lr=peak_lr,
         params={k: float(params[k]) for k in MPL_PARAMS},
-        info={"floor": floor, "knots": knots, "per_step": per_step},
+        info={"floor": floor, "knots": knots, "per_step": per_step, "lr_floor": lr_floor}
+        | {"max_log_drop": max_log_drop, "steepest_log_drop": steepest_drop(lr, warmup_steps)},
     )

@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from scalelab.commands import fit_app
+from scalelab.errors import check_writable
 
 
 def _f(x, digits: int = 3) -> str:
@@ -44,7 +45,7 @@ def _trials_table(res, title: str):
             f"{t['params'] / 1e3:,.1f}K",
             f"{t['bits'] / 1e3:,.1f}K",
             f"{t['max_bits'] / 1e3:,.1f}K",
-            f"{t['fraction_of_max']:.1%}",
+            f"{t['fraction_of_max']:.1%}" if t["bits"] > 0 else "n/a",
             _f(t["ratio"]),
             _f(t["ratio_max"]),
             _f(t.get("ratio_int8")),
@@ -62,7 +63,8 @@ def _group_line(g: dict) -> str:
         f"peak {g['peak']:.3f} {g['peak_trial']})"
     )
     for q, v in g["quantized"].items():
-        line += f"; {q} R = {_f(v['estimate'])}, keeps {v['retained']:.1%} of the bits"
+        kept = "n/a (RETENTION_UNDEFINED)" if v["retained"] is None else f"{v['retained']:.1%}"
+        line += f"; {q} R = {_f(v['estimate'])}, keeps {kept} of the bits"
     return line
 
 
@@ -77,32 +79,35 @@ def capacity(
         float, typer.Option("--bound-frac", help="Capacity-bound: bits < this × max bits.")
     ] = 0.9,
 ) -> None:
-    """Bits stored per parameter (Allen-Zhu & Li): R with a 95% interval, per-trial R, int8/int4."""
+    """Bits stored per parameter (Allen-Zhu & Li): R with a 95% interval, per-trial R, int8/int4.
+
+    Reads DIR/runs.parquet: trial, status, data (bios/biod), model, tokens, batch_size, seq_len
+    and the knowledge.* columns of knowledge_eval=True trials (p1, p2, p3 in nats summed over a
+    name/value, their _int8/_int4 copies, params_used, params_non_embedding, n_people and the
+    data's metadata), plus grid.exposures when the study has it."""
     from rich.console import Console
 
     import scalelaws as sl
+    from scalelab.commands.multipower import print_diagnostics
 
+    check_writable(out, "--out")
+    if plot is not None:
+        check_writable(plot, "--plot")
     console = Console(width=max(110, Console().width))
-    try:
-        res = sl.fit_capacity(runs, bound_frac)
-    except ValueError as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(1) from e
+    res = sl.fit_capacity(runs, bound_frac)
     res.save(out)
     console.print(
         _trials_table(res, f"Knowledge capacity ({runs.name}); full trial names in {out.name}")
     )
     for g in res.groups:
-        if g["estimate"] is None:
-            console.print(f"[yellow]{g['exposures']:g} exposures:[/yellow] {g['error']}")
-        else:
+        if g["estimate"] is not None:
             console.print(_group_line(g))
-    for d in res.diagnostics:
-        if d.code != "FIT_SKIPPED":  # printed with its group above
-            console.print(f"[yellow]{d.severity}:[/yellow] {d.message}")
+    print_diagnostics(res.diagnostics)
     if plot is not None:
         from scalelaws.plots_cbs import plot_capacity_study
 
-        plot_capacity_study(list(res.trials), res.ratio.get("estimate"), plot)
+        plot_capacity_study(
+            list(res.trials), res.ratio.get("estimate"), plot, diagnostics=res.diagnostics
+        )
         console.print(f"plot: {plot}")
     console.print(f"wrote {out}")

@@ -3,7 +3,15 @@
     scalelab fit cbs TABLE.csv --ref-batch 256 --out CBS.json [--plot CBS.png]
     scalelab fit cbs --runs DIR [--target LOSS] [--ref-batch B] [--noise-batch B] --out CBS.json
 
-TABLE columns: group, params, batch_size, steps_to_target, optional tokens (data size D).
+TABLE columns (one row per group and batch size; `scalelab fit cbs --help`):
+    group            label of one (model size N, data size D) pair; one T(B) fit per group
+    params           N, the group's model size (non-embedding parameters), > 0
+    batch_size       B in sequences per optimizer step, > 0
+    steps_to_target  optimizer steps to first reach the group's target loss, minimised over
+                     the LR sweep (empty / NaN / inf: not reached, left out with a warning)
+    tokens           optional: D, the group's data size in tokens (the budget that set the
+                     target), used only for the CBS ∝ D scaling; not the tokens a run consumed
+    reached          optional: false marks a row whose target was not reached
 DIR holds runs.parquet and curves.parquet (the study tables contract).
 Parse → scalelaws.fit_cbs → print → plot. Laws: McCandlish et al. 2018 (B_crit = E_min/S_min);
 Zhang et al. 2025 (CBS at 20% overhead); docs/laws.md §2.
@@ -18,6 +26,7 @@ from typing import Annotated
 import typer
 
 from scalelab.commands import fit_app
+from scalelab.errors import check_writable
 
 
 def _fmt(v: float | None, interval=None) -> str:
@@ -86,12 +95,13 @@ def _scaling_lines(scaling: dict) -> list[str]:
 def _print(res, study: bool) -> None:
     from rich.console import Console
 
+    from scalelab.commands.multipower import print_diagnostics
+
     console = Console()
-    for d in res.diagnostics:
-        console.print(f"[yellow]warning:[/yellow] {d.message}")
     console.print(_groups_table(res, study))
     for line in _scaling_lines(res.scaling):
         console.print(line)
+    print_diagnostics(res.diagnostics)
 
 
 @fit_app.command("cbs")
@@ -99,7 +109,10 @@ def cbs(
     out: Annotated[Path, typer.Option("--out", help="Where to write CBS.json.")],
     table: Annotated[
         Path | None,
-        typer.Argument(help="CSV with group, params, batch_size, steps_to_target[, tokens]."),
+        typer.Argument(
+            help="CSV: group, params (N), batch_size (sequences), steps_to_target (optimizer "
+            "steps; empty = not reached)[, tokens (the group's data size D), reached]."
+        ),
     ] = None,
     runs: Annotated[
         Path | None,
@@ -129,32 +142,39 @@ def cbs(
     plot: Annotated[
         Path | None, typer.Option("--plot", help="PNG: steps vs B, CBS vs N and D.")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Fit CBS/B_crit scaling laws on < 4 groups anyway.")
+    ] = False,
 ) -> None:
-    """Critical batch size per group (T(B) = S_min + E_min/B) and its scaling with N and D."""
+    """Critical batch size per group (T(B) = S_min + E_min/B) and its scaling with N and D.
+
+    TABLE columns: group, params (N), batch_size (sequences), steps_to_target (optimizer steps;
+    empty/NaN/inf = not reached), optional tokens (D: the group's data size that set the target,
+    used only for CBS vs D) and reached. Scaling fits on fewer than 4 groups need --force."""
     from rich.console import Console
 
     import scalelaws as sl
 
     _check_args(table, runs, target)
-    try:
-        res = sl.fit_cbs(
-            table,
-            study=runs,
-            target=target,
-            ref_batch=ref_batch,
-            loss=loss_col,
-            noise_batch=noise_batch,
-            n_boot=n_boot,
-            seed=seed,
-        )
-    except ValueError as e:
-        Console().print(f"[red]error:[/red] {e}")
-        raise typer.Exit(1) from e
+    check_writable(out, "--out")
+    if plot is not None:
+        check_writable(plot, "--plot")
+    res = sl.fit_cbs(
+        table,
+        study=runs,
+        target=target,
+        ref_batch=ref_batch,
+        loss=loss_col,
+        noise_batch=noise_batch,
+        n_boot=n_boot,
+        seed=seed,
+        force=force,
+    )
     res.save(out)
     _print(res, runs is not None)
     if plot is not None:
         from scalelaws.plots_cbs import plot_cbs
 
-        plot_cbs(list(res.groups), res.scaling, plot)
+        plot_cbs(list(res.groups), res.scaling, plot, diagnostics=res.diagnostics)
         Console().print(f"plot: {plot}")
     Console().print(f"wrote {out}")

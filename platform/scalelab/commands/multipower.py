@@ -16,7 +16,9 @@ from typing import Annotated
 import typer
 
 from scalelab.commands import fit_app, propose_app
+from scalelab.errors import UserError, check_writable
 
+MIN_RESAMPLES = 20  # scalelaws.checks.MIN_RESAMPLES (imported late: keeps --help fast)
 _METRICS = ("r2", "mae", "rmse", "pred_e", "worst_e")
 
 
@@ -27,7 +29,7 @@ def print_diagnostics(diags) -> None:
     con = Console()
     for d in diags:
         style = "yellow" if d.severity != "info" else "dim"
-        con.print(d.line(), style=style, markup=False, highlight=False)
+        con.print(d.line(), style=style, markup=False, highlight=False, soft_wrap=True)
 
 
 def _study_selection(root: Path, where: str | None, test_where: str | None):
@@ -65,13 +67,19 @@ def _print_table(res) -> None:
         t.add_row(r["name"], r["role"], *(f"{r[k]:.5f}" for k in _METRICS))
     for role, m in res.metrics.items():
         t.add_row(f"mean ({role})", role, *(f"{m[k]:.5f}" for k in _METRICS), style="bold")
-    p = Table(title="parameters (95% bootstrap interval)")
+    n_boot = int(res.info.get("n_boot", 0))
+    p = Table(title=f"parameters (95% bootstrap interval over curves, {n_boot} resamples)")
     p.add_column("name")
     p.add_column("value", justify="right")
     p.add_column("interval", justify="right")
+    flagged = {s for d in res.diagnostics if d.code == "PARAM_AT_BOUND" for s in [d.subject]}
     for k, v in res.params.items():
         iv = res.intervals.get(k)
-        p.add_row(k, f"{v:.6g}", f"[{iv[0]:.4g}, {iv[1]:.4g}]" if iv else "-")
+        text = f"[{iv[0]:.4g}, {iv[1]:.4g}]" if iv else "-"
+        if iv and n_boot < MIN_RESAMPLES:
+            text = f"unavailable (< {MIN_RESAMPLES} resamples)"
+        at = " (at bound)" if k in flagged or (k == "C" and "C_ref" in flagged) else ""
+        p.add_row(k, f"{v:.6g}{at}", text)
     con = Console()
     con.print(t)
     con.print(p)
@@ -98,41 +106,59 @@ def fit_multipower(
     step_offset: Annotated[
         int, typer.Option(help="Updates done = file step + OFFSET (1 for the MPL refdata CSVs).")
     ] = 0,
-    law: Annotated[str, typer.Option(help="multipower, power or momentum.")] = "multipower",
+    law: Annotated[
+        str | None, typer.Option(help="multipower (default), power or momentum.")
+    ] = None,
     params: Annotated[
         Path | None, typer.Option(help="FIT.json: evaluate its parameters, no fitting.")
     ] = None,
     weighting: Annotated[str, typer.Option(help="curve (equal per curve) or point.")] = "curve",
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples over curves.")] = 30,
+    bootstrap: Annotated[
+        int, typer.Option(help="Bootstrap resamples over curves (0: none; >= 20 for 95%).")
+    ] = 30,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Write FitResult JSON here.")] = None,
     plot: Annotated[Path | None, typer.Option(help="PNG of measured vs predicted.")] = None,
 ):
-    """Fit the multi-power law (or a baseline) to loss curves; print per-curve metrics."""
+    """Fit the multi-power law (or a baseline) to loss curves; print per-curve metrics.
+
+    Curve files (CSV or Parquet), one curve per file, columns: step (optimizer updates done, an
+    integer >= 1 after --step-offset, strictly increasing), lr (the LR of that step's update,
+    finite, >= 0, not all 0), loss (finite, > 0; empty on rows that only carry the LR). The LR
+    between rows is rebuilt piecewise-linearly (diagnostic LR_REBUILT)."""
     import scalelaws as sl
     from scalelaws.multipower import LAWS
 
-    if law not in LAWS:
+    if law is not None and law not in LAWS:
         raise typer.BadParameter(f"unknown law {law!r}; use one of {', '.join(LAWS)}")
     if warmup_steps < 0:
         raise typer.BadParameter("must be >= 0", param_hint="--warmup-steps")
+    if bootstrap < 0:
+        raise typer.BadParameter(
+            f"{bootstrap}: must be >= 0 (0: no intervals; >= 20 for a 95% interval)",
+            param_hint="--bootstrap",
+        )
     if not (fit or test or runs):
         raise typer.BadParameter("give curves with --fit/--test files or --runs DIR")
+    for path, option in ((out, "--out"), (plot, "--plot")):
+        if path is not None:
+            check_writable(path, option)
+    curves = _file_curves(fit, "fit", warmup_steps, step_offset)
+    curves += _file_curves(test, "test", warmup_steps, step_offset)
+    if runs is not None:
+        curves += _study_curves(runs, where, test_where, loss_column)
     try:
-        curves = _file_curves(fit, "fit", warmup_steps, step_offset)
-        curves += _file_curves(test, "test", warmup_steps, step_offset)
-        if runs is not None:
-            curves += _study_curves(runs, where, test_where, loss_column)
         if params is not None:
             given = sl.FitResult.load(params)
+            if law is not None and law != given.law:
+                raise UserError(f"--params: {params} holds a {given.law!r} fit, not --law {law}")
             res = sl.evaluate_multipower(given.params, curves, law=given.law)
         else:
             res = sl.fit_multipower(
-                curves, law=law, weighting=weighting, n_boot=bootstrap, seed=seed
+                curves, law=law or "multipower", weighting=weighting, n_boot=bootstrap, seed=seed
             )
-    except (ValueError, RuntimeError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from None
+    except RuntimeError as e:  # no start converged: a property of these curves, said in one line
+        raise UserError(str(e)) from None
     _print_table(res)
     if out is not None:
         res.save(out)
@@ -140,7 +166,7 @@ def fit_multipower(
     if plot is not None:
         from scalelaws.plots import plot_curves
 
-        plot_curves(curves, res.params, plot, law=res.law)
+        plot_curves(curves, res.params, plot, law=res.law, diagnostics=res.diagnostics)
         typer.echo(f"wrote {plot}")
 
 
@@ -187,25 +213,44 @@ def propose_schedule(
         ),
     ] = False,
     plot: Annotated[Path | None, typer.Option(help="PNG: schedules and predicted losses.")] = None,
+    lr_floor: Annotated[
+        float | None,
+        typer.Option(help="Lowest LR of the proposal (default: the fit's lowest post-warmup LR)."),
+    ] = None,
+    max_log_drop: Annotated[
+        float | None,
+        typer.Option(help="Largest one-step drop of log LR (default: the fit's steepest)."),
+    ] = None,
+    unconstrained: Annotated[
+        bool, typer.Option(help="Search every monotone schedule, not only the fit's range.")
+    ] = False,
 ):
-    """Propose the LR schedule that minimises the fitted law's final loss; compare baselines."""
+    """Propose the LR schedule that minimises the fitted law's final loss among the schedules
+    its fitting curves vouch for (an LR floor and a per-step drop bound from FIT.json); compare
+    with cosine and the best WSD. Warns when the prediction is below L0 or the best run."""
     import scalelaws as sl
 
-    try:
-        prop = sl.propose_schedule(
-            fit,
-            total_steps,
-            peak_lr,
-            warmup_steps=warmup_steps,
-            floor=floor,
-            knots=knots,
-            smooth=smooth,
-        )
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
+    for path, option in ((out, "--out"), (plot, "--plot")):
+        if path is not None:
+            check_writable(path, option)
+    prop = sl.propose_schedule(
+        fit,
+        total_steps,
+        peak_lr,
+        warmup_steps=warmup_steps,
+        floor=floor,
+        knots=knots,
+        smooth=smooth,
+        lr_floor=lr_floor,
+        max_log_drop=max_log_drop,
+        constrained=not unconstrained,
+    )
     prop.save(out)
     b = prop.baselines
+    n = prop.info.get("n_bootstrap", 0)
     iv = f" [{prop.interval[0]:.5f}, {prop.interval[1]:.5f}]" if prop.interval else ""
+    if prop.interval and n < MIN_RESAMPLES:
+        iv = f" (95% interval unavailable: {n} resamples)"
     typer.echo(
         f"proposed: predicted final loss {prop.predicted_final_loss:.5f}{iv}; "
         f"cosine {b['cosine']['predicted_final_loss']:.5f}; best WSD "
