@@ -147,8 +147,8 @@ def test_placement_from_the_command_line_keeps_names():
     from scalelab.study import with_placement
 
     spec = SweepSpec("s", BASE, grid={"seed": [0, 1]})
-    moved = with_placement(spec, ["device=cuda", "gpus_per_worker=0.25", "workers=2"])
-    assert (moved.run.device, moved.run.gpus_per_worker, moved.run.workers) == ("cuda", 0.25, 2)
+    moved = with_placement(spec, ["device=cuda", "gpus_per_worker=0.25", "log_every=10"])
+    assert (moved.run.device, moved.run.gpus_per_worker, moved.run.log_every) == ("cuda", 0.25, 10)
     assert [t.name for t in expand(moved)] == [t.name for t in expand(spec)]
     with pytest.raises(SpecError, match=r"^placement: 'seed=3' must be KEY=VALUE with KEY one of"):
         with_placement(spec, ["seed=3"])  # identity is not placement
