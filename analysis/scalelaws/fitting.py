@@ -429,15 +429,20 @@ def bootstrap(
     base = np.ones_like(y) if weights is None else np.asarray(weights, float)
     rng = np.random.default_rng(seed)
     samples, failed = [], 0
+    done: dict[bytes, np.ndarray | None] = {}  # a resample drawn before: the same refit
     for _ in range(n_boot):
         counts = np.bincount(rng.integers(0, labels.size, labels.size), minlength=labels.size)
-        w = base * counts[inverse]
-        try:
-            th, _, _ = minimise(law, x, y, [theta], weights=w, delta=delta, max_starts=1)
-        except (RuntimeError, ValueError):
+        key = counts.tobytes()  # with few groups most draws repeat (3 curves: 10 distinct)
+        if key not in done:
+            try:
+                w = base * counts[inverse]
+                done[key], _, _ = minimise(law, x, y, [theta], weights=w, delta=delta, max_starts=1)
+            except (RuntimeError, ValueError):
+                done[key] = None
+        if done[key] is None:
             failed += 1
             continue
-        samples.append(th)
+        samples.append(done[key])
     if not samples:
         raise RuntimeError(f"bootstrap of law {law.name!r}: all {n_boot} resamples failed")
     rep = [law.reported(th, x) for th in samples]
