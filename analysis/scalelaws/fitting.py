@@ -316,6 +316,7 @@ def fit(
     n_boot: int = 0,
     seed: int = 0,
     hash_parts: Sequence[Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> FitResult:
     """Fit `law` to (x, y); with `groups` and n_boot > 0 also 95% bootstrap intervals."""
     y = np.asarray(y, float)
@@ -328,9 +329,8 @@ def fit(
     yhat = law.predict(theta, x)
     intervals: dict[str, tuple[float, float]] = {}
     if n_boot > 0:
-        intervals, binfo = bootstrap(
-            law, x, y, groups, theta, n_boot=n_boot, seed=seed, delta=delta, weights=weights
-        )
+        kw = dict(n_boot=n_boot, seed=seed, delta=delta, weights=weights, progress=progress)
+        intervals, binfo = bootstrap(law, x, y, groups, theta, **kw)
         info.update(binfo)
     parts = hash_parts if hash_parts is not None else ([x] if isinstance(x, np.ndarray) else [])
     params = law.reported(theta, x)
@@ -388,12 +388,14 @@ def bootstrap(
     level: float = 0.95,
     delta: float = DELTA,
     weights: np.ndarray | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[dict[str, tuple[float, float]], dict[str, Any]]:
     """Percentile intervals from refits on group resamples (drawn with replacement).
 
     A resample weights each point by (its base weight) × (times its group was drawn) and is
     fitted from θ (the full-data fit). Resamples whose fit fails are skipped and counted;
     RuntimeError if none succeeds. Returns ({name: (lo, hi)}, info with the refits' parameters).
+    progress(done, n_boot) is called after each resample (scalelaws.progress).
     """
     y = np.asarray(y, float)
     groups = np.asarray(groups)
@@ -403,15 +405,17 @@ def bootstrap(
     base = np.ones_like(y) if weights is None else np.asarray(weights, float)
     rng = np.random.default_rng(seed)
     samples, failed = [], 0
-    for _ in range(n_boot):
+    for i in range(n_boot):
         counts = np.bincount(rng.integers(0, labels.size, labels.size), minlength=labels.size)
         w = base * counts[inverse]
         try:
             th, _, _ = minimise(law, x, y, [theta], weights=w, delta=delta, max_starts=1)
         except (RuntimeError, ValueError):
             failed += 1
-            continue
-        samples.append(th)
+        else:
+            samples.append(th)
+        if progress is not None:
+            progress(i + 1, n_boot)
     if not samples:
         raise RuntimeError(f"bootstrap of law {law.name!r}: all {n_boot} resamples failed")
     rep = [law.reported(th, x) for th in samples]

@@ -19,6 +19,7 @@ import numpy as np
 
 from scalelaws.curves import Curve, curves_from_frame, read_curve_file
 from scalelaws.multipower import LAWS, MultipowerFit, evaluation_result, fit_curves
+from scalelaws.progress import Progress, for_task
 from scalelaws.study import Study, as_study
 
 
@@ -37,6 +38,7 @@ def fit_multipower(
     seed: int = 0,
     max_starts: int = 4,
     polish: bool = False,
+    progress: Progress | None = None,
 ) -> MultipowerFit:
     """Fit `law` ("multipower", "power" or "momentum") on `curves`; predict `test`.
 
@@ -50,6 +52,7 @@ def fit_multipower(
     step_offset: files only: updates done = file step + offset (1 for the MPL refdata CSVs).
     weighting: "curve" (each curve the same total weight) or "point" (the paper).
     n_boot, seed: bootstrap over fit curves for the 95% intervals (0: none).
+    progress: progress(done, n_boot) after each bootstrap refit (scalelaws.progress).
     """
     cv = collect_curves(curves, test, study, lr, loss, warmup_steps, step_offset)
     return fit_curves(
@@ -60,6 +63,7 @@ def fit_multipower(
         seed=seed,
         max_starts=max_starts,
         polish=polish,
+        progress=for_task(progress, "bootstrap refits"),
     )
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from scalelaws.diagnostics import Diagnostic
 from scalelaws.fitting import FitResult
+from scalelaws.progress import Progress, for_task
 from scalelaws.schedule import ScheduleProposal, baseline_lr, final_loss, optimise_schedule
 
 
@@ -31,13 +32,15 @@ def propose_schedule(
     knots: int = 200,
     smooth: bool = False,
     maxiter: int = 3000,
+    progress: Progress | None = None,
 ) -> ScheduleProposal:
     """The monotone schedule (warmup included) with the lowest predicted final loss.
 
     fit: a multipower fit (result, FIT.json path, or its params). floor: final LR of the cosine
     and WSD baselines (peak/10). smooth: stop at the knot stage (the per-step optimum of the
     MPL is a few-step staircase). With the fit's bootstrap refits, `intervals` gives the 95%
-    range of each schedule's predicted final loss.
+    range of each schedule's predicted final loss. progress: progress(done, 3) per optimisation
+    stage (scalelaws.progress).
     """
     res, source = _as_fit(fit)
     prop = optimise_schedule(
@@ -49,6 +52,7 @@ def propose_schedule(
         knots=knots,
         per_step=not smooth,
         maxiter=maxiter,
+        progress=for_task(progress, "schedule optimisation"),
     )
     samples = list(res.info.get("bootstrap_params") or [])
     intervals = _intervals(prop, samples) if samples else {}

@@ -16,7 +16,7 @@ exp, 1-sqrt — searched).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -224,12 +224,15 @@ def optimise_schedule(
     knots: int = 200,
     per_step: bool = True,
     maxiter: int = 3000,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ScheduleProposal:
     """Best monotone non-increasing schedule under the MPL, with cosine and best-WSD baselines.
 
     `floor` is the final LR of the cosine and WSD baselines (default peak/10); the optimised
     schedule has no floor. Returns a per-step array of length total_steps, warmup included.
+    progress(done, 3) after the baselines, the knot stage and the per-step stage.
     """
+    tick = progress or (lambda done, total: None)
     missing = [k for k in MPL_PARAMS if k not in params]
     if missing:
         raise ValueError(f"schedule optimisation needs multipower params; missing {missing}")
@@ -244,6 +247,7 @@ def optimise_schedule(
     )
     wsd = best_wsd(params, total_steps, warmup_steps, peak_lr, floor)
     start = baseline_lr(wsd, total_steps, warmup_steps, peak_lr)[warmup_steps:]
+    tick(1, 3)
 
     pos = np.unique(np.round(np.linspace(0, m - 1, min(knots, m))).astype(int))
     if pos.size >= 2:
@@ -251,6 +255,7 @@ def optimise_schedule(
             params, head, m, peak_lr, pos, _u_from_lr(start, pos, peak_lr), maxiter
         )
         start, _ = _knot_lr(u, pos, m, peak_lr)
+    tick(2, 3)
     if per_step and m >= 2:
         # every step from a little before the decay starts; the coarse knots before that
         decayed = np.flatnonzero(start < peak_lr * (1 - 1e-6))
@@ -262,6 +267,7 @@ def optimise_schedule(
             params, head, m, peak_lr, pos, _u_from_lr(start, pos, peak_lr), maxiter
         )
         start, _ = _knot_lr(u, pos, m, peak_lr)
+    tick(3, 3)
     lr = np.concatenate([head, start])
     return ScheduleProposal(
         lr=lr,

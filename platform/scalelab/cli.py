@@ -168,7 +168,10 @@ def main(argv: list[str] | None = None) -> None:
     """The `scalelab` console script: user errors are one line and exit 2 (errors.py)."""
     import sys
 
-    run_cli(app, sys.argv[1:] if argv is None else argv)
+    from scalelab.fitprogress import shown
+
+    with shown():  # progress bars for bootstrap fits and schedule optimisation on a terminal
+        run_cli(app, sys.argv[1:] if argv is None else argv)
 
 
 def run_file(file: str) -> None:
