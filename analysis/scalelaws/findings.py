@@ -80,15 +80,21 @@ def find_results(root: str | Path) -> list[Finding]:
     root = Path(root)
     paths = [root / n for n in KNOWN if (root / n).is_file()]
     others = sorted(p for p in root.glob("*.json") if p.name not in {*KNOWN, *NOT_RESULTS})
-    out = []
-    for p in paths + others:
-        try:
-            doc = json.loads(p.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(doc, dict) and "params" in doc and "diagnostics" in doc:
-            out.append(Finding(p, KNOWN.get(p.name, p.stem), doc, _figure(p)))
-    return out
+    return [f for p in paths + others if (f := load_result(p)) is not None]
+
+
+def load_result(path: str | Path, figure: str | Path | None = None) -> Finding | None:
+    """The result in the JSON file `path` (None when it is not one); figure: its PNG (default:
+    the PNG of the same stem beside it)."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(doc, dict) and "params" in doc and "diagnostics" in doc):
+        return None
+    fig = Path(figure) if figure is not None and Path(figure).is_file() else _figure(path)
+    return Finding(path, KNOWN.get(path.name, path.stem), doc, fig)
 
 
 def _figure(path: Path) -> Path | None:

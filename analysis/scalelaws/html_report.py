@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
-import tempfile
 from pathlib import Path
 
 import polars as pl
@@ -113,7 +112,7 @@ def _fits(study: Study) -> str:
         if f.metrics():
             out.append(_table(_metrics_frame(f.metrics()), cls="metrics"))
         out.append(_diagnostics(f.diagnostics))
-        png = _figure(f, study)
+        png = plots_study.result_png(f, study)
         out.append(_img(png, f.title) if png else "")
     return "".join(out)
 
@@ -156,38 +155,6 @@ def _diagnostics(diags: list[dict]) -> str:
     )
     head = "<tr><th>severity</th><th>code</th><th>message</th><th>what to do</th></tr>"
     return f'<table class="diagnostics">{head}{rows}</table>'
-
-
-def _figure(f: findings.Finding, study: Study) -> bytes | None:
-    """The PNG the hook wrote beside the JSON; else drawn from the JSON (proposal, MPL fit)."""
-    if f.figure is not None:
-        return f.figure.read_bytes()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "fig.png"
-            if f.is_proposal:
-                from scalelaws.plots import plot_proposal
-                from scalelaws.schedule import ScheduleProposal
-
-                plot_proposal(ScheduleProposal.from_dict(f.doc), path)
-            elif f.doc.get("law") and f.doc.get("curves"):
-                _plot_mpl(f.doc, study, path)
-            else:
-                return None
-            return path.read_bytes()
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def _plot_mpl(doc: dict, study: Study, path: Path) -> None:
-    from scalelaws.mplfit import collect_curves
-    from scalelaws.plots import plot_curves
-
-    roles = {c["name"]: c["role"] for c in doc["curves"]}
-    pick = [n for n, r in roles.items() if r == "fit"], [n for n, r in roles.items() if r != "fit"]
-    fit, test = (study.curves.filter(pl.col("trial").is_in(n)) for n in pick)
-    curves = collect_curves(fit, test if test.height else None, study=study)
-    plot_curves(curves, doc["params"], path, law=doc["law"])
 
 
 def _closed_loop(study: Study) -> str:

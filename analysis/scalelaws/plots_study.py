@@ -8,6 +8,8 @@ bytes (for the HTML report), `plots.save(fig, path)` writes it.
 from __future__ import annotations
 
 import io
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -132,6 +134,40 @@ def plot_predicted_vs_measured(table: pl.DataFrame, ax=None):
     ax.set_title("closed loop: predicted vs measured")
     ax.legend(fontsize=8)
     return fig
+
+
+def result_png(finding, study: Study) -> bytes | None:
+    """The figure of a result (scalelaws.findings.Finding): the PNG its hook wrote beside the
+    JSON, else drawn from the JSON for a proposal (schedules) or a multi-power fit (the study's
+    curves against the law's prediction); None otherwise. No fitting."""
+    if finding.figure is not None:
+        return finding.figure.read_bytes()
+    from scalelaws.plots import plot_curves, plot_proposal
+    from scalelaws.schedule import ScheduleProposal
+
+    doc = finding.doc
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "fig.png"
+            if finding.is_proposal:
+                plot_proposal(ScheduleProposal.from_dict(doc), path)
+            elif doc.get("law") and doc.get("curves"):
+                plot_curves(_mpl_curves(doc, study), doc["params"], path, law=doc["law"])
+            else:
+                return None
+            return path.read_bytes()
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _mpl_curves(doc: dict, study: Study) -> list:
+    """The fit's curves (names and roles from its JSON) rebuilt from the study's tables."""
+    from scalelaws.mplfit import collect_curves
+
+    roles = {c["name"]: c["role"] for c in doc["curves"]}
+    fit = study.curves.filter(pl.col("trial").is_in([n for n, r in roles.items() if r == "fit"]))
+    test = study.curves.filter(pl.col("trial").is_in([n for n, r in roles.items() if r != "fit"]))
+    return collect_curves(fit, test if test.height else None, study=study)
 
 
 def _legend(ax, legend, scale, key: str) -> None:

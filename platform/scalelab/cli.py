@@ -11,6 +11,7 @@ from scalelab.commands import capacity as _capacity  # noqa: F401  (registers `f
 from scalelab.commands import cbs as _cbs  # noqa: F401  (registers `fit cbs`)
 from scalelab.commands import fit_app, propose_app
 from scalelab.commands import multipower as _multipower  # noqa: F401  (registers its commands)
+from scalelab.commands import report as _report
 from scalelab.errors import UserError, run_cli
 
 app = typer.Typer(
@@ -143,6 +144,10 @@ def migrate(
     )
 
 
+app.command()(_report.report)
+app.command()(_report.dashboard)
+
+
 def summary(root: Path) -> None:
     import polars as pl
     from rich.console import Console
@@ -169,9 +174,10 @@ def main(argv: list[str] | None = None) -> None:
     import sys
 
     from scalelab.fitprogress import shown
+    from scalelab.hooks import after_command
 
     with shown():  # progress bars for bootstrap fits and schedule optimisation on a terminal
-        run_cli(app, sys.argv[1:] if argv is None else argv)
+        run_cli(after_command(app), sys.argv[1:] if argv is None else argv)
 
 
 def run_file(file: str) -> None:

@@ -163,6 +163,10 @@ def run(
     if pending:
         _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurrent)
     results.collect(root)
+    from scalelab.analysis_run import log_quietly  # the study's W&B analysis run, if W&B is on
+
+    if (run_dir := log_quietly(root, wandb_mode, "study")) and show_progress:
+        print(f"W&B analysis run: {run_dir}")
     return root
 
 

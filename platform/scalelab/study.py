@@ -81,4 +81,8 @@ def run_module(
     after = getattr(module, "after", None)
     if after is not None:
         after(root)
+        from scalelab.analysis_run import log_quietly  # the hook's fits, in W&B
+
+        if run_dir := log_quietly(root, wandb_mode, "after"):
+            print(f"W&B analysis run: {run_dir}")
     return root
