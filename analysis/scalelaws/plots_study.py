@@ -1,8 +1,9 @@
 """Figures of a study's tables (no fitting): loss curves coloured by a grid key, final loss
 against a grid key, predicted against measured final loss of a closed loop.
 
-Each function draws on `ax` (or a new figure) and returns the Figure; `png(fig)` gives its PNG
-bytes (for the HTML report), `plots.save(fig, path)` writes it.
+Each function draws on `ax` (or a new figure) and returns the Figure: a plain
+matplotlib.figure.Figure, without pyplot, so it leaves the caller's backend alone (in a
+notebook, `display(fig)`); `png(fig)` gives its PNG bytes (for the HTML report).
 """
 
 from __future__ import annotations
@@ -14,18 +15,24 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from scalelaws.plots import _pyplot
 from scalelaws.study import Study
 from scalelaws.summary import grid_keys, is_numeric, key_column
 
 MAX_CATEGORIES = 12  # more distinct numeric values than this: a colour scale, not a legend
 
 
+def figure(figsize=(6.0, 4.0)):
+    """A new Figure (no pyplot state, no backend switch), laid out tightly when drawn."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize, layout="tight")
+
+
 def _axes(ax, figsize=(6.0, 4.0)):
     if ax is not None:
         return ax.figure, ax
-    fig, ax = _pyplot().subplots(figsize=figsize)
-    return fig, ax
+    fig = figure(figsize)
+    return fig, fig.subplots()
 
 
 def _colours(values: pl.Series):
@@ -96,7 +103,8 @@ def plot_final_by(study: Study, key: str, *, loss: str = "final_eval_loss", ax=N
 
 def plot_key(study: Study, key: str, *, loss: str = "eval_loss"):
     """The curves and the final losses of a study side by side, for one grid key."""
-    fig, (a, b) = _pyplot().subplots(1, 2, figsize=(11.0, 3.8))
+    fig = figure((11.0, 3.8))
+    a, b = fig.subplots(1, 2)
     plot_curves_by(study, key, loss=loss, ax=a)
     plot_final_by(study, key, ax=b)
     return fig
@@ -181,9 +189,7 @@ def _legend(ax, legend, scale, key: str) -> None:
 
 
 def png(fig, dpi: int = 100) -> bytes:
-    """The figure as PNG bytes; the figure is closed."""
+    """The figure as PNG bytes."""
     buf = io.BytesIO()
-    fig.tight_layout()
     fig.savefig(buf, format="png", dpi=dpi)
-    _pyplot().close(fig)
     return buf.getvalue()
