@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 BLOCK, HEADER = 32768, 7
@@ -27,6 +28,8 @@ def records(path: str | Path):
         if length == 0 and kind == 0:  # zero padding
             pos += left
             continue
+        if pos + HEADER + length > len(data):  # still being written
+            return
         chunk = data[pos + HEADER : pos + HEADER + length]
         pos += HEADER + length
         buf = chunk if kind in (1, 2) else buf + chunk
@@ -39,9 +42,18 @@ def records(path: str | Path):
 class OfflineRun:
     """The run record, config, summary, history and artifacts of one offline-run-* folder."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, wait_s: float = 30.0):
+        """wait_s: W&B's service writes the file after run.finish() returns; wait for the
+        run's exit record that long."""
         self.folder = Path(folder)
-        (self.datastore,) = self.folder.glob("run-*.wandb")
+        deadline = time.monotonic() + wait_s
+        while True:
+            files = list(self.folder.glob("run-*.wandb"))
+            kinds = [r.WhichOneof("record_type") for f in files for r in records(f)]
+            if "exit" in kinds or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        (self.datastore,) = files
         self.run = None
         self.config: dict = {}
         self.summary: dict = {}

@@ -82,6 +82,9 @@ def plot_final_by(study: Study, key: str, *, loss: str = "final_eval_loss", ax=N
     """Final loss of every trial (dots) and the mean per value (line) against grid key `key`."""
     fig, ax = _axes(ax)
     col = key_column(study, key)
+    if loss not in study.runs.columns:
+        ax.text(0.5, 0.5, f"no {loss} column in runs", ha="center", transform=ax.transAxes)
+        return fig
     runs = study.runs.filter(pl.col(loss).is_not_null() & pl.col(col).is_not_null())
     if runs.height:
         numeric = is_numeric(runs, col)

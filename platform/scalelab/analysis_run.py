@@ -80,7 +80,7 @@ def log_analysis(
         config={"study": name, "reason": reason, "grid_keys": sl.grid_keys(study)},
         dir=str(root),
         mode=mode,
-        reinit="finish_previous",
+        reinit="create_new",  # a caller's own run stays open
     )
     try:
         _log_runs(run, study)
@@ -90,6 +90,8 @@ def log_analysis(
         _log_artifact(run, study, name, reason, found)
     finally:
         run.finish()
+        if wandb.run is None:  # finish() returns before the service has written everything
+            wandb.teardown()
     return Path(run.dir).parent
 
 

@@ -22,26 +22,44 @@ from scalelab.analysis_run import curves_key
 
 FORMAT = "scalelab-wandb-view/1"
 LOSSES = ("final_eval_loss", "best_eval_loss")
+# studies collected before the grid columns: their runs carry the spec only (config.spec.*)
+SPEC_PATHS = {
+    "model": "config.spec.model.size",
+    "batch_size": "config.spec.batch_size",
+    "lr": "config.spec.optim.lr",
+    "schedule": "config.spec.schedule.name",
+    "seed": "config.spec.seed",
+    "data": "config.spec.data.name",
+}
+
+
+def config_paths(study) -> dict[str, str]:
+    """{grid key: its W&B config path}: config.<key> (tracking.grid_config), or for old tables
+    the spec field behind a varying runs column."""
+    keys = sl.grid_keys(study)
+    if study.grid_columns:
+        return {k: f"config.{k}" for k in keys}
+    return {k: SPEC_PATHS[k] for k in keys if k in SPEC_PATHS}
 
 
 def build_view(root: str | Path, entity: str | None = None, project: str | None = None) -> dict:
     """The view's definition (JSON-ready): study, entity, project, runset filter, sections."""
     study = sl.load_study(root)
     name = study.meta.get("name") or Path(root).name
-    keys = sl.grid_keys(study)
+    paths = config_paths(study)
     plots = [f"plots/{f.name}" for f in sl.find_results(study.root)]
-    plots += [curves_key(k) for k in keys]
+    plots += [curves_key(k) for k in sl.grid_keys(study)]
     curves = [
         {"type": "line", "title": f"eval_loss by {k}", "x": "Step", "y": ["eval_loss"],
-         "groupby": f"config.{k}", "aggregate": "mean", "range": "minmax"}
-        for k in keys
+         "groupby": path, "aggregate": "mean", "range": "minmax"}
+        for k, path in paths.items()
     ]  # fmt: skip
     finals = [
-        {"type": "scatter", "title": f"final_eval_loss against {k}", "x": f"config.{k}",
+        {"type": "scatter", "title": f"final_eval_loss against {k}", "x": path,
          "y": "summary.final_eval_loss"}
-        for k in keys
+        for k, path in paths.items()
     ]  # fmt: skip
-    columns = [f"config.{k}" for k in keys] + [f"summary.{c}" for c in LOSSES]
+    columns = list(paths.values()) + [f"summary.{c}" for c in LOSSES]
     return {
         "format": FORMAT,
         "study": name,
