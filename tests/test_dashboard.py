@@ -223,3 +223,45 @@ def test_view_of_old_tables_uses_the_varying_runs_columns(tmp_path):
     (pc,) = next(s for s in view["sections"] if s["name"] == "Parallel coordinates")["panels"]
     assert pc["columns"][:2] == ["config.spec.schedule.name", "config.spec.seed"]
     assert pl.read_parquet(root / "runs.parquet").height == 9
+
+
+STUDY_FILE = """
+from scalelab.config import DataSpec, ModelSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
+from scalelab.sweep import SweepSpec
+
+SPEC = SweepSpec(
+    "wbstudy",
+    TrialSpec(model=ModelSpec("6K"), optim=OptimSpec(lr=3e-3), data=DataSpec("pcfg"),
+              batch_size=8, seq_len=32, total_steps=40, eval_batch_size=16),
+    run=RunConfig(eval_every=2, noise_every=0),
+    grid={{"schedule": [ScheduleSpec("constant", 2), ScheduleSpec("cosine", 2)]}},
+    storage={storage!r},
+)
+
+
+def after(root):
+    import scalelaws as sl
+
+    study = sl.load_study(root)
+    sl.fit_multipower(study.curves, study=study, n_boot=2).to_json(root / "mpl_fit.json")
+"""
+
+
+@pytest.mark.integration
+def test_a_study_run_with_wandb_logs_its_trials_and_two_analysis_runs(tmp_path):
+    """On a local Ray: every trial's run has the grid key in its config; the study's analysis
+    run comes at the end of launch.run, and another after the study's after() hook."""
+    from scalelab import study as studies
+
+    path = tmp_path / "wbstudy.py"
+    path.write_text(STUDY_FILE.format(storage=str(tmp_path / "wbstudy")))
+    root = studies.run_module(studies.load(path), wandb_mode="offline", show_progress=False)
+    trial_runs = [OfflineRun(p) for p in root.glob("trials/*/wandb/offline-run-*")]
+    assert sorted(r.config["schedule"] for r in trial_runs) == ["constant", "cosine"]
+    assert {r.run.run_group for r in trial_runs} == {"wbstudy"}
+    runs = offline_runs(root)
+    assert [r.config["reason"] for r in runs] == ["study", "after"]
+    first, second = runs
+    assert len(first.table("runs")["data"]) == 2
+    assert not any(k.startswith("fits/") for k in first.summary)  # nothing fitted yet
+    assert "fits/mpl_fit/params/L0" in second.summary
