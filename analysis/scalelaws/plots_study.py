@@ -39,7 +39,7 @@ def _colours(values: pl.Series):
     """(value -> colour, legend entries or None, a ScalarMappable for a colour bar or None)."""
     import matplotlib as mpl
 
-    uniq = values.drop_nulls().unique().sort().to_list()
+    uniq = ordered(values)
     if values.dtype.is_numeric() and len(uniq) > MAX_CATEGORIES:
         lo, hi = float(min(uniq)), float(max(uniq))
         log = lo > 0 and hi / lo > 10
@@ -68,10 +68,16 @@ def plot_curves_by(study: Study, key: str, *, loss: str = "eval_loss", ax=None):
             segs.append(np.column_stack([part["step"].to_numpy(), part[loss].to_numpy()]))
             cols.append(colour(part[col][0]))
     if segs:
-        ax.add_collection(LineCollection(segs, colors=cols, linewidths=1.0, alpha=0.8))
-        y = cur[loss].to_numpy()
-        ax.set_xlim(cur["step"].min(), cur["step"].max())
-        ax.set_ylim(float(y.min()) * 0.98, float(np.quantile(y, 0.97)) * 1.02)
+        order = np.random.default_rng(0).permutation(len(segs))  # no value always on top
+        alpha = float(np.clip(30 / len(segs), 0.25, 0.85))
+        lines = LineCollection([segs[i] for i in order], colors=[cols[i] for i in order])
+        lines.set(linewidths=1.0 if len(segs) <= 50 else 0.7, alpha=alpha)
+        ax.add_collection(lines)
+        last = cur["step"].max()
+        y = cur.filter(pl.col("step") >= last / 50)[loss].to_numpy()  # past the first drop
+        lo, hi = float(y.min()), float(np.quantile(y, 0.98))
+        ax.set_xlim(cur["step"].min(), last)
+        ax.set_ylim(lo - 0.03 * (hi - lo), hi + 0.05 * (hi - lo))
         ax.set_xscale("log")
     _legend(ax, legend, scale, key)
     ax.set(xlabel="step", ylabel=loss, title=f"{loss} by {key}")
@@ -88,14 +94,14 @@ def plot_final_by(study: Study, key: str, *, loss: str = "final_eval_loss", ax=N
     runs = study.runs.filter(pl.col(loss).is_not_null() & pl.col(col).is_not_null())
     if runs.height:
         numeric = is_numeric(runs, col)
-        uniq = runs[col].unique().sort().to_list()
+        uniq = ordered(runs[col])
         pos = {v: (float(v) if numeric else i) for i, v in enumerate(uniq)}
         x = np.array([pos[v] for v in runs[col].to_list()], float)
         ax.scatter(x, runs[loss].to_numpy(), s=16, alpha=0.7, color="C0", label="trial")
-        mean = runs.group_by(col).agg(pl.col(loss).mean()).sort(col)
-        ax.plot([pos[v] for v in mean[col]], mean[loss].to_numpy(), "-o", color="C3", ms=4)
+        mean = dict(runs.group_by(col).agg(pl.col(loss).mean()).iter_rows())
+        ax.plot([pos[v] for v in uniq], [mean[v] for v in uniq], "-o", color="C3", ms=4)
         ax.plot([], [], "-o", color="C3", ms=4, label="mean")
-        if numeric and min(uniq) > 0 and max(uniq) / min(uniq) > 10:
+        if numeric and min(uniq) > 0 and max(uniq) / min(uniq) > 3:
             ax.set_xscale("log")
         if not numeric:
             ax.set_xticks(range(len(uniq)), [str(v) for v in uniq], rotation=20, ha="right")
@@ -179,6 +185,27 @@ def _mpl_curves(doc: dict, study: Study) -> list:
     fit = study.curves.filter(pl.col("trial").is_in([n for n, r in roles.items() if r == "fit"]))
     test = study.curves.filter(pl.col("trial").is_in([n for n, r in roles.items() if r != "fit"]))
     return collect_curves(fit, test if test.height else None, study=study)
+
+
+def ordered(values: pl.Series) -> list:
+    """The distinct values of a grid column in a reader's order: numbers ascending; labels
+    that are all sizes such as 50K, 1.5M, 2B by their size; other labels alphabetically."""
+    uniq = values.drop_nulls().unique().sort().to_list()
+    if values.dtype.is_numeric():
+        return uniq
+    sizes = [_size(str(v)) for v in uniq]
+    if all(x is not None for x in sizes):
+        return [v for _, v in sorted(zip(sizes, uniq, strict=True))]
+    return uniq
+
+
+def _size(label: str) -> float | None:
+    units = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
+    num, unit = (label[:-1], units[label[-1]]) if label[-1:] in units else (label, 1.0)
+    try:
+        return float(num) * unit
+    except ValueError:
+        return None
 
 
 def _legend(ax, legend, scale, key: str) -> None:
