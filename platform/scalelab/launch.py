@@ -166,7 +166,7 @@ def run(
     from scalelab.analysis_run import log_quietly  # the study's W&B analysis run, if W&B is on
 
     if (run_dir := log_quietly(root, wandb_mode, "study")) and show_progress:
-        print(f"W&B analysis run: {run_dir}")
+        print(f"\nW&B analysis run: {run_dir}")  # below the live table
     return root
 
 
