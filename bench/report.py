@@ -1,4 +1,4 @@
-"""Time `scalaws.write_report` (what `scalelab report` runs) on a synthetic 300-trial study.
+"""Time `scalelaws.write_report` (what `scalelab report` runs) on a synthetic 300-trial study.
 
     .venv/bin/python bench/report.py [--trials 300] [--steps 2000] [--out DIR]
 
