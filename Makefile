@@ -3,7 +3,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast lint venv clean
+.PHONY: demo test test-fast lint venv clean browser notebooks
 
 $(BIN)/scalelab: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,8 +17,9 @@ venv: $(BIN)/scalelab
 
 demo: venv
 	$(BIN)/scalelab run experiments/quickstart.py
+	$(BIN)/scalelab report results/quickstart
 
-test: venv
+test: venv browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
@@ -26,6 +27,18 @@ test: venv
 # the unit tier alone (no Ray, no subprocesses): under 90 s on 2 cores
 test-fast: venv
 	$(BIN)/pytest -q -m "not integration"
+
+# The report's browser test opens report.html in headless Chromium (Debian package `chromium`):
+# installed here when apt-get is there and we are root; elsewhere the test skips, naming it.
+browser:
+	@command -v chromium >/dev/null || ! command -v apt-get >/dev/null || [ "$$(id -u)" != 0 ] || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "warning: could not install chromium; the report's browser test will skip"
+
+# JupyterLab on the analysis notebooks (they open results/quickstart after `make demo`)
+notebooks: venv
+	$(BIN)/pip install -q -e '.[notebooks]'
+	$(BIN)/jupyter lab analysis/notebooks
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -319,6 +319,7 @@ def fit(
     hash_parts: Sequence[Any] | None = None,
     noise: float | None = None,
     labels: Sequence[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> FitResult:
     """Fit `law` to (x, y); with `groups` and n_boot > 0 also 95% bootstrap intervals.
 
@@ -337,9 +338,8 @@ def fit(
     yhat = law.predict(theta, x)
     intervals: dict[str, tuple[float, float]] = {}
     if n_boot > 0:
-        intervals, binfo = bootstrap(
-            law, x, y, groups, theta, n_boot=n_boot, seed=seed, delta=delta, weights=weights
-        )
+        kw = dict(n_boot=n_boot, seed=seed, delta=delta, weights=weights, progress=progress)
+        intervals, binfo = bootstrap(law, x, y, groups, theta, **kw)
         info.update(binfo)
     parts = hash_parts if hash_parts is not None else ([x] if isinstance(x, np.ndarray) else [])
     params = law.reported(theta, x)
@@ -414,12 +414,14 @@ def bootstrap(
     level: float = 0.95,
     delta: float = DELTA,
     weights: np.ndarray | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[dict[str, tuple[float, float]], dict[str, Any]]:
     """Percentile intervals from refits on group resamples (drawn with replacement).
 
     A resample weights each point by (its base weight) × (times its group was drawn) and is
     fitted from θ (the full-data fit). Resamples whose fit fails are skipped and counted;
     RuntimeError if none succeeds. Returns ({name: (lo, hi)}, info with the refits' parameters).
+    progress(done, n_boot) is called after each resample (scalelaws.progress).
     """
     y = np.asarray(y, float)
     groups = np.asarray(groups)
@@ -430,7 +432,7 @@ def bootstrap(
     rng = np.random.default_rng(seed)
     samples, failed = [], 0
     done: dict[bytes, np.ndarray | None] = {}  # a resample drawn before: the same refit
-    for _ in range(n_boot):
+    for i in range(n_boot):
         counts = np.bincount(rng.integers(0, labels.size, labels.size), minlength=labels.size)
         key = counts.tobytes()  # with few groups most draws repeat (3 curves: 10 distinct)
         if key not in done:
@@ -441,8 +443,10 @@ def bootstrap(
                 done[key] = None
         if done[key] is None:
             failed += 1
-            continue
-        samples.append(done[key])
+        else:
+            samples.append(done[key])
+        if progress is not None:
+            progress(i + 1, n_boot)
     if not samples:
         raise RuntimeError(f"bootstrap of law {law.name!r}: all {n_boot} resamples failed")
     rep = [law.reported(th, x) for th in samples]

@@ -27,6 +27,7 @@ from scalelaws.multipower import (
     fit_curves,
     make_law,
 )
+from scalelaws.progress import Progress, for_task
 from scalelaws.study import Study, as_study
 
 
@@ -45,6 +46,7 @@ def fit_multipower(
     seed: int = 0,
     max_starts: int = 4,
     polish: bool = False,
+    progress: Progress | None = None,
 ) -> MultipowerFit:
     """Fit `law` ("multipower", "power" or "momentum") on `curves`; predict `test`.
 
@@ -59,6 +61,7 @@ def fit_multipower(
     weighting: "curve" (each curve the same total weight) or "point" (the paper).
     n_boot, seed: bootstrap over fit curves for the 95% intervals (0: none; fewer than 20:
         diagnostic FEW_RESAMPLES, the intervals are not 95% intervals).
+    progress: progress(done, n_boot) after each bootstrap refit (scalelaws.progress).
     Every result carries the diagnostics of scalelaws.checks (docs/laws.md §7).
     """
     if n_boot < 0:
@@ -72,6 +75,7 @@ def fit_multipower(
         seed=seed,
         max_starts=max_starts,
         polish=polish,
+        progress=for_task(progress, "bootstrap refits"),
     )
 
 

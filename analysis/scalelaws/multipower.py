@@ -27,7 +27,7 @@ sum on blocks of steps whose width grows with the distance to the evaluated step
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -421,6 +421,7 @@ def fit_curves(
     seed: int = 0,
     max_starts: int = 4,
     polish: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> MultipowerFit:
     """Fit `law` on the curves with role "fit"; report exact metrics for every curve.
 
@@ -446,6 +447,7 @@ def fit_curves(
         hash_parts=[law] + [a for c in fit_cv for a in (c.lr, c.steps)],
         noise=mplcheck.curve_noise(fit_cv),
         labels=[c.name for c in fit_cv],
+        progress=progress,
     )
     params = res.params
     info = dict(res.info, weighting=weighting)

@@ -19,6 +19,7 @@ import numpy as np
 from scalelaws.fitting import FitResult
 from scalelaws.mplcheck import check_params, proposal_diagnostics
 from scalelaws.multipower import MPL_PARAMS
+from scalelaws.progress import Progress, for_task
 from scalelaws.schedule import ScheduleProposal, baseline_lr, final_loss, optimise_schedule
 
 
@@ -35,6 +36,7 @@ def propose_schedule(
     lr_floor: float | None = None,
     max_log_drop: float | None = None,
     constrained: bool = True,
+    progress: Progress | None = None,
 ) -> ScheduleProposal:
     """The monotone schedule (warmup included) with the lowest predicted final loss, among the
     schedules the fitting curves vouch for (docs/laws.md §1.6).
@@ -45,7 +47,8 @@ def propose_schedule(
     (info["fit_range"]), the schedule stays >= the lowest post-warmup LR of the fitting curves
     (`lr_floor`) and its log LR drops by at most the steepest one-step drop seen in them
     (`max_log_drop`); give either to override. With the fit's bootstrap refits, `intervals`
-    gives the 95% range of each schedule's predicted final loss.
+    gives the 95% range of each schedule's predicted final loss. progress: progress(done, 3)
+    per optimisation stage (scalelaws.progress).
     """
     res, source = _as_fit(fit)
     check_params(res.params, MPL_PARAMS)
@@ -62,6 +65,7 @@ def propose_schedule(
         maxiter=maxiter,
         lr_floor=lo,
         max_log_drop=drop,
+        progress=for_task(progress, "schedule optimisation"),
     )
     samples = list(res.info.get("bootstrap_params") or [])
     intervals = _intervals(prop, samples) if samples else {}

@@ -16,7 +16,7 @@ exp, 1-sqrt — searched).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -247,14 +247,17 @@ def optimise_schedule(
     maxiter: int = 3000,
     lr_floor: float = 0.0,
     max_log_drop: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ScheduleProposal:
     """Best monotone non-increasing schedule under the MPL, with cosine and best-WSD baselines.
 
     `floor` is the final LR of the cosine and WSD baselines (default peak/10). The optimised
     schedule stays >= `lr_floor` and drops by at most `max_log_drop` in log LR per step (at the
     knots; None: no bound); scalelaws.propose derives both from the fit (docs/laws.md §1.6).
-    Returns a per-step array of length total_steps, warmup included.
+    Returns a per-step array of length total_steps, warmup included. progress(done, 3) after
+    the baselines, the knot stage and the per-step stage.
     """
+    tick = progress or (lambda done, total: None)
     missing = [k for k in MPL_PARAMS if k not in params]
     if missing:
         raise ValueError(f"schedule optimisation needs multipower params; missing {missing}")
@@ -272,12 +275,14 @@ def optimise_schedule(
     )
     wsd = best_wsd(params, total_steps, warmup_steps, peak_lr, floor)
     start = baseline_lr(wsd, total_steps, warmup_steps, peak_lr)[warmup_steps:]
+    tick(1, 3)
 
     pos = np.unique(np.round(np.linspace(0, m - 1, min(knots, m))).astype(int))
     if pos.size >= 2:
         u0 = _u_from_lr(start, pos, peak_lr, lr_floor)
         u, _ = _optimise_knots(params, head, m, peak_lr, pos, u0, maxiter, **kw)
         start, _ = _knot_lr(u, pos, m, peak_lr, lr_floor)
+    tick(2, 3)
     if per_step and m >= 2:
         # every step from a little before the decay starts; the coarse knots before that
         decayed = np.flatnonzero(start < peak_lr * (1 - 1e-6))
@@ -288,6 +293,7 @@ def optimise_schedule(
         u0 = _u_from_lr(start, pos, peak_lr, lr_floor)
         u, _ = _optimise_knots(params, head, m, peak_lr, pos, u0, maxiter, **kw)
         start, _ = _knot_lr(u, pos, m, peak_lr, lr_floor)
+    tick(3, 3)
     lr = np.concatenate([head, start])
     return ScheduleProposal(
         lr=lr,

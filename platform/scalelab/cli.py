@@ -11,6 +11,7 @@ from scalelab.commands import capacity as _capacity  # noqa: F401  (registers `f
 from scalelab.commands import cbs as _cbs  # noqa: F401  (registers `fit cbs`)
 from scalelab.commands import fit_app, propose_app
 from scalelab.commands import multipower as _multipower  # noqa: F401  (registers its commands)
+from scalelab.commands import report as _report
 from scalelab.errors import UserError, run_cli
 
 app = typer.Typer(
@@ -158,6 +159,10 @@ def migrate(
     )
 
 
+app.command()(_report.report)
+app.command()(_report.dashboard)
+
+
 def summary(root: Path) -> None:
     """Counts, failures and the best trial per grid value (`scalelab status --all`: every trial)."""
     import polars as pl
@@ -173,7 +178,11 @@ def main(argv: list[str] | None = None) -> None:
     """The `scalelab` console script: user errors are one line and exit 2 (errors.py)."""
     import sys
 
-    run_cli(app, sys.argv[1:] if argv is None else argv)
+    from scalelab.fitprogress import shown
+    from scalelab.hooks import after_command
+
+    with shown():  # progress bars for bootstrap fits and schedule optimisation on a terminal
+        run_cli(after_command(app), sys.argv[1:] if argv is None else argv)
 
 
 def run_file(file: str) -> None:

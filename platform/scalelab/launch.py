@@ -205,6 +205,11 @@ def run(
     tables = [root / "runs.parquet", root / "curves.parquet"]
     if pending or not all(p.exists() for p in tables):  # nothing ran: the tables are current
         results.collect(root)
+    if pending:  # the study's W&B analysis run, if W&B is on
+        from scalelab.analysis_run import log_quietly
+
+        if (run_dir := log_quietly(root, wandb_mode, "study")) and show_progress:
+            print(f"\nW&B analysis run: {run_dir}")  # below the live table
     return root
 
 

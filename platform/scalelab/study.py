@@ -105,12 +105,15 @@ def run_module(
         max_concurrent=max_concurrent,
     )
     after = getattr(module, "after", None)
-    if after is not None:
-        run_after(after, root, force=reanalyse)
+    if after is not None and run_after(after, root, force=reanalyse):
+        from scalelab.analysis_run import log_quietly  # the hook's fits, in W&B
+
+        if run_dir := log_quietly(root, wandb_mode, "after"):
+            print(f"W&B analysis run: {run_dir}")
     return root
 
 
-def run_after(after, root: Path, force: bool = False) -> None:
+def run_after(after, root: Path, force: bool = False) -> bool:
     """Run the study's after(root) hook, unless it already ran on these very tables (its
     inputs): a rerun with nothing new to train then returns at once. `force` runs it anyway."""
     import hashlib
@@ -124,8 +127,9 @@ def run_after(after, root: Path, force: bool = False) -> None:
     try:
         if not force and files.read_json(done)["tables_sha256"] == h.hexdigest():
             print(f"analysis is up to date ({done.name}); --reanalyse runs after() again")
-            return
+            return False
     except (OSError, ValueError, KeyError, TypeError):
         pass
     after(root)
     files.write_json(done, {"tables_sha256": h.hexdigest()})
+    return True

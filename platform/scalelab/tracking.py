@@ -51,7 +51,12 @@ class Tracker:
                 name=spec.name,
                 id=_run_id(spec),
                 # grid keys at the top level: W&B's parallel coordinates work across the group
-                config={**spec.grid, "spec": spec.to_dict(), "run": trial.run.to_dict()},
+                config={
+                    **grid_config(spec.grid),
+                    "spec": spec.to_dict(),
+                    "run": trial.run.to_dict(),
+                },
+                job_type="trial",
                 dir=str(self.out),
                 mode=wandb_mode,
                 resume="allow",
@@ -85,6 +90,30 @@ class Tracker:
             for k in ("status", "final_eval_loss", "best_eval_loss", "wall_s"):
                 self.run.summary[k] = record.get(k)
             self.run.finish(exit_code=0 if record["status"] != "failed" else 1)
+
+
+def grid_config(point: dict) -> dict:
+    """The grid point as W&B config: a dotted key nested (`model.size` -> {"model": {"size": v}},
+    which W&B shows and addresses as `model.size`, like its own nested config), a structured
+    value (a schedule) as its label, `cosine(final_lr=0.0003)`, as in the runs table's
+    `grid.<key>` column. A key that cannot nest (its parent is a value) stays flat."""
+    from scalelab.results import grid_columns
+
+    out: dict = {}
+    for col, value in grid_columns(point).items():
+        key = col.removeprefix("grid.")
+        if key not in point:  # a field of a structured value: its label stands for it
+            continue
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                out[key] = value
+                break
+        else:
+            node[leaf] = value
+    return out
 
 
 def _run_id(spec) -> str:

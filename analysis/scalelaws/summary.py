@@ -1,0 +1,58 @@
+"""A study at a glance, read from its tables (no fitting): status counts, grid keys, runs table.
+
+    study = load_study("results/quickstart")
+    status_counts(study)   # {"completed": 8}
+    grid_keys(study)       # ["model.size", "schedule"]
+    runs_table(study)      # trial, grid.model.size, grid.schedule, status, final and best losses
+
+Grid keys are the study's own (`grid.<key>` columns; a structured value such as a schedule is
+one key, its label in `grid.<key>`). Tables written before the grid columns existed fall back
+to the runs columns among `FALLBACK_KEYS` that vary.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from scalelaws.study import Study
+
+STATES = ("completed", "diverged", "stopped", "failed", "running", "pending")
+LOSSES = ("final_eval_loss", "best_eval_loss", "final_train_loss")
+FALLBACK_KEYS = ("model", "batch_size", "lr", "schedule", "tokens", "seed", "data")
+
+
+def grid_keys(study: Study) -> list[str]:
+    """The study's grid keys, e.g. ["model.size", "schedule"] (without the `grid.` prefix)."""
+    cols = study.grid_columns
+    if cols:
+        keys = [c for c in cols if not any(c.startswith(o + ".") for o in cols if o != c)]
+        return [c.removeprefix("grid.") for c in keys]
+    runs = study.runs
+    return [c for c in FALLBACK_KEYS if c in runs.columns and runs[c].n_unique() > 1]
+
+
+def key_column(study: Study, key: str) -> str:
+    """The runs/curves column holding grid key `key` (`grid.<key>`, or `key` in old tables)."""
+    col = f"grid.{key}"
+    return col if col in study.runs.columns else key
+
+
+def is_numeric(frame: pl.DataFrame, column: str) -> bool:
+    return frame.schema[column].is_numeric()
+
+
+def status_counts(study: Study) -> dict[str, int]:
+    """{status: trials}, in the order of STATES (then any other status), zero counts left out."""
+    counts = dict(study.runs.group_by("status").len().iter_rows())
+    order = [s for s in STATES if s in counts] + sorted(set(counts) - set(STATES))
+    return {s: int(counts[s]) for s in order}
+
+
+def runs_table(study: Study) -> pl.DataFrame:
+    """One row per trial: trial, its grid-key columns, status, steps_done, the final and best
+    losses and wall_s (the columns the table has), sorted by the grid keys then the trial."""
+    runs = study.runs
+    keys = [key_column(study, k) for k in grid_keys(study)]
+    extra = [c for c in ("status", "steps_done", *LOSSES, "wall_s") if c in runs.columns]
+    cols = ["trial", *[k for k in keys if k != "trial"], *[c for c in extra if c not in keys]]
+    return runs.select(cols).sort([*keys, "trial"], nulls_last=True)

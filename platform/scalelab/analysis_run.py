@@ -1,0 +1,172 @@
+"""The study in W&B: an analysis run in the study's group (job_type "analysis").
+
+Logged after a study (launch.run), after its `after()` hook, after `scalelab fit ... --runs DIR`
+and by `scalelab dashboard` when the study has none yet. It holds what the trial runs cannot:
+
+- `runs`: a wandb.Table, one row per trial (grid keys, status, final and best losses);
+- per result JSON in the folder (scalelaws.findings) `fits/<name>/params/<p>`,
+  `fits/<name>/interval/<p>` ([lo, hi]), `fits/<name>/metrics/<m>` and
+  `fits/<name>/n_diagnostics` in the summary, and the tables `tables/<name>/params` (name,
+  value, lo, hi) and `tables/<name>/diagnostics`;
+- `plots/<name>`: each result's figure, and `plots/curves_<key>` per grid key;
+- the artifact `<study>-results` (type study-results): runs.parquet, curves.parquet and the
+  result JSON files; W&B versions it by content.
+
+Offline (the default) it lands in DIR/wandb/offline-run-*; `wandb sync` uploads it later.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import scalelaws as sl
+from scalelaws import findings, plots_study
+
+ANALYSIS = "analysis"
+
+
+def wandb_on(mode: str | None) -> bool:
+    return bool(mode) and mode != "disabled"
+
+
+def study_uses_wandb(root: Path) -> bool:
+    """The study logged its trials to W&B (some trial folder has a wandb/ run)."""
+    return any(Path(root).glob("trials/*/wandb/*run-*"))
+
+
+def log_quietly(root: str | Path, mode: str | None, reason: str) -> Path | None:
+    """log_analysis when W&B is on (mode not None/disabled); a failure is a warning, never the
+    study's failure. Returns the run folder or None."""
+    if not wandb_on(mode):
+        return None
+    try:
+        return log_analysis(root, mode=mode, reason=reason)
+    except Exception as e:
+        print(f"warning: W&B analysis run of {root} not logged: {e}", file=sys.stderr)
+        return None
+
+
+def log_analysis(
+    root: str | Path,
+    *,
+    mode: str | None = None,
+    reason: str = "study",
+    extra: list[tuple[Path, Path | None]] = (),
+) -> Path:
+    """Log the analysis run of the study in `root`; return its run folder. mode: W&B mode
+    (default $WANDB_MODE, else offline). extra: (result JSON, figure) pairs that live outside
+    the folder (a `scalelab fit --out` path)."""
+    import wandb
+
+    root = Path(root)
+    study = sl.load_study(root)
+    name = study.meta.get("name") or root.name
+    mode = mode or os.environ.get("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    found = findings.find_results(root)
+    found += [f for j, png in extra if (f := findings.load_result(j, png)) is not None]
+    run = wandb.init(
+        project=os.environ.get("WANDB_PROJECT", "scalelab"),
+        entity=os.environ.get("WANDB_ENTITY") or None,
+        group=name,
+        job_type=ANALYSIS,
+        name=f"{name}: analysis ({reason})",
+        id=_safe(f"{name}-analysis-{reason}-{time.strftime('%Y%m%d-%H%M%S')}"),
+        config={"study": name, "reason": reason, "grid_keys": sl.grid_keys(study)},
+        dir=str(root),
+        mode=mode,
+        reinit="create_new",  # a caller's own run stays open
+    )
+    try:
+        _log_runs(run, study)
+        for f in found:
+            _log_finding(run, f)
+        _log_plots(run, study, found)
+        _log_artifact(run, study, name, reason, found)
+    finally:
+        run.finish()
+        if wandb.run is None:  # finish() returns before the service has written everything
+            wandb.teardown()
+    return Path(run.dir).parent
+
+
+def _log_runs(run, study) -> None:
+    import wandb
+
+    table = sl.runs_table(study)
+    rows = [[_cell(v) for v in r] for r in table.iter_rows()]
+    run.log({"runs": wandb.Table(columns=table.columns, data=rows)})
+    run.summary["study/trials"] = study.runs.height
+    for state, n in sl.status_counts(study).items():
+        run.summary[f"study/status/{state}"] = n
+
+
+def _log_finding(run, f: findings.Finding) -> None:
+    import wandb
+
+    key = f"fits/{f.name}"
+    rows = f.param_rows()
+    for p, v, lo, hi in rows:
+        run.summary[f"{key}/params/{p}"] = v
+        if lo is not None and hi is not None:
+            run.summary[f"{key}/interval/{p}"] = [lo, hi]
+    for m, v in f.metrics().items():
+        run.summary[f"{key}/metrics/{m}"] = v
+    run.summary[f"{key}/n_diagnostics"] = len(f.diagnostics)
+    cols = ["diagnostic", "severity", "code", "message", "action", "subject"]
+    diags = [
+        [i, d.get("severity"), d.get("code"), d.get("message"), d.get("action"), d.get("subject")]
+        for i, d in enumerate(f.diagnostics)
+    ]
+    run.log(
+        {
+            f"tables/{f.name}/params": wandb.Table(
+                columns=["name", "value", "lo", "hi"], data=rows
+            ),
+            f"tables/{f.name}/diagnostics": wandb.Table(columns=cols, data=diags),
+        }
+    )
+
+
+def _log_plots(run, study, found) -> None:
+    import wandb
+    from PIL import Image
+
+    images = {}
+    for key, fig in plots_study.plot_study(study).items():
+        images[curves_key(key)] = plots_study.png(fig)
+    for f in found:
+        if (data := plots_study.result_png(f, study)) is not None:
+            images[f"plots/{f.name}"] = data
+    run.log({k: wandb.Image(Image.open(io.BytesIO(v)), caption=k) for k, v in images.items()})
+
+
+def _log_artifact(run, study, name: str, reason: str, found) -> None:
+    import wandb
+
+    meta = {"trials": study.runs.height, "grid_keys": sl.grid_keys(study), "sha256": study.sha256()}
+    art = wandb.Artifact(_safe(f"{name}-results"), type="study-results", metadata=meta)
+    for table in ("runs.parquet", "curves.parquet"):
+        art.add_file(str(study.root / table), name=table)
+    for f in found:
+        art.add_file(str(f.path), name=f"fits/{f.path.name}")
+    run.log_artifact(art, aliases=["latest", _safe(reason)])
+
+
+def curves_key(grid_key: str) -> str:
+    """The media key of a grid key's curves figure, e.g. plots/curves_model_size."""
+    return "plots/curves_" + re.sub(r"[^A-Za-z0-9_]", "_", grid_key)
+
+
+def _cell(v):
+    return v if v is None or isinstance(v, int | float | str | bool) else str(v)
+
+
+def _safe(text: str) -> str:
+    """W&B ids and artifact names: letters, digits, - _ . only."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:128]

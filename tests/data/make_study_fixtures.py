@@ -1,0 +1,226 @@
+"""Rebuild the small study fixtures of the notebooks, the report and the W&B tests
+(tests/data/README_studies.md says what each one is).
+
+    .venv/bin/python tests/data/make_study_fixtures.py      # about 1 minute on 2 cores
+
+study_quickstart (+ _validate) are real trials trained by scalelab (no Ray: train() one after
+another, then results.collect); study_cbs and study_capacity are synthetic tables in the
+documented schema whose losses obey the laws exactly (the builders of the analysis tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # tests/: analysis_data
+
+from analysis_data import capacity_runs  # noqa: E402
+
+import scalelaws as sl  # noqa: E402
+from scalelab import launch, results  # noqa: E402
+from scalelab.config import (  # noqa: E402
+    DataSpec,
+    ModelSpec,
+    OptimSpec,
+    RunConfig,
+    ScheduleSpec,
+    TrialSpec,
+)
+from scalelab.sweep import SweepSpec, expand  # noqa: E402
+from scalelab.train import train  # noqa: E402
+
+STEPS, WARMUP, PEAK = 200, 10, 3e-3
+KEEP = ("runs.parquet", "curves.parquet", "study.json")
+BASE = TrialSpec(
+    optim=OptimSpec(lr=PEAK),
+    data=DataSpec("pcfg"),
+    batch_size=8,
+    seq_len=32,
+    total_steps=STEPS,
+    eval_batch_size=32,
+)
+RUN = RunConfig(eval_every=5, log_every=5, noise_every=10)
+SCHEDULES = [
+    ScheduleSpec("constant", WARMUP),
+    ScheduleSpec("cosine", WARMUP, {"final_lr": PEAK / 10}),
+    ScheduleSpec("wsdcon", WARMUP, {"drop_step": 140, "value": PEAK / 10}),
+    ScheduleSpec("wsd", WARMUP, {"decay_frac": 0.2, "shape": "linear", "final_lr": PEAK / 10}),
+]
+
+
+def run_study(spec: SweepSpec, root: Path) -> Path:
+    """Train every trial in this process, collect, keep only the tables."""
+    shutil.rmtree(root, ignore_errors=True)
+    trials = expand(spec)
+    root.mkdir(parents=True)
+    launch.write_study_json(root, spec, trials)
+    for t in trials:
+        train(t, launch.trial_dir(root, t))
+    results.collect(root)
+    for p in root.iterdir():
+        if p.name not in KEEP:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    return root
+
+
+def quickstart() -> None:
+    """2 sizes x 4 schedules, then the quickstart's after(): MPL fit on the 14K model's
+    constant/cosine/wsdcon (WSD held out) and the proposal; then the closed loop: the proposal,
+    cosine and the best WSD, 2 seeds each (study_quickstart_validate)."""
+    root = HERE / "study_quickstart"
+    spec = SweepSpec(
+        "study_quickstart", BASE, run=RUN, grid={"model.size": ["6K", "14K"], "schedule": SCHEDULES}
+    )
+    run_study(spec, root)
+    study = sl.load_study(root)
+    big = study.curves.filter(pl.col("grid.model.size") == "14K")
+    fitted = big.filter(pl.col("grid.schedule.name").is_in(["constant", "cosine", "wsdcon"]))
+    fit = sl.fit_multipower(
+        fitted, test=big.filter(pl.col("grid.schedule.name") == "wsd"), study=study
+    )
+    fit.to_json(root / "mpl_fit.json")
+    prop = sl.propose_schedule(fit, STEPS, PEAK, warmup_steps=WARMUP)
+    prop.to_json(root / "proposed_schedule.json")
+    check = SweepSpec(
+        "study_quickstart_validate",
+        dataclasses.replace(BASE, model=ModelSpec("14K")),
+        run=RUN,
+        grid={
+            "schedule": [
+                ScheduleSpec("array", WARMUP, {"values": prop.lr.tolist()}),
+                ScheduleSpec("cosine", WARMUP, prop.baselines["cosine"]["params"]),
+                ScheduleSpec("wsd", WARMUP, prop.baselines["wsd"]["params"]),
+            ],
+            "seed": [0, 1],
+        },
+    )
+    run_study(check, HERE / "study_quickstart_validate")
+
+
+def cbs() -> None:
+    """The critical-batch layout (experiments/critical_batch.py) at 2 sizes x 4 batch sizes x 2
+    LRs, constant LR: progress after s steps at batch B is s·B/(1 + B/B_crit) (McCandlish et al.
+    2018, eq. 2.11), loss = 0.4 + 2·(1 + p·q/50)^-0.5 (q = 1 at the better LR, 0.6 at the
+    other), EWA loss = eval loss, so T(B) to any target obeys S(B) = S_min + E_min/B with
+    B_crit = 40 (6K) and 60 (14K) sequences. Bigger batches run longer (as the study's budgets
+    do); the per-D tables in cbs/ come from scalelaws.cbs_study.cbs_tables; CBS.json is
+    fit_cbs on them (EWA loss)."""
+    from scalelaws.cbs_study import cbs_tables
+
+    root = HERE / "study_cbs"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir()
+    b_crit, lrs, seq, ref, d_max = {"6K": 40.0, "14K": 60.0}, (1e-2, 3e-3), 64, 4, 1_024_000
+    points = [
+        {"model.size": n, "batch_size": b, "optim.lr": lr, "total_steps": _steps(b, ref, d_max)}
+        for n in b_crit
+        for b in (ref, 16, 64, 256)
+        for lr in lrs
+    ]
+    base = TrialSpec(optim=OptimSpec(lr=3e-3), schedule=ScheduleSpec("constant", 5), seq_len=seq)
+    spec = SweepSpec("study_cbs", base, run=RunConfig(eval_every=1), points=points)
+    runs, curves = [], []
+    for t in expand(spec):
+        s_, b = t.spec, t.spec.batch_size
+        steps = np.unique(np.linspace(s_.total_steps / 80, s_.total_steps, 80).astype(int))
+        q = 1.0 if s_.optim.lr == lrs[0] else 0.6
+        loss = 0.4 + 2 * (1 + steps * b / (1 + b / b_crit[s_.model.size]) * q / 50) ** -0.5
+        runs.append(_run_row(t, float(loss[-1])))
+        curves.append(
+            pl.DataFrame(
+                {
+                    "trial": t.name,
+                    "step": steps,
+                    "tokens": steps * b * seq,
+                    "lr": s_.optim.lr,
+                    "train_loss": loss,
+                    "eval_loss": loss,
+                    "ewa_eval_loss": loss,
+                    "noise_scale": np.full(steps.size, b_crit[s_.model.size] + b),
+                }
+            )
+        )
+    runs, curves = pl.DataFrame(runs), pl.concat(curves)
+    runs.write_parquet(root / "runs.parquet")
+    curves.write_parquet(root / "curves.parquet")
+    launch.write_study_json(root, spec, expand(spec))
+    per_d = cbs_tables(runs, curves, (d_max // 4, d_max // 2, d_max), ref, seq)
+    (root / "cbs").mkdir()
+    per_d[0].write_parquet(root / "cbs" / "runs.parquet")
+    per_d[1].write_parquet(root / "cbs" / "curves.parquet")
+    res = sl.fit_cbs(study=root / "cbs", loss="ewa_eval_loss", noise_batch=64)
+    res.to_json(root / "CBS.json")
+
+
+def _steps(b: int, ref: int, d_max: int, knee: float = 48.0, margin: float = 1.3) -> int:
+    """The CBS study's budgets: D_max at B_ref, more tokens past the knee."""
+    if b == ref:
+        return d_max // (ref * 64)
+    return int(d_max * margin * (1 + b / knee) / (1 + ref / knee) / (b * 64))
+
+
+def _run_row(t, final: float) -> dict:
+    """A runs row of a trial that reached `final` (spec, grid columns and all)."""
+    from scalelab.model import model_args, param_counts
+
+    s_ = t.spec
+    n = param_counts(model_args(s_.model.size, 6, s_.seq_len))
+    rec = {
+        "name": t.name,
+        "study": s_.study,
+        "status": "completed",
+        "content_hash": t.content_hash(),
+        "spec": s_.to_dict(),
+        "run": t.run.to_dict(),
+        "grid": s_.grid,
+        "params": n,
+        "steps_done": s_.total_steps,
+        "tokens_seen": s_.total_steps * s_.batch_size * s_.seq_len,
+        "final_eval_loss": final,
+        "best_eval_loss": final,
+        "final_train_loss": final,
+    }
+    return results.run_row(rec)
+
+
+def capacity() -> None:
+    """The capacity test builder (tests/analysis_data.py): compact bioD at N = 500 and 1000
+    people, 3 sizes, 1000 and 100 exposures; bits = min(2·P, 0.99·max) at 1000 exposures. Its
+    curves: 10 rows per trial falling to the trial's value loss."""
+    root = HERE / "study_capacity"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir()
+    runs = capacity_runs().with_columns(
+        study=pl.lit("study_capacity"),
+        final_eval_loss=pl.col("knowledge.p2"),
+        best_eval_loss=pl.col("knowledge.p2"),
+        steps_done=pl.col("tokens") // (128 * 12),
+    )
+    runs.write_parquet(root / "runs.parquet")
+    curves = []
+    for r in runs.iter_rows(named=True):
+        steps = np.linspace(r["steps_done"] / 10, r["steps_done"], 10).astype(int)
+        loss = r["knowledge.p2"] + 3.0 * np.exp(-5 * steps / steps[-1])
+        curves.append(
+            pl.DataFrame(
+                {"trial": r["trial"], "step": steps, "tokens": steps * 128 * 12, "eval_loss": loss}
+            )
+        )
+    pl.concat(curves).write_parquet(root / "curves.parquet")
+    (root / "study.json").write_text(json.dumps({"name": "study_capacity"}))
+    sl.fit_capacity(root).to_json(root / "capacity.json")
+
+
+if __name__ == "__main__":
+    which = sys.argv[1:] or ["quickstart", "cbs", "capacity"]
+    for name in which:
+        globals()[name]()
+        print(f"{name}: done")
