@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-INTEGRATION_MODULES = {"test_launch", "test_faults", "test_cluster"}
+# real Ray, torchrun, killed processes; notebooks (a kernel process); W&B (its service process)
+INTEGRATION_MODULES = {"test_launch", "test_faults", "test_cluster", "test_notebooks"}
+INTEGRATION_MODULES |= {"test_dashboard"}
 
 
 def pytest_collection_modifyitems(config, items):

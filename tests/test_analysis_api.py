@@ -500,6 +500,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.integration
 def test_the_api_runs_with_torch_and_ray_blocked(tmp_path):
     code = f"TESTS = {str(TESTS)!r}\nROOT = {str(tmp_path / 's')!r}\n" + NO_TORCH
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
@@ -545,6 +546,7 @@ def test_scalelaws_has_no_import_cycles():
     assert "scalelaws.curves" in graph["scalelaws.multipower"]  # the graph is read right
 
 
+@pytest.mark.integration
 def test_public_api_is_lazy_and_complete():
     code = textwrap.dedent(
         """

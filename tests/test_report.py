@@ -195,6 +195,7 @@ def test_report_command(quickstart, tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error: STUDY:") and "runs.parquet" in err[0]
 
 
+@pytest.mark.integration
 def test_scalelaws_never_imports_wandb_torch_or_ray():
     """The report and the notebooks' helpers are the light side too (a static check of every
     import in scalelaws; tests/test_scalelaws_imports.py runs them)."""
@@ -236,6 +237,7 @@ def browse(url: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.integration
 def test_report_in_headless_chromium(quickstart, tmp_path):
     page = sl.write_report(quickstart)
     # the page as written: no console message at all (errors, warnings, failed loads)
