@@ -24,9 +24,9 @@ test: venv browser
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
 
-# the unit tier alone (no Ray, no subprocesses): under 90 s on 2 cores
+# the unit tier alone (no Ray, no subprocesses, no test marked slow): under 90 s on 2 cores
 test-fast: venv
-	$(BIN)/pytest -q -m "not integration"
+	$(BIN)/pytest -q -m "not integration and not slow"
 
 # The report's browser test opens report.html in headless Chromium (Debian package `chromium`):
 # installed here when apt-get is there and we are root; elsewhere the test skips, naming it.

@@ -1,4 +1,5 @@
-"""Test tiers. Unit (`make test-fast`, under 90 s on 2 cores): no Ray, no subprocesses.
+"""Test tiers. Unit (`make test-fast`, under 90 s on 2 cores): no Ray, no subprocesses, and
+no test marked `slow` (those run in `make test` only).
 Integration (`make test` runs both): real local Ray clusters, torchrun, killed processes, CLIs
 in subprocesses. A test joins the integration tier by living in one of INTEGRATION_MODULES or
 by carrying @pytest.mark.integration."""
