@@ -35,20 +35,23 @@ from typing import Any
 from scalelab.config import DataSpec, ModelSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
 from scalelab.sweep import SweepSpec
 
-Shape = tuple[int, int, int]  # (d_model, n_layers, n_heads); head_dim = d/h >= 8 and even
+Shape = tuple[int, int, int]  # (d_model, n_layers, n_heads)
 
-# Total parameters on the PCFG's 6-token vocabulary in the comments (×~2 per rung).
+# One shape family: head_dim 8 throughout, d/L from 8 to 24; total parameters on the PCFG's
+# 6-token vocabulary in the comments (×~2 per rung). A first run with mixed head counts (2 to 5
+# heads of 8-16) gave slices that were not smooth in N: at 6e11 FLOPs, d32-L2 with 2 heads of
+# 16 ended at 0.574 where 4 heads of 8 (pilot) reached 0.517.
 LADDER: tuple[Shape, ...] = (
     (16, 1, 2),  # 3.2K
     (16, 2, 2),  # 6.3K
     (24, 2, 3),  # 14.1K
-    (32, 2, 2),  # 24.9K
-    (40, 3, 2),  # 58.1K
-    (48, 4, 3),  # 111K
-    (64, 4, 4),  # 198K
-    (80, 5, 5),  # 385K
-    (112, 5, 7),  # 754K
-    (144, 6, 9),  # 1.50M
+    (32, 2, 4),  # 24.9K
+    (40, 3, 5),  # 58.1K
+    (48, 4, 6),  # 111K
+    (64, 4, 8),  # 198K
+    (80, 5, 10),  # 385K
+    (112, 5, 14),  # 754K
+    (144, 6, 18),  # 1.50M
 )
 COMPUTE = "flops_per_token"  # the FLOPs convention of the design and of both fits
 FIT_COLUMNS = {
@@ -217,8 +220,9 @@ SPEC = PRESETS["quick"]
 
 
 def load_runs(root: Path):
-    """runs.parquet with a `budget` column: each run's requested FLOP budget, recovered as
-    flops_per_token × grid.tokens (the requested tokens) snapped to the design's budgets."""
+    """runs.parquet with `budget_flops`: each run's requested FLOP budget, recovered as
+    flops_per_token × grid.tokens (the requested tokens) snapped to the design's budgets, and
+    `budget`, its label (the approach-2 slices)."""
     import numpy as np
     import polars as pl
 
@@ -230,7 +234,11 @@ def load_runs(root: Path):
     near = np.abs(np.log(c)[:, None] - np.log(budgets)[None, :]).argmin(1)
     if np.any(np.abs(np.log(c / budgets[near])) > 0.01):
         raise ValueError(f"{root}: some runs are not on a budget of design {design.name!r}")
-    return runs.with_columns(budget=pl.Series(budgets[near]))
+    flops = budgets[near]
+    return runs.with_columns(
+        budget=pl.Series([f"{b:.3g}" for b in flops]),  # slice label, e.g. "3e+11"
+        budget_flops=pl.Series(flops),
+    )
 
 
 def design_of(runs) -> Design:
@@ -242,15 +250,16 @@ def design_of(runs) -> Design:
 
 def analyse(root: Path, runs=None, n_boot: int | None = None) -> dict[str, Any]:
     """Both fits on the study's runs (budget slices, flops_per_token convention), their
-    comparison, and proposals at follow_up_budget from both. `n_boot`: the design's unless
-    given."""
+    comparison, and proposals at follow_up_budget from both. A slice without a minimum is
+    skipped and reported (SLICE_SKIPPED), not fatal. `n_boot`: the design's unless given."""
     from scalelab.commands.chinchilla import fit_table
     from scalelaws import chinchilla as ch
 
     runs = load_runs(root) if runs is None else runs
     design = design_of(runs)
     fits = fit_table(runs, FIT_COLUMNS, compute=COMPUTE, budget_col="budget",
-                     n_boot=design.n_boot if n_boot is None else n_boot)  # fmt: skip
+                     n_boot=design.n_boot if n_boot is None else n_boot,
+                     skip_bad_slices=True)  # fmt: skip
     c = design.follow_up_budget
     props = {k: ch.propose_size(fits[k], c) for k in ("approach3", "approach2")}
     return {"design": design, "runs": runs, "fits": fits, "proposals": props}
@@ -359,9 +368,9 @@ def report(res: dict[str, Any], scores: dict | None, wall_s: dict | None = None)
         "| C (FLOPs) | shape (d, L, H) | N | D (tokens) | steps | loss |",
         "|---|---|---|---|---|---|",
     ]
-    for r in runs.sort(["budget", "params_total"]).iter_rows(named=True):
+    for r in runs.sort(["budget_flops", "params_total"]).iter_rows(named=True):
         lines.append(
-            f"| {r['budget']:.3g} | ({r['d_model']}, {r['n_layers']}, {r['n_heads']}) | "
+            f"| {r['budget']} | ({r['d_model']}, {r['n_layers']}, {r['n_heads']}) | "
             f"{r['params_total']:,} | {r['tokens_seen']:,} | {r['steps_done']:,} | "
             f"{_f4(r['final_eval_loss'])} |"
         )

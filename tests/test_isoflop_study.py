@@ -57,7 +57,7 @@ def test_quick_preset_expands_to_budgets_times_shapes(iso):
     for t in trials:
         m, g = t.spec.model, t.spec.grid
         shape = (m.d_model, m.n_layers, m.n_heads)
-        assert m.d_model // m.n_heads >= 8 and (m.d_model // m.n_heads) % 2 == 0
+        assert m.d_model // m.n_heads == 8  # one shape family: head_dim 8
         # D = C / flops_per_token of the shape the trainer builds (vocab 6, T = 64)
         fpt = flops_per_token(args_from_spec(m, 6, t.spec.seq_len))
         assert fpt == iso.flops_per_token(design, shape)
@@ -141,7 +141,8 @@ def test_after_analysis_recovers_the_known_optimum_and_writes_files(iso, tmp_pat
     res = iso.analyse(root, n_boot=60)
     design = res["design"]
     assert design is iso.QUICK
-    assert sorted(res["runs"]["budget"].unique().to_list()) == design.budgets
+    assert sorted(res["runs"]["budget_flops"].unique().to_list()) == design.budgets
+    assert set(res["runs"]["budget"]) == {"1.5e+11", "3e+11", "6e+11", "1.2e+12"}
     surf, two = res["fits"]["approach3"], res["fits"]["approach2"]
     assert surf.info["compute"] == two.info["compute"] == "flops_per_token"
     for k in ("alpha", "beta", "E"):
@@ -190,6 +191,27 @@ def test_after_analysis_recovers_the_known_optimum_and_writes_files(iso, tmp_pat
                                    "--flops", str(c)])  # fmt: skip
     assert out.exit_code == 0, out.output
     assert "approach 3" in out.output and "approach 2" in out.output
+
+
+def test_a_slice_without_minimum_is_skipped_and_reported(iso, tmp_path):
+    """A slice whose parabola opens downward (noise) is dropped with SLICE_SKIPPED; the other
+    three budgets still give approach 2, and the report says so."""
+    root = tmp_path / "isoflop"
+    df = _synthetic_study(iso, root)
+    c = pl.col("flops_per_token") * pl.col("grid.tokens")
+    x = pl.col("params_total").log() - 10.0
+    df = df.with_columns(
+        final_eval_loss=pl.when((c - 3e11).abs() < 3e9).then(0.6 - 0.01 * x * x)
+        .otherwise(pl.col("final_eval_loss"))
+    )  # fmt: skip
+    df.write_parquet(root / "runs.parquet")
+    res = iso.analyse(root, n_boot=20)
+    two = res["fits"]["approach2"]
+    assert [d.subject for d in two.diagnostics if d.code == "SLICE_SKIPPED"] == ["3e+11"]
+    assert [s["label"] for s in two.slices] == ["1.5e+11", "6e+11", "1.2e+12"]
+    iso.write_outputs(root, res, None, None)
+    assert "SLICE_SKIPPED (3e+11)" in (root / "isoflop.md").read_text()
+    assert (root / "isoflop.png").is_file()
 
 
 def test_load_runs_refuses_runs_off_the_design(iso, tmp_path):

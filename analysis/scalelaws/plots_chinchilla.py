@@ -28,10 +28,12 @@ def _f(v: Any) -> float:
     return float("nan") if v is None else float(v)
 
 
-def _slice_of(flops: np.ndarray, slices: Sequence[dict]) -> np.ndarray:
-    """Index of the slice whose compute is nearest (in log) to each run's."""
+def _slice_of(flops: np.ndarray, slices: Sequence[dict], tol: float = 0.05) -> np.ndarray:
+    """Index of the slice whose compute is within `tol` in ln C of each run's; −1 for none
+    (a run of a skipped slice)."""
     centres = np.log([s["flops"] for s in slices])
-    return np.abs(np.log(flops)[:, None] - centres[None, :]).argmin(1)
+    dist = np.abs(np.log(flops)[:, None] - centres[None, :])
+    return np.where(dist.min(1) <= tol, dist.argmin(1), -1)
 
 
 def _surface_curve(surf, flops: float, n: np.ndarray) -> np.ndarray:
@@ -58,6 +60,10 @@ def _loss_panel(ax, iso, surf, runs, follow_up) -> None:
         if surf is not None:
             ax.plot(np.exp(x), _surface_curve(surf, s["flops"], np.exp(x)), color=color, ls="--",
                     lw=0.8)  # fmt: skip
+    if runs is not None and slices and (which < 0).any():
+        out = which < 0
+        ax.scatter(np.asarray(runs.n)[out], np.asarray(runs.loss)[out], marker="x", color="0.5",
+                   s=22, label="runs of skipped slices")  # fmt: skip
     if runs is not None and not slices:
         sc = ax.scatter(runs.n, runs.loss, c=np.log10(runs.flops), s=14, cmap="viridis")
         plt.colorbar(sc, ax=ax, label="log10 C (FLOPs)")

@@ -131,14 +131,18 @@ def fit_table(
     gap_dex: float = 0.1,
     n_boot: int = 1000,
     seed: int = 0,
+    skip_bad_slices: bool = False,
 ) -> dict[str, Any]:
     """{"approach2": IsoFLOPFit | None, "approach3": ChinchillaFit | None, "comparison":
-    Comparison | None}. ValueError from the fits (too few runs or slices, ...) propagates."""
+    Comparison | None}. ValueError from the fits (too few runs or slices, ...) propagates;
+    `skip_bad_slices` drops an unusable isoFLOP slice with a SLICE_SKIPPED warning instead."""
     from scalelaws import chinchilla as ch
 
     iso = surf = cmp = None
     if approach in ("2", "both"):
-        iso = ch.fit_isoflop(frame, budget_col=budget_col, gap_dex=gap_dex, compute=compute, **cols)
+        bad = "skip" if skip_bad_slices else "raise"
+        iso = ch.fit_isoflop(frame, budget_col=budget_col, gap_dex=gap_dex, compute=compute,
+                             on_bad_slice=bad, **cols)  # fmt: skip
     if approach in ("3", "both"):
         surf = ch.fit_loss_surface(frame, compute=compute, n_boot=n_boot, seed=seed, **cols)
     if iso is not None and surf is not None:
@@ -333,6 +337,13 @@ def fit_chinchilla(
     gap_dex: Annotated[
         float, typer.Option("--gap-dex", help="Without a budget column: slice where log10 C jumps.")
     ] = 0.1,
+    skip_bad_slices: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad-slices",
+            help="Approach 2: drop a slice with < 3 sizes or no minimum (SLICE_SKIPPED warning).",
+        ),
+    ] = False,
     n_boot: Annotated[int, typer.Option("--n-boot", help="Approach-3 bootstrap resamples.")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
     out: Annotated[Path | None, typer.Option("--out", help="Write FIT.json here.")] = None,
@@ -363,7 +374,8 @@ def fit_chinchilla(
         if budget_col is not None and budget_col not in frame.columns:
             raise UserError(f"--budget-col {budget_col!r}: no such column")
         fits = fit_table(frame, cols, approach=approach, compute=compute, budget_col=budget_col,
-                         gap_dex=gap_dex, n_boot=n_boot, seed=seed)  # fmt: skip
+                         gap_dex=gap_dex, n_boot=n_boot, seed=seed,
+                         skip_bad_slices=skip_bad_slices)  # fmt: skip
     except ValueError as e:  # UserError, and the fits' refusals (too few runs or slices, ...)
         raise _fail(str(e)) from None
     console = _console()
