@@ -336,3 +336,21 @@ def test_params_counts_match_the_design_helpers(iso):
         args = iso.model_args(design, s)
         assert iso.params_total(design, s) == param_counts(args)["total"]
         assert args.vocab_size == 6 and args.seq_len == 64
+
+
+def test_cli_help_documents_every_column_and_convention():
+    res = CliRunner().invoke(app, ["fit", "chinchilla", "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0
+    text = " ".join(res.output.split())
+    for col in (
+        "N: model size",
+        "D: training tokens",
+        "loss: final loss",
+        "flops: optional",
+        "flops_per_token: optional",
+        "budget: optional",
+        "--runs DIR: N = params_total",
+    ):
+        assert col in text, col
+    for opt in ("--approach", "--compute", "6ND", "flops_per_token", "total", "--out", "--plot"):
+        assert opt in text

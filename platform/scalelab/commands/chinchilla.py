@@ -299,15 +299,23 @@ def _console():
 # --------------------------------------------------------------------------- commands
 
 
-@fit_app.command("chinchilla")
+def _fit_help() -> str:
+    cols = "\n\n".join(f"{k}: {v}" for k, v in CSV_COLUMNS.items())
+    return (
+        "Compute-optimal scaling (Hoffmann et al. 2022): approach 2 (isoFLOP parabolas) and/or "
+        "approach 3 (L(N, D) = E + A/N^alpha + B/D^beta), side by side, with every diagnostic."
+        f"\n\nTABLE.csv columns, one row per run:\n\n{cols}\n\n--runs DIR: {RUNS_COLUMNS}."
+    )
+
+
+@fit_app.command("chinchilla", help=_fit_help())
 def fit_chinchilla(
     table: Annotated[
         Path | None,
         typer.Argument(
-            help="CSV, one row per run. Columns: "
-            + "; ".join(f"{k}: {v}" for k, v in CSV_COLUMNS.items())
-            + "."
-        ),
+            help="CSV, one row per run: columns N, D, loss [, flops, "
+            "flops_per_token, budget] (see above)."
+        ),  # fmt: skip
     ] = None,
     runs: Annotated[
         Path | None,
@@ -349,7 +357,6 @@ def fit_chinchilla(
     out: Annotated[Path | None, typer.Option("--out", help="Write FIT.json here.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="PNG: isoFLOP curves, N*(C).")] = None,
 ) -> None:
-    """Compute-optimal scaling (Hoffmann et al. 2022): approach 2 and/or 3, side by side."""
     from scalelaws import chinchilla as ch
 
     try:
