@@ -19,6 +19,12 @@ proposals at 4× the largest budget, and a follow-up sweep at that budget: the l
 nearest the approach-3 N* and the rungs just below and above it. Writes ROOT/isoflop.md,
 ROOT/isoflop.json and ROOT/isoflop.png; the follow-up lands in results/<study>_follow_up.
 
+Measured (quick, 2 shared cores, 2026-11-23): 28 min end to end (sweep of 20 trials ~18 min,
+fits 26 s, follow-up 9.5 min). Every slice had an interior minimum; N* ∝ C^0.60 (approach 2,
+95% [0.31, 0.89]) and C^0.55 (approach 3, [0.39, 0.75]); the proposed 111K shape beat its
+neighbours at 4.8e12 FLOPs by 0.0011 nats only, and approach 3 predicted all three losses
+~0.035-0.040 too low (its E = 0.076 sits far below the grammar's entropy rate 0.374).
+
     scalelab run experiments/isoflop.py --no-wandb                    # quick (2 CPU cores)
     scalelab run experiments/isoflop.py --preset cluster --no-wandb   # GPUs (declared, not run)
     scalelab fit chinchilla --runs results/isoflop --compute flops_per_token --out FIT.json
@@ -153,7 +159,7 @@ QUICK = Design(
     # one 1-core trial per core; evals: a few per trial and the last step (final_eval_loss)
     run=RunConfig(eval_every=500, log_every=50, noise_every=0, cpus_per_worker=1, device="cpu"),
     ladder=LADDER,
-    # pilot (one seed, same settings): the minimum moves up about one rung per doubling
+    # pilot (one seed): minima near 9K, 50K, 110K at 1.5e11, 6e11, 1.2e12 FLOPs
     windows={
         1.5e11: (0, 1, 2, 3, 4),  # 3.2K-58K
         3e11: (1, 2, 3, 4, 5),  # 6.3K-111K
