@@ -495,11 +495,11 @@ def after(root: Path) -> None:
     import polars as pl
 
     from scalelab import launch
-    from scalelab.commands.chinchilla import _console, print_fits, print_proposal
+    from scalelab.commands.chinchilla import make_console, print_fits, print_proposal
 
     t0 = time.time()
     res = analyse(root)
-    console = _console()
+    console = make_console()
     print_fits(console, res["fits"])
     for key, prop in res["proposals"].items():
         print_proposal(console, key.replace("approach", "approach "), prop)

@@ -290,7 +290,7 @@ def print_proposal(console, label: str, prop) -> None:
         console.print(f"{label}: {d.line()}", markup=False)
 
 
-def _console():
+def make_console():
     from rich.console import Console
 
     return Console(width=max(120, Console().width))
@@ -385,7 +385,7 @@ def fit_chinchilla(
                          skip_bad_slices=skip_bad_slices)  # fmt: skip
     except ValueError as e:  # UserError, and the fits' refusals (too few runs or slices, ...)
         raise _fail(str(e)) from None
-    console = _console()
+    console = make_console()
     print_fits(console, fits)
     if out is not None:
         from scalelaws.io import write_json
@@ -419,7 +419,7 @@ def propose_size(
         props = {k: ch.propose_size(f, flops) for k, f in sorted(fits.items(), reverse=True)}
     except ValueError as e:
         raise _fail(str(e)) from None
-    console = _console()
+    console = make_console()
     for key, prop in props.items():
         print_proposal(console, key.replace("approach", "approach "), prop)
     if out is not None:
