@@ -1,0 +1,430 @@
+"""`scalelab fit chinchilla` and `scalelab propose size`: compute-optimal model size.
+
+    scalelab fit chinchilla TABLE.csv [--approach 2|3|both] [--compute 6ND|flops_per_token|total]
+        [--out FIT.json] [--plot FIT.png]
+    scalelab fit chinchilla --runs DIR [...]          # a study folder's runs.parquet
+    scalelab propose size --fit FIT.json --flops C [--out SIZE.json]
+
+Approach 2 (isoFLOP parabolas) and approach 3 (L(N, D) = E + A/N^α + B/D^β) of Hoffmann et
+al. 2022 (arXiv 2203.15556), approach 3 as re-fitted by Besiroglu et al. 2024 (arXiv
+2404.10102); the FLOPs convention is an explicit choice (Porian et al. 2024, arXiv
+2406.19146). Thin: read and check the table, call `scalelaws.chinchilla`, print every estimate
+and every diagnostic, write JSON, plot. A user error prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from scalelab.commands import fit_app, propose_app
+
+CSV_COLUMNS = {
+    "N": "model size in parameters (> 0; say in your notes whether it counts the embedding)",
+    "D": "training tokens of the run (> 0)",
+    "loss": "final loss of the run (> 0, nats/token)",
+    "flops": "optional: total training FLOPs C of the run (> 0); read by --compute total, "
+    "and by flops_per_token (as flops/D) when there is no flops_per_token column",
+    "flops_per_token": "optional: training FLOPs per token of the run's model (> 0); "
+    "C = flops_per_token·D under --compute flops_per_token",
+    "budget": "optional: the run's requested FLOP budget; groups the approach-2 isoFLOP slices "
+    "(otherwise runs are sliced where log10 C jumps by more than --gap-dex)",
+}
+RUNS_COLUMNS = (
+    "N = params_total (or params with --params non_embedding), D = tokens_seen, loss = "
+    "final_eval_loss (--loss-col), flops_per_token; completed trials only"
+)
+APPROACHES = ("2", "3", "both")
+ISO_COLUMNS = ("C (FLOPs)", "runs", "N range", "N_opt", "N_opt 95%", "D_opt", "loss_min", "note")
+COMPUTES = ("6ND", "flops_per_token", "total")
+
+
+class UserError(ValueError):
+    """Bad input: printed as one line, exit status 2."""
+
+
+def _fail(msg: str) -> typer.Exit:
+    typer.echo(f"error: {' '.join(str(msg).split())}", err=True)
+    return typer.Exit(2)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------- input
+
+
+def read_csv_table(path: Path, compute: str):
+    """The CSV as a frame with columns N, D, loss (+ flops_per_token / flops / budget), every
+    value checked (finite, > 0); the first bad cell is a UserError naming its row."""
+    import polars as pl
+
+    if not path.is_file():
+        raise UserError(f"no file at {path}")
+    try:
+        df = pl.read_csv(path)
+    except Exception as e:  # polars raises several types for unreadable CSV
+        raise UserError(f"{path}: not a readable CSV ({type(e).__name__})") from None
+    need = ["N", "D", "loss"]
+    if compute == "total":
+        need.append("flops")
+    elif compute == "flops_per_token" and "flops_per_token" not in df.columns:
+        need.append("flops")  # per token = flops / D
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise UserError(
+            f"{path}: missing column(s) {', '.join(missing)} (has {', '.join(df.columns)}); "
+            f"--compute {compute} needs {', '.join(need)}"
+        )
+    check = need + [c for c in ("flops", "flops_per_token") if c in df.columns and c not in need]
+    for col in check:
+        try:
+            v = df[col].cast(pl.Float64).to_numpy()
+        except Exception:
+            raise UserError(f"{path}: column {col} is not numeric") from None
+        bad = ~(v > 0) | ~(abs(v) < math.inf)
+        if bad.any():
+            i = int(bad.argmax())
+            raise UserError(
+                f"{path}: row {i + 1} has {col} = {df[col][i]}; every {col} must be finite and > 0"
+            )
+    if compute == "flops_per_token" and "flops_per_token" not in df.columns:
+        df = df.with_columns(flops_per_token=pl.col("flops") / pl.col("D"))
+    return df
+
+
+def read_runs_dir(root: Path):
+    """A study folder's runs.parquet (the results-table contract)."""
+    import polars as pl
+
+    path = root / "runs.parquet"
+    if not path.is_file():
+        raise UserError(f"--runs {root}: no runs.parquet (run `scalelab collect {root}`)")
+    return pl.read_parquet(path)
+
+
+def columns(source: str, compute: str, params: str = "total", loss_col: str = "") -> dict:
+    """Keyword arguments naming the columns for scalelaws.chinchilla."""
+    if source == "csv":
+        cols = {"params_col": "N", "tokens_col": "D", "loss_col": "loss"}
+        return cols | {"flops_col": "flops" if compute == "total" else "flops_per_token"}
+    return {
+        "params_col": "params_total" if params == "total" else "params",
+        "tokens_col": "tokens_seen",
+        "loss_col": loss_col or "final_eval_loss",
+        "flops_col": "flops_per_token",
+    }
+
+
+def fit_table(
+    frame,
+    cols: dict,
+    *,
+    approach: str = "both",
+    compute: str = "6ND",
+    budget_col: str | None = None,
+    gap_dex: float = 0.1,
+    n_boot: int = 1000,
+    seed: int = 0,
+    skip_bad_slices: bool = False,
+) -> dict[str, Any]:
+    """{"approach2": IsoFLOPFit | None, "approach3": ChinchillaFit | None, "comparison":
+    Comparison | None}. ValueError from the fits (too few runs or slices, ...) propagates;
+    `skip_bad_slices` drops an unusable isoFLOP slice with a SLICE_SKIPPED warning instead."""
+    from scalelaws import chinchilla as ch
+
+    iso = surf = cmp = None
+    if approach in ("2", "both"):
+        bad = "skip" if skip_bad_slices else "raise"
+        iso = ch.fit_isoflop(frame, budget_col=budget_col, gap_dex=gap_dex, compute=compute,
+                             on_bad_slice=bad, **cols)  # fmt: skip
+    if approach in ("3", "both"):
+        surf = ch.fit_loss_surface(frame, compute=compute, n_boot=n_boot, seed=seed, **cols)
+    if iso is not None and surf is not None:
+        cmp = ch.compare_approaches(iso, surf)
+    return {"approach2": iso, "approach3": surf, "comparison": cmp}
+
+
+def fits_document(fits: dict, **meta) -> dict:
+    """FIT.json: the fits' to_dict() under approach2 / approach3 / comparison, plus `meta`."""
+    doc = {"kind": "chinchilla_fits", **meta}
+    for key, res in fits.items():
+        doc[key] = res.to_dict() if res is not None else None
+    return doc
+
+
+def load_fits(path: Path) -> dict:
+    """{"approach2": IsoFLOPFit, "approach3": ChinchillaFit} (those present) from FIT.json or
+    from one result's own JSON (kind IsoFLOPFit or ChinchillaFit)."""
+    import json
+
+    from scalelaws import chinchilla as ch
+
+    if not path.is_file():
+        raise UserError(f"--fit: no file at {path}")
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"--fit {path}: not JSON ({e.msg} at line {e.lineno})") from None
+    kinds = {"IsoFLOPFit": ("approach2", ch.IsoFLOPFit), "ChinchillaFit": ("approach3", ch.ChinchillaFit)}  # fmt: skip
+    if isinstance(doc, dict) and doc.get("kind") in kinds:
+        key, cls = kinds[doc["kind"]]
+        return {key: cls.from_dict(doc)}
+    out = {}
+    if isinstance(doc, dict):
+        for key, cls in kinds.values():
+            if isinstance(doc.get(key), dict):
+                out[key] = cls.from_dict(doc[key])
+    if not out:
+        raise UserError(f"--fit {path}: holds no approach-2 or approach-3 fit")
+    return out
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def _num(v: Any, fmt: str = ".4g") -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return format(v, fmt)
+
+
+def _interval(iv, fmt: str = ".4g") -> str:
+    if iv is None or any(x is None or not math.isfinite(x) for x in iv):
+        return "-"
+    return f"[{format(iv[0], fmt)}, {format(iv[1], fmt)}]"
+
+
+def print_fits(console, fits: dict) -> None:
+    """Rich tables of both fits and the comparison, then every diagnostic line."""
+    from rich.table import Table
+
+    surf, iso, cmp = fits.get("approach3"), fits.get("approach2"), fits.get("comparison")
+    if surf is not None:
+        t = Table(title="Approach 3: L(N, D) = E + A/N^alpha + B/D^beta (95% bootstrap)")
+        for c in ("param", "estimate", "95% interval"):
+            t.add_column(c, justify="left" if c == "param" else "right")
+        for k in ("E", "A", "B", "alpha", "beta", "n_exponent", "d_exponent", "G"):
+            t.add_row(k, _num(surf.params[k], ".5g"), _interval(surf.intervals.get(k), ".5g"))
+        console.print(t)
+        m, i = surf.metrics, surf.info
+        console.print(
+            f"approach 3: {m['n_points']} runs, R² {m['r2']:.4f}, objective {m['objective']:.4g};"
+            f" N* = G·(C/{i['flops_per_nd']:.4g})^n_exponent; {i['compute_convention']}; "
+            f"bootstrap {i['n_boot']} (failed {i['boot_failed']}); rows dropped: "
+            f"{i['rows_dropped_status']} by status, {i['rows_dropped_invalid']} invalid"
+        )
+    if iso is not None:
+        t = Table(title="Approach 2: isoFLOP parabolas in ln N (95% delta-method N_opt)")
+        for c in ISO_COLUMNS:
+            t.add_column(c, justify="right")
+        for s in iso.slices:
+            t.add_row(
+                f"{s['flops']:.3g}",
+                str(s["n_points"]),
+                f"{s['n_min']:.3g}-{s['n_max']:.3g}",
+                f"{s['n_opt']:.4g}",
+                _interval((s["n_opt_lo"], s["n_opt_hi"])),
+                f"{s['d_opt']:.4g}",
+                f"{s['loss_min']:.4f}",
+                "extrapolated" if s["extrapolated"] else "",
+            )
+        console.print(t)
+        p, iv = iso.params, iso.intervals
+        console.print(
+            f"approach 2: N_opt = {p['n_coef']:.4g}·C^{p['n_exponent']:.4f} "
+            f"(exponent 95% {_interval(iv['n_exponent'])}), D_opt = {p['d_coef']:.4g}·"
+            f"C^{p['d_exponent']:.4f} ({_interval(iv['d_exponent'])}); "
+            f"{iso.info['compute_convention']}; slicing {iso.info['slicing']}"
+        )
+    if cmp is not None:
+        t = Table(title="Approach 2 vs 3: N* per budget")
+        for c in ("C (FLOPs)", "N*_2", "N*_2 95%", "N*_3", "N*_3 95%", "ratio 2/3", "disagree"):
+            t.add_column(c, justify="right")
+        for b in cmp.budgets:
+            t.add_row(
+                f"{b['flops']:.3g}",
+                f"{b['n_opt_2']:.4g}",
+                _interval((b["n_opt_2_lo"], b["n_opt_2_hi"])),
+                f"{b['n_opt_3']:.4g}",
+                _interval((b["n_opt_3_lo"], b["n_opt_3_hi"])),
+                f"{b['ratio']:.3f}",
+                {True: "yes", False: "no", None: "-"}[b["disagree"]],
+            )
+        console.print(t)
+        console.print(
+            f"N* exponent: approach 2 {cmp.params['n_exponent_approach2']:.4f}, approach 3 "
+            f"{cmp.params['n_exponent_approach3']:.4f}; geometric-mean N*_2/N*_3 "
+            f"{cmp.params['geomean_ratio']:.3f}"
+        )
+    for name, res in (("approach 3", surf), ("approach 2", iso), ("comparison", cmp)):
+        for d in res.diagnostics if res is not None else ():
+            console.print(f"{name}: {d.line()}", markup=False)
+
+
+def print_proposal(console, label: str, prop) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"{label}: compute-optimal size at C = {prop.params['flops']:.4g} FLOPs")
+    for c in ("quantity", "value", "95% interval"):
+        t.add_column(c, justify="left" if c == "quantity" else "right")
+    for k, name in (("n", "N (parameters)"), ("d", "D (tokens)"),
+                    ("tokens_per_param", "D/N"), ("loss", "loss at the optimum")):  # fmt: skip
+        if k in prop.params:
+            t.add_row(name, _num(prop.params[k], ".5g"), _interval(prop.intervals.get(k), ".5g"))
+    console.print(t)
+    info = prop.info
+    warned = info["fit_warnings"]
+    console.print(
+        f"{label}: {info['compute_convention']}; intervals: {info['interval_method']}; "
+        f"{info['extrapolation_decades']:+.2f} decades outside the fitted range "
+        f"[{info['flops_range'][0]:.3g}, {info['flops_range'][1]:.3g}]"
+        + (f"; the fit had warnings {', '.join(warned)}" if warned else "")
+    )
+    for d in prop.diagnostics:
+        console.print(f"{label}: {d.line()}", markup=False)
+
+
+def make_console():
+    from rich.console import Console
+
+    return Console(width=max(120, Console().width))
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _fit_help() -> str:
+    cols = "\n\n".join(f"{k}: {v}" for k, v in CSV_COLUMNS.items())
+    return (
+        "Compute-optimal scaling (Hoffmann et al. 2022): approach 2 (isoFLOP parabolas) and/or "
+        "approach 3 (L(N, D) = E + A/N^alpha + B/D^beta), side by side, with every diagnostic."
+        f"\n\nTABLE.csv columns, one row per run:\n\n{cols}\n\n--runs DIR: {RUNS_COLUMNS}."
+    )
+
+
+@fit_app.command("chinchilla", help=_fit_help())
+def fit_chinchilla(
+    table: Annotated[
+        Path | None,
+        typer.Argument(
+            help="CSV, one row per run: columns N, D, loss [, flops, "
+            "flops_per_token, budget] (see above)."
+        ),  # fmt: skip
+    ] = None,
+    runs: Annotated[
+        Path | None,
+        typer.Option("--runs", help=f"Study folder with runs.parquet ({RUNS_COLUMNS})."),
+    ] = None,
+    approach: Annotated[
+        str, typer.Option("--approach", help="2 (isoFLOP parabolas), 3 (loss surface) or both.")
+    ] = "both",
+    compute: Annotated[
+        str,
+        typer.Option(
+            "--compute",
+            help="FLOPs convention: 6ND (C = 6·N·D), flops_per_token (C = flops_per_token·D, "
+            "the model's own count: 6N + attention), total (C = the flops column).",
+        ),
+    ] = "6ND",
+    params: Annotated[
+        str, typer.Option("--params", help="--runs: N counts 'total' or 'non_embedding' params.")
+    ] = "total",
+    loss_col: Annotated[
+        str, typer.Option("--loss-col", help="--runs: loss column (e.g. ewa_eval_loss).")
+    ] = "final_eval_loss",
+    budget_col: Annotated[
+        str | None,
+        typer.Option("--budget-col", help="Column grouping the isoFLOP slices (CSV: budget)."),
+    ] = None,
+    gap_dex: Annotated[
+        float, typer.Option("--gap-dex", help="Without a budget column: slice where log10 C jumps.")
+    ] = 0.1,
+    skip_bad_slices: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad-slices",
+            help="Approach 2: drop a slice with < 3 sizes or no minimum (SLICE_SKIPPED warning).",
+        ),
+    ] = False,
+    n_boot: Annotated[int, typer.Option("--n-boot", help="Approach-3 bootstrap resamples.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", help="Write FIT.json here.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="PNG: isoFLOP curves, N*(C).")] = None,
+) -> None:
+    from scalelaws import chinchilla as ch
+
+    try:
+        if (table is None) == (runs is None):
+            raise UserError("give exactly one of TABLE.csv or --runs DIR")
+        if approach not in APPROACHES:
+            raise UserError(f"--approach {approach!r}: use 2, 3 or both")
+        if compute not in COMPUTES:
+            raise UserError(f"--compute {compute!r}: use one of {', '.join(COMPUTES)}")
+        if params not in ("total", "non_embedding"):
+            raise UserError(f"--params {params!r}: use total or non_embedding")
+        if n_boot < 0:
+            raise UserError(f"--n-boot {n_boot}: must be >= 0 (0 = no intervals)")
+        if table is not None:
+            frame = read_csv_table(table, compute)
+            cols, source = columns("csv", compute), table
+            if budget_col is None and "budget" in frame.columns:
+                budget_col = "budget"
+        else:
+            frame = read_runs_dir(runs)
+            cols, source = columns("runs", compute, params, loss_col), runs / "runs.parquet"
+        if budget_col is not None and budget_col not in frame.columns:
+            raise UserError(f"--budget-col {budget_col!r}: no such column")
+        fits = fit_table(frame, cols, approach=approach, compute=compute, budget_col=budget_col,
+                         gap_dex=gap_dex, n_boot=n_boot, seed=seed,
+                         skip_bad_slices=skip_bad_slices)  # fmt: skip
+    except ValueError as e:  # UserError, and the fits' refusals (too few runs or slices, ...)
+        raise _fail(str(e)) from None
+    console = make_console()
+    print_fits(console, fits)
+    if out is not None:
+        from scalelaws.io import write_json
+
+        meta = {"source": str(source), "input_sha256": _sha256(source), "columns": cols}
+        write_json(out, fits_document(fits, compute=compute, **meta))
+        console.print(f"wrote {out}")
+    if plot is not None:
+        from scalelaws.plots_chinchilla import plot_isoflop
+
+        rt = ch.runs_table(frame, compute=compute, **cols)
+        plot_isoflop(plot, iso=fits["approach2"], surf=fits["approach3"], runs=rt)
+        console.print(f"plot: {plot}")
+
+
+@propose_app.command("size")
+def propose_size(
+    fit: Annotated[Path, typer.Option("--fit", help="FIT.json from `scalelab fit chinchilla`.")],
+    flops: Annotated[
+        float, typer.Option("--flops", help="Training budget C in FLOPs, in the fit's convention.")
+    ],
+    out: Annotated[Path | None, typer.Option("--out", help="Write the proposals here.")] = None,
+) -> None:
+    """Compute-optimal N and D for a FLOP budget, from every fit in FIT.json."""
+    from scalelaws import chinchilla as ch
+
+    try:
+        if not (math.isfinite(flops) and flops > 0):
+            raise UserError(f"--flops {flops}: a budget must be finite and > 0")
+        fits = load_fits(fit)
+        props = {k: ch.propose_size(f, flops) for k, f in sorted(fits.items(), reverse=True)}
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    console = make_console()
+    for key, prop in props.items():
+        print_proposal(console, key.replace("approach", "approach "), prop)
+    if out is not None:
+        from scalelaws.io import write_json
+
+        doc = {"kind": "chinchilla_proposals", "flops": flops, "fit": str(fit)}
+        write_json(out, doc | {k: p.to_dict() for k, p in props.items()})
+        console.print(f"wrote {out}")
