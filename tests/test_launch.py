@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from scalelab import launch
+from scalelab import launch, results
 from scalelab.config import DataSpec, ModelSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
 from scalelab.sweep import SweepSpec
 
@@ -205,3 +205,25 @@ def test_asha_stops_bad_trials_early_and_records_them_as_stopped(local_ray, tmp_
     t0 = time.time()
     launch.run(spec, wandb_mode=None, show_progress=False)  # stopped counts as done
     assert time.time() - t0 < 10
+
+
+def test_one_corrupted_trial_among_many_collects_reports_and_reruns_to_completion(
+    local_ray, tmp_path
+):
+    from scalelaws import write_report
+
+    spec = SweepSpec(
+        "corrupt", BASE, grid={"seed": [0, 1, 2, 3]}, run=RUN, storage=str(tmp_path / "c")
+    )
+    root = launch.run(spec, wandb_mode=None, show_progress=False)
+    victim = sorted((root / "trials").iterdir())[2]
+    rec = victim / "trial.json"
+    rec.write_text(rec.read_text()[:150])  # a copy cut short
+    with pytest.warns(UserWarning, match=str(rec)):
+        runs, _ = results.collect(root)
+    assert runs.height == 3 and victim.name not in runs["trial"].to_list()
+    assert (write_report(root)).exists()  # the report is written from what is readable
+    launch.run(spec, wandb_mode=None, show_progress=False)  # retrains the damaged trial only
+    runs = pl.read_parquet(root / "runs.parquet")
+    assert runs.height == 4 and set(runs["status"]) == {"completed"}
+    assert json.loads(rec.read_text())["status"] == "completed"
