@@ -270,6 +270,7 @@ def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurre
             storage_path=str(root / "_ray"),
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            callbacks=[_quiet_progress()],
         ),
     )
     view = progress.Live(root, pending, concurrency=n) if show_progress else None
@@ -285,6 +286,24 @@ def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurre
             thread.join()
     if scheduler is not None:
         _mark_stopped(grid)
+
+
+def _quiet_progress():
+    """Tune's own per-trial console lines ("Trial ... completed. Last result: ...", printed even
+    at verbose=0 for trials that report nothing) replaced by nothing: progress.Live says it."""
+    from ray.tune.progress_reporter import TrialProgressCallback
+
+    class Quiet(TrialProgressCallback):
+        def on_trial_result(self, *args, **kwargs) -> None:
+            pass
+
+        def on_trial_complete(self, *args, **kwargs) -> None:
+            pass
+
+        def on_trial_error(self, *args, **kwargs) -> None:
+            pass
+
+    return Quiet()
 
 
 BUNDLE_WAVES = 4  # bundles per slot: enough to balance the load, few Tune round trips
