@@ -18,6 +18,7 @@ import polars as pl
 import torch
 
 from scalelab import data as datasets
+from scalelab import parallel
 from scalelab.config import (
     DataSpec,
     ModelSpec,
@@ -62,6 +63,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    parallel.keep_freed_memory()  # what train() sets for its process: the same for both loops
     spec = TrialSpec(
         name="bench",
         model=ModelSpec(a.size),

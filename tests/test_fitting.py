@@ -132,3 +132,28 @@ def test_metrics_by_hand():
     assert m["pred_e"] == pytest.approx((0.1 + 0.1) / 2)
     assert m["worst_e"] == pytest.approx(0.1)
     assert m["r2"] == pytest.approx(1 - 0.2 / 2.0)
+
+
+def test_a_design_subset_is_the_zero_weight_fit():
+    """Dropping the points of curves a resample did not draw changes no term of the objective:
+    the value and gradient at any θ equal the full design's with those points weighted 0."""
+    import numpy as np
+
+    from scalelaws import fitting
+    from scalelaws.multipower import Curve, Design, make_law
+
+    steps = np.arange(10, 201, 10)
+    lrs = [np.full(200, 1e-3), np.r_[np.full(120, 1e-3), np.full(80, 1e-4)]]
+    curves = [
+        Curve(f"c{i}", lr, steps, 3.0 - 0.1 * np.log(steps) - 0.1 * i) for i, lr in enumerate(lrs)
+    ]
+    D = Design(curves)
+    law = make_law("multipower")
+    theta = fitting._to_u(law, np.array([1.0, 0.5, 0.5, 100.0, 50.0, 0.5, 0.5]))
+    w = (D.curve_id == 1).astype(float) * 2.0  # curve 0 not drawn, curve 1 drawn twice
+    full = fitting.objective(law, D, D.y, w)(theta)
+    keep = w > 0
+    sub = law.subset(D, keep)
+    part = fitting.objective(law, sub, D.y[keep], w[keep])(theta)
+    assert sub.n == keep.sum() and np.isclose(full[0], part[0], rtol=1e-12)
+    np.testing.assert_allclose(full[1], part[1], rtol=1e-10, atol=1e-15)

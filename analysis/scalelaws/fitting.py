@@ -8,7 +8,8 @@ with scipy L-BFGS-B from several starts (the best one wins). Positive parameters
 optimised as log θ, so B ≈ 500 and β ≈ 0.5 are on the same scale. Gradients come from the
 law's Jacobian (analytic), or from vectorised central differences when it has none.
 Bootstrap intervals resample groups (curves or runs) with replacement; a resample is fitted by
-weighting each point with how often its group was drawn, so the law never needs to subset x.
+weighting each point with how often its group was drawn; a law that can restrict its x to some
+points (`Law.subset`) drops the points of groups not drawn, which changes no term.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class Law:
     guesses: Callable[[Any, np.ndarray], list[np.ndarray]] | None = None
     reference: str = ""
     report: Callable[[np.ndarray, Any], dict[str, float]] | None = None
+    subset: Callable[[Any, np.ndarray], Any] | None = None  # x at some points only (a bool each)
 
     @property
     def names(self) -> list[str]:
@@ -393,6 +395,16 @@ def fit_diagnostics(
     return diags + bootstrap_diagnostics(info), extra
 
 
+def _refit(law: Law, x: Any, y: np.ndarray, w: np.ndarray, theta, delta: float) -> np.ndarray:
+    """One resample's fit from θ. Points of groups not drawn weigh 0; a law that can restrict
+    its x (`subset`) leaves them out, which changes no term of the objective."""
+    if law.subset is not None and not np.all(w > 0):
+        keep = w > 0
+        x, y, w = law.subset(x, keep), y[keep], w[keep]
+    th, _, _ = minimise(law, x, y, [theta], weights=w, delta=delta, max_starts=1)
+    return th
+
+
 def bootstrap_diagnostics(info: Mapping) -> tuple[Diagnostic, ...]:
     """BOOTSTRAP_FAILED when some bootstrap refits failed."""
     failed, n = info.get("boot_failed", 0), info.get("n_boot", 0)
@@ -437,8 +449,7 @@ def bootstrap(
         key = counts.tobytes()  # with few groups most draws repeat (3 curves: 10 distinct)
         if key not in done:
             try:
-                w = base * counts[inverse]
-                done[key], _, _ = minimise(law, x, y, [theta], weights=w, delta=delta, max_starts=1)
+                done[key] = _refit(law, x, y, base * counts[inverse], theta, delta)
             except (RuntimeError, ValueError):
                 done[key] = None
         if done[key] is None:

@@ -27,6 +27,7 @@ sum on blocks of steps whose width grows with the distance to the evaluated step
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -172,6 +173,21 @@ class Design:
         # LR rise during warmup (Σ of negative drops before the first evaluated step), median
         self.rise = float(np.median([_rise(cv) for cv in self.curves]))
 
+    def subset(self, keep: np.ndarray) -> Design:
+        """The same design at the points `keep` only (a bool per point): the pairs of the
+        dropped points go too, so a bootstrap resample that leaves curves out costs less."""
+        keep = np.asarray(keep, bool)
+        new = object.__new__(Design)
+        new.__dict__.update(self.__dict__)
+        index = np.cumsum(keep) - 1  # old point -> new point
+        pairs = keep[self.rows]
+        new.rows = index[self.rows[pairs]]
+        new.w, new.S, new.loge = self.w[pairs], self.S[pairs], self.loge[pairs]
+        for name in ("s1", "log_s1", "s2", "curve_id", "y"):
+            setattr(new, name, getattr(self, name)[keep])
+        new.n = int(keep.sum())
+        return new
+
 
 def _exact_pairs(lr: np.ndarray, steps: np.ndarray) -> list:
     """(row, w, loge, S) for every (evaluated step s, j < s with d_j ≠ 0)."""
@@ -297,20 +313,34 @@ _MPL_EXTRA = (
 )
 
 
+def _subset(D: Design, keep: np.ndarray) -> Design:
+    return D.subset(keep)
+
+
 def make_law(name: str) -> Law:
     """The fitting `Law` for "multipower", "power" (CDSL) or "momentum" over a `Design`."""
     if name == "multipower":
         ref = "Luo et al. ICLR 2025, arXiv 2503.12811 (multi-power law)"
         return Law(
-            name, _COMMON + _MPL_EXTRA, _mpl_predict, _mpl_jac, _mpl_guesses, ref, _mpl_report
+            name,
+            _COMMON + _MPL_EXTRA,
+            _mpl_predict,
+            _mpl_jac,
+            _mpl_guesses,
+            ref,
+            _mpl_report,
+            subset=_subset,
         )
     if name == "power":
         ref = "constant-schedule power law in the LR area (CDSL)"
-        return Law(name, _COMMON, _first(_power_jac), _power_jac, _power_guesses, ref)
+        return Law(
+            name, _COMMON, _first(_power_jac), _power_jac, _power_guesses, ref, subset=_subset
+        )
     if name == "momentum":
         ref = "Tissue et al. 2024, arXiv 2408.11029 (annealing area S2)"
         params = _COMMON + (Param("C", 1e-4, 1e4, 1.0),)
-        return Law(name, params, _first(_momentum_jac), _momentum_jac, _momentum_guesses, ref)
+        law = Law(name, params, _first(_momentum_jac), _momentum_jac, _momentum_guesses, ref)
+        return dataclasses.replace(law, subset=_subset)
     raise ValueError(f"unknown law {name!r}: use one of {LAWS}")
 
 
