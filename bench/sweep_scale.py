@@ -1,8 +1,9 @@
 """Hundreds of short trials: is the platform's cost near zero next to the training?
 
-    .venv/bin/python bench/sweep_scale.py [--trials 300] [--steps 40] [--wandb offline]
+    .venv/bin/python bench/sweep_scale.py [--trials 300] [--steps 200] [--wandb offline]
 
-300 trials of a 6K-parameter GPT (lr × schedule × seeds), each ~1.5 s of training on one core,
+300 trials of a 6K-parameter GPT (lr × schedule × seeds), each ~1-1.5 s of training on one core
+(200 steps),
 with W&B offline (the default mode). Baseline: the same trials trained one after another in
 this process (warm: torch, data and W&B already loaded), divided by the slots Ray runs at once.
 
@@ -55,7 +56,7 @@ def sequential(study: Path, out: Path, wandb_mode: str | None) -> tuple[float, i
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=300)
-    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--wandb", default="offline", choices=["offline", "disabled"])
     a = ap.parse_args()
     seeds = max(1, a.trials // 6)

@@ -451,12 +451,15 @@ def _run_bundle(items: list[dict]) -> None:
 
 
 def _release_memory() -> None:
+    """Between two trials of one runner: hand the finished trial's GPU memory back. A full
+    gc.collect() costs ~0.13 s with torch, Ray and W&B loaded (half the gap between two short
+    trials), and on CPU reference counting has already freed the trial: only CUDA needs it."""
     import gc
 
     import torch
 
-    gc.collect()
     if torch.cuda.is_available():
+        gc.collect()
         torch.cuda.empty_cache()
 
 
