@@ -3,8 +3,7 @@
     .venv/bin/python bench/sweep_scale.py [--trials 300] [--steps 200] [--wandb offline]
 
 300 trials of a 6K-parameter GPT (lr × schedule × seeds), each ~1-1.5 s of training on one core
-(200 steps),
-with W&B offline (the default mode). Baseline: the same trials trained one after another in
+(200 steps), with W&B offline (the default mode). Baseline: the same trials trained one after another in
 this process (warm: torch, data and W&B already loaded), divided by the slots Ray runs at once.
 
     ratio = wall(study on local Ray) / (wall(in-process, sequential) / slots)   (goal <= 1.15)
