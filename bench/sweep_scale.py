@@ -1,10 +1,12 @@
 """Hundreds of short trials: is the platform's cost near zero next to the training?
 
-    .venv/bin/python bench/sweep_scale.py [--trials 300] [--steps 200] [--wandb offline]
+    .venv/bin/python bench/sweep_scale.py [--trials 300] [--steps 300] [--wandb offline]
 
-300 trials of a 6K-parameter GPT (lr × schedule × seeds), each ~1-1.5 s of training on one core
-(200 steps), with W&B offline (the default mode). Baseline: the same trials trained one after another in
-this process (warm: torch, data and W&B already loaded), divided by the slots Ray runs at once.
+300 trials of a 6K-parameter GPT (lr × schedule × seeds), each ~1.5 s of training on one core
+(300 steps), with W&B offline (the default mode). Baseline: the same trials trained one after
+another in this process (warm: torch, data and W&B already loaded), divided by the slots Ray
+runs at once. A second reference splits them over that many plain processes (no Ray): what
+running at once costs on this machine without any platform.
 
     ratio = wall(study on local Ray) / (wall(in-process, sequential) / slots)   (goal <= 1.15)
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import subprocess
 import sys
@@ -52,10 +55,40 @@ def sequential(study: Path, out: Path, wandb_mode: str | None) -> tuple[float, i
     return time.perf_counter() - t, len(trials)
 
 
+def _worker(study, out, wandb_mode, part, slots, barrier, times) -> None:
+    from scalelab import study as studies
+    from scalelab.sweep import expand
+    from scalelab.train import train
+
+    trials = expand(studies.load(study).SPEC)[part::slots]
+    train(trials[0], out / f"warm{part}", wandb_mode=wandb_mode)
+    barrier.wait()
+    t = time.perf_counter()
+    for trial in trials:
+        train(trial, out / trial.name, wandb_mode=wandb_mode)
+    times[part] = time.perf_counter() - t
+
+
+def parallel(study: Path, out: Path, wandb_mode: str | None, slots: int) -> float:
+    """The same trials split over `slots` plain processes (no Ray, warm, no orchestration): what
+    the cores give when they run at once (shared caches, memory bandwidth, W&B's own process)."""
+    ctx = mp.get_context("spawn")
+    barrier, times = ctx.Barrier(slots), ctx.Array("d", slots)
+    procs = [
+        ctx.Process(target=_worker, args=(study, out, wandb_mode, i, slots, barrier, times))
+        for i in range(slots)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    return max(times)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=300)
-    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--wandb", default="offline", choices=["offline", "disabled"])
     a = ap.parse_args()
     seeds = max(1, a.trials // 6)
@@ -66,6 +99,7 @@ def main() -> None:
         study.write_text(STUDY.format(steps=a.steps, seeds=seeds))
         plain, n = sequential(study, d / "plain", None if a.wandb == "disabled" else a.wandb)
         ideal = plain / slots
+        together = parallel(study, d / "par", None if a.wandb == "disabled" else a.wandb, slots)
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         cmd = [sys.executable, "-m", "scalelab.cli", "run", str(study), "--storage",
                str(d / "ray"), "--no-progress"] + ([] if a.wandb == "offline" else ["--no-wandb"])  # fmt: skip
@@ -93,7 +127,10 @@ def main() -> None:
     print(f"{n} trials of {a.steps} steps, W&B {a.wandb}, {slots} slots")
     print(f"in-process, sequential (warm): {plain:7.1f}s ({plain / n:.2f}s per trial)")
     print(f"ideal with {slots} at once:        {ideal:7.1f}s")
-    print(f"study on local Ray:            {wall:7.1f}s  ratio {wall / ideal:.3f} (goal <= 1.15)")
+    print(f"{slots} plain processes, no Ray:     {together:7.1f}s  ratio {together / ideal:.3f}"
+          " (what running at once costs without any platform)")  # fmt: skip
+    print(f"study on local Ray:            {wall:7.1f}s  ratio {wall / ideal:.3f} (goal <= 1.15),"
+          f" {wall / together:.3f} vs {slots} plain processes")  # fmt: skip
     busy = ends[-1] - starts[0]
     print(
         f"  training inside the actors {training:.1f}s ({sum(r['wall_s'] for r in recs) / n:.2f}s "

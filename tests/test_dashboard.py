@@ -5,6 +5,7 @@ definition. Everything is read back from what W&B wrote (wandb_offline.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 from wandb_offline import OfflineRun, offline_runs
 
 import scalelaws as sl
-from scalelab import analysis_run, dashboard
+from scalelab import analysis_run, dashboard, tracking
 from scalelab.cli import app, main
 from scalelab.config import OptimSpec, RunConfig, ScheduleSpec, TrialSpec
 from scalelab.sweep import SweepSpec, expand
@@ -60,6 +61,27 @@ def test_trial_runs_carry_every_grid_key_at_the_top_level_of_their_config(tmp_pa
     assert c["schedule"] == "cosine(final_lr=0.0003)"  # the runs table's grid.schedule label
     assert c["spec"]["schedule"] == {"name": "cosine", "warmup_steps": 5, "params": sched.params}
     assert run.summary["final_eval_loss"] == 1.5 and run.summary["status"] == "completed"
+
+
+def test_trial_runs_log_at_most_wandb_rows_evenly_plus_every_eval_row_and_the_last(tmp_path):
+    # 250 steps, a curve row each, wandb_rows=50: every 5th step, the evals (every 20) and 250
+    spec = SweepSpec("cad", TrialSpec(total_steps=250), run=RunConfig(eval_every=20, wandb_rows=50))
+    (trial,) = expand(spec)
+    assert tracking.wandb_cadence(trial) == 5
+    tracker = Tracker(trial, tmp_path / "t", "offline")
+    for step in range(1, 251):
+        ev = 2.0 if step % 20 == 0 else None
+        tracker.log({"step": step, "train_loss": 1.0 / step, "eval_loss": ev})
+    tracker.finish({"status": "completed"})
+    (run,) = [OfflineRun(p) for p in (tmp_path / "t" / "wandb").glob("offline-run-*")]
+    steps = [row["_step"] for row in run.history]
+    assert steps == sorted(set(range(5, 251, 5)) | set(range(20, 251, 20)) | {250})
+    assert [r["step"] for r in run.history if "eval_loss" in r] == list(range(20, 241, 20))
+    # 0: every curve row; a coarser curve (log_every 4) keeps W&B on its rows
+    every = RunConfig(wandb_rows=0, log_every=4)
+    assert tracking.wandb_cadence(dataclasses.replace(trial, run=every)) == 1
+    coarse = dataclasses.replace(trial, run=RunConfig(log_every=4, wandb_rows=50))
+    assert tracking.wandb_cadence(coarse) == 8  # 250 / 4 = 62.5 rows -> every 2nd row
 
 
 def test_analysis_run_logs_runs_table_fits_plots_and_the_results_artifact(study):

@@ -9,13 +9,14 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from scalelab import launch, results
+from scalelab import launch, reaper, results
 from scalelab.config import DataSpec, ModelSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
 from scalelab.sweep import SweepSpec
 
@@ -125,6 +126,19 @@ SPEC = SweepSpec(
 """
 
 
+def _alive(pids: list[int]) -> list[int]:
+    """Those still running (a zombie waiting for its reaper counts as gone)."""
+    out = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            out.append(pid)
+    return out
+
+
 def _status(tdir: Path) -> str | None:
     try:
         return json.loads((tdir / "trial.json").read_text())["status"]
@@ -158,8 +172,19 @@ def test_killing_the_driver_then_rerunning_finishes_without_redoing_work(tmp_pat
         if finished and running:
             break
         time.sleep(0.5)
-    os.killpg(p.pid, signal.SIGKILL)
+    (session,) = Path(tempfile.gettempdir(), "ray").glob(f"session_*_{p.pid}")
+    ray_pids = reaper.session_pids(str(session))
+    os.kill(p.pid, signal.SIGKILL)  # the driver alone, as `kill -9 <pid>` would
     p.wait()
+    # its embedded Ray (raylet, GCS, agents, the trial runners) goes with it, in seconds
+    deadline = time.time() + 20
+    while (left := _alive(ray_pids)) and time.time() < deadline:
+        time.sleep(0.5)
+    for pid in left:  # clean up before failing
+        os.kill(pid, signal.SIGKILL)
+    assert len(ray_pids) >= 4, "the embedded Ray should have been running"
+    assert not left, f"Ray processes outlived the killed driver: {left}"
+    assert not session.exists()
     assert finished and running, "the study never got part-way"
     stamps = {
         t: json.loads((root / "trials" / t / "trial.json").read_text())["finished_at"]

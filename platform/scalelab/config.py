@@ -197,6 +197,9 @@ class RunConfig:
     log_every: int = 1  # steps between curve rows
     noise_every: int = 10  # steps between gradient-noise-scale measurements; 0 = off
     checkpoint_every: int = 0  # steps between distributed checkpoints; 0 = off
+    # W&B history rows per trial, evenly spaced, plus every eval row and the last; 0 = every
+    # curve row. Each row costs ~0.5 ms (tracking.py); curve.parquet always has all of them.
+    wandb_rows: int = 100
     # speed switches (README "Speed"); on CPU the defaults change no number
     compile: str | bool = "auto"  # torch.compile each block: "auto" = on for CUDA, off on CPU
     activation_checkpointing: bool = False  # recompute block activations in backward
@@ -214,7 +217,7 @@ class RunConfig:
         for f in ("eval_every", "log_every"):
             v = getattr(self, f)
             _need(_int(v) and v > 0, f, f"must be a positive int, got {v!r}")
-        for f in ("noise_every", "checkpoint_every", "micro_batch_size"):
+        for f in ("noise_every", "checkpoint_every", "micro_batch_size", "wandb_rows"):
             v = getattr(self, f)
             _need(_int(v) and v >= 0, f, f"must be an int >= 0 (0 = off), got {v!r}")
         _need(self.device in ("auto", "cpu", "cuda"), "device", "must be 'auto', 'cpu' or 'cuda'")

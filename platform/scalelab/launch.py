@@ -13,12 +13,14 @@ import logging
 import math
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import polars as pl
 
-from scalelab import files, progress, status
+from scalelab import files, progress, reaper, status
 from scalelab.config import SpecError, Trial
 from scalelab.sweep import SweepSpec, expand
 
@@ -97,31 +99,61 @@ def connect(trials: list[Trial], num_cpus: int | None = None) -> dict:
             cpus = num_cpus or max(os.cpu_count() or 1, math.ceil(need))
             ray.init(num_cpus=cpus, include_dashboard=False, **quiet)
             _EMBEDDED = True
+            _watch(_session_dir())
     return ray.cluster_resources()
 
 
 _EMBEDDED = False  # this process started its own local Ray (connect), and stops it (shutdown)
+_REAPER = None  # the watcher that stops that Ray if this process dies first (scalelab.reaper)
+
+
+def _session_dir() -> Path | None:
+    import ray
+
+    try:
+        return Path(ray._private.worker._global_node.get_session_dir_path())
+    except Exception:  # a private API: without it only the folder stays behind
+        return None
+
+
+def _watch(session: Path | None) -> None:
+    """Start scalelab.reaper with a pipe from this process: if this process dies (kill -9
+    included), the pipe closes and the reaper stops the embedded Ray at once."""
+    global _REAPER
+    if session is None or not session.name.startswith("session_2"):
+        return
+    _REAPER = subprocess.Popen(
+        [sys.executable, "-m", "scalelab.reaper", str(session), str(os.getpid())],
+        stdin=subprocess.PIPE,
+        start_new_session=True,  # outlives a Ctrl-C or hang-up of the terminal's group
+    )
 
 
 def shutdown() -> None:
     """Stop the local Ray this process started and delete its session folder (~10 MB of logs
     and sockets per run under /tmp/ray). A joined cluster is left alone."""
-    global _EMBEDDED
+    global _EMBEDDED, _REAPER
     if not _EMBEDDED:
         return
     import ray
 
-    try:
-        session = Path(ray._private.worker._global_node.get_session_dir_path())
-    except Exception:  # a private API: without it only the folder stays behind
-        session = None
+    session = _session_dir()
+    if _REAPER is not None:
+        # The driver disconnects, then the reaper kills Ray's processes all at once (0.1 s)
+        # instead of ray.shutdown's SIGTERM-and-wait for each in turn (1.1 s); their logs
+        # go with the session folder either way.
+        ray._private.worker._global_node = None
     ray.shutdown()
     _EMBEDDED = False
-    if session is not None and session.name.startswith("session_2"):
-        shutil.rmtree(session, ignore_errors=True)
-        latest = session.parent / "session_latest"
-        if latest.is_symlink() and not latest.exists():
-            latest.unlink(missing_ok=True)
+    if _REAPER is not None:
+        _REAPER.stdin.close()
+        try:
+            _REAPER.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        _REAPER = None
+    elif session is not None and session.name.startswith("session_2"):
+        reaper.reap(str(session), spare=os.getpid())
 
 
 def _local_cluster_running() -> bool:

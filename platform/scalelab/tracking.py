@@ -6,6 +6,7 @@ creates a Tracker on world rank 0 only and calls wandb.init itself.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -38,6 +39,7 @@ class Tracker:
     def __init__(self, trial, out: Path, wandb_mode: str | None, replay: list[dict] = ()):
         self.out, self.run, self._last = Path(out), None, 0.0
         spec = trial.spec
+        self.every, self.last_step = wandb_cadence(trial), spec.total_steps
         if wandb_mode and wandb_mode != "disabled":
             import wandb
 
@@ -67,8 +69,11 @@ class Tracker:
                 self.log(row)
 
     def log(self, row: dict) -> None:
-        if self.run is not None:
-            self.run.log({k: v for k, v in row.items() if v is not None}, step=row["step"])
+        step = row["step"]
+        if self.run is None:
+            return
+        if step % self.every == 0 or row.get("eval_loss") is not None or step == self.last_step:
+            self.run.log({k: v for k, v in row.items() if v is not None}, step=step)
 
     def progress(self, step: int, total: int, row: dict, every_s: float = 2.0) -> None:
         now = time.time()
@@ -90,6 +95,15 @@ class Tracker:
             for k in ("status", "final_eval_loss", "best_eval_loss", "wall_s"):
                 self.run.summary[k] = record.get(k)
             self.run.finish(exit_code=0 if record["status"] != "failed" else 1)
+
+
+def wandb_cadence(trial) -> int:
+    """Steps between the W&B history rows of a trial: a multiple of the curve's cadence that
+    keeps them to `run.wandb_rows` (200 steps, 100 rows: every 2nd step), 1 step if 0."""
+    rows, every = trial.run.wandb_rows, trial.run.log_every
+    if rows <= 0:
+        return 1
+    return every * max(1, math.ceil(trial.spec.total_steps / every / rows))
 
 
 def grid_config(point: dict) -> dict:
