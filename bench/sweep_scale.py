@@ -4,8 +4,8 @@
 
 300 trials of a 6K-parameter GPT (lr × schedule × seeds), each ~1.5 s of training on one core
 (300 steps), with W&B offline (the default mode). Baseline: the same trials trained one after
-another in this process (warm: torch, data and W&B already loaded), divided by the slots Ray
-runs at once. A second reference splits them over that many plain processes (no Ray): what
+another in this process (warm: torch, data and W&B already loaded; half of them before the
+study, half after, against this VM's drift), divided by the slots Ray runs at once. A second reference splits them over that many plain processes (no Ray): what
 running at once costs on this machine without any platform.
 
     ratio = wall(study on local Ray) / (wall(in-process, sequential) / slots)   (goal <= 1.15)
@@ -42,13 +42,14 @@ SPEC = SweepSpec(
 """
 
 
-def sequential(study: Path, out: Path, wandb_mode: str | None) -> tuple[float, int]:
+def sequential(study: Path, out: Path, wandb_mode: str | None, half: int) -> tuple[float, int]:
+    """Every other trial (half 0 or 1), one after another in this process, warm."""
     from scalelab import study as studies
     from scalelab.sweep import expand
     from scalelab.train import train
 
-    trials = expand(studies.load(study).SPEC)
-    train(trials[0], out / "warm", wandb_mode=wandb_mode)  # imports, data cache, W&B service
+    trials = expand(studies.load(study).SPEC)[half::2]
+    train(trials[0], out / f"warm{half}", wandb_mode=wandb_mode)  # imports, data, W&B service
     t = time.perf_counter()
     for trial in trials:
         train(trial, out / trial.name, wandb_mode=wandb_mode)
@@ -90,22 +91,29 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=300)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--wandb", default="offline", choices=["offline", "disabled"])
+    ap.add_argument("--keep", help="write the studies here and keep them (default: a temp dir)")
     a = ap.parse_args()
     seeds = max(1, a.trials // 6)
     slots = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as d:
-        d = Path(d)
+        d = Path(a.keep or d)
+        d.mkdir(parents=True, exist_ok=True)
         study = d / "scale.py"
         study.write_text(STUDY.format(steps=a.steps, seeds=seeds))
-        plain, n = sequential(study, d / "plain", None if a.wandb == "disabled" else a.wandb)
-        ideal = plain / slots
-        together = parallel(study, d / "par", None if a.wandb == "disabled" else a.wandb, slots)
+        mode = None if a.wandb == "disabled" else a.wandb
+        # This VM's speed drifts by 10-30% between minutes: half the baseline runs before the
+        # study and half after it, so a steady drift cancels (both halves are printed).
+        before, n0 = sequential(study, d / "plain", mode, 0)
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         cmd = [sys.executable, "-m", "scalelab.cli", "run", str(study), "--storage",
                str(d / "ray"), "--no-progress"] + ([] if a.wandb == "offline" else ["--no-wandb"])  # fmt: skip
         t, launched = time.perf_counter(), time.time()
         subprocess.run(cmd, env=env, check=True, capture_output=True)
         wall = time.perf_counter() - t
+        after, n1 = sequential(study, d / "plain", mode, 1)
+        plain, n = before + after, n0 + n1
+        ideal = plain / slots
+        together = parallel(study, d / "par", mode, slots)
         recs = [json.loads(p.read_text()) for p in (d / "ray" / "trials").glob("*/trial.json")]
         starts = sorted(r["finished_at"] - r["wall_s"] for r in recs)
         ends = sorted(r["finished_at"] for r in recs)
@@ -114,18 +122,22 @@ def main() -> None:
         subprocess.run(cmd, env=env, check=True, capture_output=True)
         rerun = time.perf_counter() - t
         per_trial = {"wandb": 0, "curve": 0, "other": 0}
-        for p in (d / "ray" / "trials").rglob("*"):
-            if p.is_file():
+        for folder, _, names in os.walk(d / "ray" / "trials"):  # W&B's symlinks not followed
+            for name in names:
+                p = Path(folder, name)
+                if p.is_symlink():
+                    continue
                 kind = (
                     "wandb"
                     if "wandb" in p.parts
                     else "curve"
-                    if p.name == "curve.parquet"
+                    if name == "curve.parquet"
                     else "other"
                 )
                 per_trial[kind] += p.stat().st_size
     print(f"{n} trials of {a.steps} steps, W&B {a.wandb}, {slots} slots")
-    print(f"in-process, sequential (warm): {plain:7.1f}s ({plain / n:.2f}s per trial)")
+    print(f"in-process, sequential (warm): {plain:7.1f}s ({plain / n:.2f}s per trial: "
+          f"{before / n0:.2f}s before the study, {after / n1:.2f}s after)")  # fmt: skip
     print(f"ideal with {slots} at once:        {ideal:7.1f}s")
     print(f"{slots} plain processes, no Ray:     {together:7.1f}s  ratio {together / ideal:.3f}"
           " (what running at once costs without any platform)")  # fmt: skip
