@@ -124,3 +124,24 @@ def test_short_trials_are_bundled_in_strides_and_the_rest_alone():
     assert groups[-1] == fsdp
     assert sorted(t.name for g in groups for t in g) == sorted(t.name for t in one + fsdp)
     assert all(len(g) == 1 for g in bundles(one, slots=2, asha=True))  # ASHA stops them singly
+
+
+def test_after_hook_runs_once_per_set_of_tables_unless_forced(tmp_path):
+    import shutil
+
+    from scalelab.study import run_after
+    from scalelaws.study import load_study
+
+    root = shutil.copytree(Path(__file__).parent / "data" / "study_quickstart", tmp_path / "s")
+    calls = []
+
+    def after(r):
+        calls.append(r)
+
+    assert run_after(after, root) and len(calls) == 1
+    assert not run_after(after, root) and len(calls) == 1  # same tables: skipped
+    assert run_after(after, root, force=True) and len(calls) == 2
+    runs = pl.read_parquet(root / "runs.parquet")
+    runs.head(runs.height - 1).write_parquet(root / "runs.parquet")  # a table changed
+    assert run_after(after, root) and len(calls) == 3
+    assert files.read_json(root / "after.json")["tables_sha256"] == load_study(root).sha256()
