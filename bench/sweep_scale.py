@@ -42,14 +42,19 @@ SPEC = SweepSpec(
 """
 
 
-def sequential(study: Path, out: Path, wandb_mode: str | None, half: int) -> tuple[float, int]:
-    """Every other trial (half 0 or 1), one after another in this process, warm."""
+def sequential(
+    study: Path, out: Path, wandb_mode: str | None, part: int, parts: int = 2, barrier=None
+) -> tuple[float, int]:
+    """Trials part, part + parts, ... one after another in this process, warm (after one
+    untimed trial: imports, data, W&B service); `barrier`: wait there before the clock starts."""
     from scalelab import study as studies
     from scalelab.sweep import expand
     from scalelab.train import train
 
-    trials = expand(studies.load(study).SPEC)[half::2]
-    train(trials[0], out / f"warm{half}", wandb_mode=wandb_mode)  # imports, data, W&B service
+    trials = expand(studies.load(study).SPEC)[part::parts]
+    train(trials[0], out / f"warm{part}", wandb_mode=wandb_mode)
+    if barrier is not None:
+        barrier.wait()
     t = time.perf_counter()
     for trial in trials:
         train(trial, out / trial.name, wandb_mode=wandb_mode)
@@ -57,17 +62,7 @@ def sequential(study: Path, out: Path, wandb_mode: str | None, half: int) -> tup
 
 
 def _worker(study, out, wandb_mode, part, slots, barrier, times) -> None:
-    from scalelab import study as studies
-    from scalelab.sweep import expand
-    from scalelab.train import train
-
-    trials = expand(studies.load(study).SPEC)[part::slots]
-    train(trials[0], out / f"warm{part}", wandb_mode=wandb_mode)
-    barrier.wait()
-    t = time.perf_counter()
-    for trial in trials:
-        train(trial, out / trial.name, wandb_mode=wandb_mode)
-    times[part] = time.perf_counter() - t
+    times[part] = sequential(study, out, wandb_mode, part, slots, barrier)[0]
 
 
 def parallel(study: Path, out: Path, wandb_mode: str | None, slots: int) -> float:

@@ -80,13 +80,18 @@ class Study:
 
     def sha256(self) -> str:
         """sha256 of runs.parquet and curves.parquet as they are on disk ('' if not on disk)."""
-        paths = [self.root / RUNS, self.root / CURVES]
-        if not all(p.is_file() for p in paths):
-            return ""
-        h = hashlib.sha256()
-        for p in paths:
-            h.update(p.read_bytes())
-        return h.hexdigest()
+        return tables_sha256(self.root)
+
+
+def tables_sha256(root: str | Path) -> str:
+    """sha256 of a study folder's runs.parquet and curves.parquet ('' if either is missing)."""
+    paths = [Path(root) / RUNS, Path(root) / CURVES]
+    if not all(p.is_file() for p in paths):
+        return ""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.read_bytes())
+    return h.hexdigest()
 
 
 def spec_lr(spec: dict, trial: str = "") -> tuple[np.ndarray, int]:

@@ -21,12 +21,17 @@ LOSSES = ("final_eval_loss", "best_eval_loss", "final_train_loss")
 FALLBACK_KEYS = ("model", "batch_size", "lr", "schedule", "tokens", "seed", "data")
 
 
+def top_grid_columns(columns: list[str]) -> list[str]:
+    """The `grid.<key>` columns of the grid keys themselves, not the fields of a structured
+    value: `grid.schedule`, not `grid.schedule.name`."""
+    cols = [c for c in columns if c.startswith("grid.")]
+    return [c for c in cols if not any(c.startswith(o + ".") for o in cols)]
+
+
 def grid_keys(study: Study) -> list[str]:
     """The study's grid keys, e.g. ["model.size", "schedule"] (without the `grid.` prefix)."""
-    cols = study.grid_columns
-    if cols:
-        keys = [c for c in cols if not any(c.startswith(o + ".") for o in cols if o != c)]
-        return [c.removeprefix("grid.") for c in keys]
+    if study.grid_columns:
+        return [c.removeprefix("grid.") for c in top_grid_columns(study.grid_columns)]
     runs = study.runs
     return [c for c in FALLBACK_KEYS if c in runs.columns and runs[c].n_unique() > 1]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
-from scalelab import files, progress, reaper, status
+from scalelab import files, progress, status
 from scalelab.config import SpecError, Trial
 from scalelab.sweep import SweepSpec, expand
 
@@ -137,7 +137,6 @@ def shutdown() -> None:
         return
     import ray
 
-    session = _session_dir()
     if _REAPER is not None:
         # The driver disconnects, then the reaper kills Ray's processes all at once (0.1 s)
         # instead of ray.shutdown's SIGTERM-and-wait for each in turn (1.1 s); their logs
@@ -152,8 +151,6 @@ def shutdown() -> None:
         except subprocess.TimeoutExpired:
             pass
         _REAPER = None
-    elif session is not None and session.name.startswith("session_2"):
-        reaper.reap(str(session), spare=os.getpid())
 
 
 def _local_cluster_running() -> bool:

@@ -11,7 +11,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from scalelab import files, status
-from scalelab.status import STATES
+from scalelab.status import FINISHED, STATES
 from scalelab.summary import short_names
 
 
@@ -84,8 +84,8 @@ def rate_line(states: dict[str, dict], t0: float, done0: int, now: float | None 
     the rate counts trials finished since this run started (t0, with done0 already done)."""
     now = time.time() if now is None else now
     n = {s: sum(v["state"] == s for v in states.values()) for s in STATES}
-    finished = sum(n[s] for s in ("completed", "diverged", "stopped", "failed"))
-    parts = ", ".join(f"{s} {n[s]}" for s in ("completed", "diverged", "stopped", "failed") if n[s])
+    finished = sum(n[s] for s in FINISHED)
+    parts = ", ".join(f"{s} {n[s]}" for s in FINISHED if n[s])
     line = (
         f"running {n['running']}, done {finished}/{len(states)}"
         + (f" ({parts})" if parts else "")
@@ -117,7 +117,7 @@ class Live:
         import sys
 
         t0 = time.time()
-        done0 = sum(v["state"] in STATES[:4] for v in scan(self.root, self.names).values())
+        done0 = sum(v["state"] in FINISHED for v in scan(self.root, self.names).values())
         if not sys.stdout.isatty():
             last = 0.0
             while not stop.wait(1.0):

@@ -18,6 +18,7 @@ from scalelab import files
 FORMAT = 2  # trial.json layout: spec (identity), run (placement), grid, content_hash
 STATUS_DONE = ("completed", "diverged", "stopped")  # final: a rerun skips these
 STATUSES = (*STATUS_DONE, "failed", "running")
+FINISHED = (*STATUS_DONE, "failed")  # ended, well or not: what progress counts as done
 # what `status` shows: the recorded statuses; `interrupted` (says running, but its heartbeat
 # stopped: the process is gone); folders whose record cannot be trusted; not started yet
 STATES = (*STATUSES, "interrupted", "corrupt", "mismatch", "pending")

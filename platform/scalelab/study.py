@@ -116,20 +116,17 @@ def run_module(
 def run_after(after, root: Path, force: bool = False) -> bool:
     """Run the study's after(root) hook, unless it already ran on these very tables (its
     inputs): a rerun with nothing new to train then returns at once. `force` runs it anyway."""
-    import hashlib
-
     from scalelab import files
+    from scalelaws.study import tables_sha256
 
-    h = hashlib.sha256()
-    for name in ("runs.parquet", "curves.parquet"):
-        h.update((root / name).read_bytes())
+    digest = tables_sha256(root)
     done = root / "after.json"
     try:
-        if not force and files.read_json(done)["tables_sha256"] == h.hexdigest():
+        if not force and files.read_json(done)["tables_sha256"] == digest:
             print(f"analysis is up to date ({done.name}); --reanalyse runs after() again")
             return False
     except (OSError, ValueError, KeyError, TypeError):
         pass
     after(root)
-    files.write_json(done, {"tables_sha256": h.hexdigest()})
+    files.write_json(done, {"tables_sha256": digest})
     return True

@@ -12,6 +12,7 @@ import math
 import polars as pl
 
 from scalelab.status import STATES
+from scalelaws.summary import top_grid_columns
 
 MAX_VALUES = 12  # grid keys with more values (seeds, fine LR ladders) are not listed
 
@@ -52,8 +53,7 @@ def lines(runs: pl.DataFrame, width: int = 80) -> list[str]:
         out.append(f"  ... and {failed.height - 5} more failed (scalelab status --all)")
     loss = "final_eval_loss"
     done = runs.filter(pl.col(loss).is_not_null() & (pl.col("status") == "completed"))
-    cols = [c for c in runs.columns if c.startswith("grid.")]
-    grid = [c for c in cols if not any(c.startswith(g + ".") for g in cols)]  # not sub-fields
+    grid = top_grid_columns(runs.columns)
     if done.height and grid:
         out.append(f"best {loss} per grid value:")
         for col in grid:

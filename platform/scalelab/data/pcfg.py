@@ -299,8 +299,9 @@ class PCFGSource(Source):
         return c / c.sum()
 
     def describe(self) -> dict:
-        # ~50 ms of counting per call, the same for every trial on this stream: once a process
-        key = (str(Path(self.folder)), self.seed, repr(sorted(self.params.items())))
+        # ~50 ms of counting per call, the same for every trial on this stream: once a process.
+        # The cache folder names the stream (a hash of its params), so it is the key.
+        key = str(self.folder)
         if key not in _DESCRIBED:
             train = np.asarray(self.stream[: self.n_train])
             counts = np.bincount(train, minlength=self.vocab_size)
@@ -315,4 +316,4 @@ class PCFGSource(Source):
         return dict(_DESCRIBED[key])
 
 
-_DESCRIBED: dict[tuple, dict] = {}  # describe() of each stream this process has built
+_DESCRIBED: dict[str, dict] = {}  # describe() of each stream this process has built
