@@ -16,6 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from scalelaws.schedule import ScheduleProposal
+from scalelaws.study import has_tables
 
 NAMES = {"array": "proposed", "cosine": "cosine", "wsd": "wsd"}  # registry name -> proposal
 
@@ -24,7 +25,7 @@ def find_validation(root: str | Path) -> Path | None:
     """The validation study of the study in `root` (collected tables), or None."""
     root = Path(root)
     for cand in (root.parent / f"{root.name}_validate", root / "validate"):
-        if (cand / "runs.parquet").is_file() and (cand / "curves.parquet").is_file():
+        if has_tables(cand):
             return cand
     return None
 

@@ -83,14 +83,18 @@ class Study:
         return tables_sha256(self.root)
 
 
+def has_tables(root: str | Path) -> bool:
+    """True if the folder holds a collected study: runs.parquet and curves.parquet."""
+    return (Path(root) / RUNS).is_file() and (Path(root) / CURVES).is_file()
+
+
 def tables_sha256(root: str | Path) -> str:
     """sha256 of a study folder's runs.parquet and curves.parquet ('' if either is missing)."""
-    paths = [Path(root) / RUNS, Path(root) / CURVES]
-    if not all(p.is_file() for p in paths):
+    if not has_tables(root):
         return ""
     h = hashlib.sha256()
-    for p in paths:
-        h.update(p.read_bytes())
+    for name in (RUNS, CURVES):
+        h.update((Path(root) / name).read_bytes())
     return h.hexdigest()
 
 

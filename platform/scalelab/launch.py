@@ -23,6 +23,7 @@ import polars as pl
 from scalelab import files, progress, status
 from scalelab.config import SpecError, Trial
 from scalelab.sweep import SweepSpec, expand
+from scalelaws.study import has_tables
 
 
 def study_dir(spec: SweepSpec, storage: str | None = None) -> Path:
@@ -231,8 +232,7 @@ def run(
             _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurrent)
         finally:
             shutdown()
-    tables = [root / "runs.parquet", root / "curves.parquet"]
-    if pending or not all(p.exists() for p in tables):  # nothing ran: the tables are current
+    if pending or not has_tables(root):  # nothing ran: the tables are current
         results.collect(root)
     if pending:  # the study's W&B analysis run, if W&B is on
         from scalelab.analysis_run import log_quietly
