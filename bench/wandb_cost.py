@@ -1,0 +1,93 @@
+"""What W&B offline costs a short trial: the same trials trained in this process with W&B
+offline and without it, alternating (A B A B ...) so this VM's drift between minutes cancels.
+
+    .venv/bin/python bench/wandb_cost.py [--pairs 20] [--steps 300]
+
+Counts CPU, not only wall time: W&B's service (`wandb-core`) runs in its own process, which a
+study on 2 busy cores pays for as much as the trial itself. Per trial:
+
+    cost = (CPU with W&B - CPU without) / CPU without     (goal <= 5%: issue 18)
+
+with CPU = this process's user+system time + the W&B service's, read from /proc.
+The trial is sweep_scale's (6K model, 300 steps, ~1.3 s on one core, the default 50 W&B rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from scalelab.config import DataSpec, ModelSpec, RunConfig, Trial, TrialSpec
+from scalelab.train import train
+
+
+def service_cpu() -> float:
+    """CPU seconds of this process's W&B service processes (children named wandb-core)."""
+    hz, total = os.sysconf("SC_CLK_TCK"), 0.0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        if int(stat[1]) == os.getpid() and name.startswith("wandb"):
+            total += (int(stat[11]) + int(stat[12])) / hz
+    return total
+
+
+def own_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pairs", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=300)
+    a = ap.parse_args()
+    os.environ.setdefault("WANDB_SILENT", "true")
+    run = RunConfig(eval_every=10, noise_every=0, cpus_per_worker=1)
+
+    def trial(seed: int) -> Trial:
+        spec = TrialSpec(
+            model=ModelSpec("6K"),
+            data=DataSpec("pcfg"),
+            batch_size=8,
+            seq_len=32,
+            total_steps=a.steps,
+            eval_batch_size=16,
+            seed=seed,
+        )
+        return Trial(spec, run)
+
+    cost = {"offline": ([], []), None: ([], [])}  # mode -> (wall, cpu) per trial
+    with tempfile.TemporaryDirectory() as d:
+        for mode in ("offline", None):  # warm: imports, data, the W&B service
+            train(trial(0), Path(d) / f"warm-{mode}", wandb_mode=mode)
+        for i in range(a.pairs):
+            for mode in ("offline", None) if i % 2 else (None, "offline"):
+                c, s, t = own_cpu(), service_cpu(), time.perf_counter()
+                train(trial(i + 1), Path(d) / f"{mode}-{i}", wandb_mode=mode)
+                time.sleep(0.05)  # the service finishes writing the run it was handed
+                cost[mode][0].append(time.perf_counter() - t)
+                cost[mode][1].append(own_cpu() - c + service_cpu() - s)
+    for mode, (wall, cpu) in cost.items():
+        print(
+            f"W&B {mode or 'off':8s} wall {statistics.median(wall):.3f}s  "
+            f"CPU {statistics.median(cpu):.3f}s per trial (median of {len(wall)})"
+        )
+    on, off = (statistics.median(cost[m][1]) for m in ("offline", None))
+    won, woff = (statistics.median(cost[m][0]) - 0.05 for m in ("offline", None))
+    print(
+        f"W&B offline costs {on - off:+.3f}s of CPU per trial = {(on - off) / off:+.1%} "
+        f"(goal <= 5%); wall in this process {(won - woff) / woff:+.1%}"
+    )
+
+
+if __name__ == "__main__":
+    main()
