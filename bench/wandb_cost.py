@@ -1,7 +1,9 @@
 """What W&B offline costs a short trial: the same trials trained in this process with W&B
 offline and without it, alternating (A B A B ...) so this VM's drift between minutes cancels.
 
-    .venv/bin/python bench/wandb_cost.py [--pairs 20] [--steps 300]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/wandb_cost.py [--pairs 20] [--steps 300]
+
+(OMP_NUM_THREADS=1: as Ray sets it in a study's one-CPU trial runners.)
 
 Counts CPU, not only wall time: W&B's service (`wandb-core`) runs in its own process, which a
 study on 2 busy cores pays for as much as the trial itself. Per trial:
