@@ -11,12 +11,14 @@ study on 2 busy cores pays for as much as the trial itself. Per trial:
     cost = (CPU with W&B - CPU without) / CPU without     (goal <= 5%: issue 18)
 
 with CPU = this process's user+system time + the W&B service's, read from /proc.
-The trial is sweep_scale's (6K model, 300 steps, ~1.3 s on one core, the default 50 W&B rows).
+The trials are sweep_scale's study (6K model, 300 steps, ~1.3 s on one core, the default 50 W&B
+rows); each pair trains the same trial both ways.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import resource
 import statistics
@@ -24,7 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from scalelab.config import DataSpec, ModelSpec, RunConfig, Trial, TrialSpec
+from sweep_scale import STUDY  # bench/ is on sys.path when this runs as a script
+
+from scalelab import study as studies
+from scalelab.sweep import expand
 from scalelab.train import train
 
 
@@ -53,28 +58,17 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     a = ap.parse_args()
     os.environ.setdefault("WANDB_SILENT", "true")
-    run = RunConfig(eval_every=10, noise_every=0, cpus_per_worker=1)
-
-    def trial(seed: int) -> Trial:
-        spec = TrialSpec(
-            model=ModelSpec("6K"),
-            data=DataSpec("pcfg"),
-            batch_size=8,
-            seq_len=32,
-            total_steps=a.steps,
-            eval_batch_size=16,
-            seed=seed,
-        )
-        return Trial(spec, run)
-
     cost = {"offline": ([], []), None: ([], [])}  # mode -> (wall, cpu) per trial
     with tempfile.TemporaryDirectory() as d:
+        study = Path(d) / "scale.py"  # 6 trials per seed: enough seeds for the pairs + warm-up
+        study.write_text(STUDY.format(steps=a.steps, seeds=math.ceil((a.pairs + 1) / 6)))
+        trials = expand(studies.load(study).SPEC)
         for mode in ("offline", None):  # warm: imports, data, the W&B service
-            train(trial(0), Path(d) / f"warm-{mode}", wandb_mode=mode)
-        for i in range(a.pairs):
+            train(trials[0], Path(d) / f"warm-{mode}", wandb_mode=mode)
+        for i, trial in enumerate(trials[1 : a.pairs + 1]):
             for mode in ("offline", None) if i % 2 else (None, "offline"):
                 c, s, t = own_cpu(), service_cpu(), time.perf_counter()
-                train(trial(i + 1), Path(d) / f"{mode}-{i}", wandb_mode=mode)
+                train(trial, Path(d) / f"{mode}-{i}", wandb_mode=mode)
                 time.sleep(0.05)  # the service finishes writing the run it was handed
                 cost[mode][0].append(time.perf_counter() - t)
                 cost[mode][1].append(own_cpu() - c + service_cpu() - s)
