@@ -98,4 +98,7 @@ class OfflineRun:
 
 
 def offline_runs(folder: str | Path) -> list[OfflineRun]:
-    return [OfflineRun(p) for p in sorted(Path(folder).glob("wandb/offline-run-*"))]
+    """A folder's runs in the order they started (folder names carry whole seconds only, so two
+    runs started in the same second would sort by id instead)."""
+    runs = [OfflineRun(p) for p in Path(folder).glob("wandb/offline-run-*")]
+    return sorted(runs, key=lambda r: (r.run.start_time.seconds, r.run.start_time.nanos))
