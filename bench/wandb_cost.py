@@ -11,8 +11,13 @@ study on 2 busy cores pays for as much as the trial itself. Per trial:
     cost = (CPU with W&B - CPU without) / CPU without     (goal <= 5%: issue 18)
 
 with CPU = this process's user+system time + the W&B service's, read from /proc.
-The trials are sweep_scale's study (6K model, 300 steps, ~1.3 s on one core, the default 50 W&B
+The trials are sweep_scale's study (6K model, 300 steps, ~1.3 s on one core, the default W&B
 rows); each pair trains the same trial both ways.
+
+    .venv/bin/python bench/wandb_cost.py --studies 3 [--trials 60]
+
+runs the whole study instead (`scalelab run` on a local Ray, every slot busy), with W&B offline
+and with `--no-wandb`, alternating, and compares their wall times: what W&B adds to a study.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import math
 import os
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -52,11 +59,39 @@ def own_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def whole_studies(pairs: int, trials: int, steps: int) -> None:
+    """`pairs` x the study with W&B offline and without, alternating which goes first."""
+    walls: dict[str, list[float]] = {"offline": [], "off": []}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with tempfile.TemporaryDirectory() as d:
+        study = Path(d) / "scale.py"
+        study.write_text(STUDY.format(steps=steps, seeds=max(1, trials // 6)))
+        for i in range(pairs):
+            for mode in ("offline", "off") if i % 2 == 0 else ("off", "offline"):
+                cmd = [sys.executable, "-m", "scalelab.cli", "run", str(study), "--storage",
+                       f"{d}/{mode}-{i}", "--no-progress"] + (["--no-wandb"] if mode == "off" else [])  # fmt: skip
+                t = time.perf_counter()
+                subprocess.run(cmd, env=env, check=True, capture_output=True)
+                walls[mode].append(time.perf_counter() - t)
+                print(f"pair {i}: W&B {mode:8s} {walls[mode][-1]:6.1f}s", flush=True)
+    on, off = (statistics.median(walls[m]) for m in ("offline", "off"))
+    ratios = [a / b for a, b in zip(walls["offline"], walls["off"], strict=True)]
+    print(
+        f"{trials} trials of {steps} steps: study with W&B offline {on:.1f}s, without {off:.1f}s "
+        f"(medians of {pairs}): W&B costs {on / off - 1:+.1%} of the study (goal <= 5%); "
+        f"per pair " + ", ".join(f"{r - 1:+.1%}" for r in ratios)
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=20)
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--studies", type=int, default=0, help="pairs of whole studies instead")
+    ap.add_argument("--trials", type=int, default=60, help="trials per study (with --studies)")
     a = ap.parse_args()
+    if a.studies:
+        return whole_studies(a.studies, a.trials, a.steps)
     os.environ.setdefault("WANDB_SILENT", "true")
     cost = {"offline": ([], []), None: ([], [])}  # mode -> (wall, cpu) per trial
     with tempfile.TemporaryDirectory() as d:

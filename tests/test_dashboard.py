@@ -84,6 +84,40 @@ def test_trial_runs_log_at_most_wandb_rows_evenly_plus_every_eval_row_and_the_la
     assert tracking.wandb_cadence(coarse) == 8  # 250 / 4 = 62.5 rows -> every 2nd row
 
 
+@pytest.mark.parametrize(
+    "steps, eval_every, log_every, every",
+    [
+        (300, 10, 1, 10),  # 6 would do; 10 puts the 30 evals among the rows: 30 rows, not 70
+        (1000, 7, 1, 21),  # 20 would do; 21 is on every 3rd eval
+        (2000, 1000, 1, 40),  # the evals are too far apart to align with: 40
+        (300, 5, 3, 6),  # lcm(3, 5) = 15 is over twice 6: 6
+    ],
+)
+def test_wandb_cadence_falls_on_the_eval_steps_when_at_most_twice_as_coarse(
+    steps, eval_every, log_every, every
+):
+    run = RunConfig(eval_every=eval_every, log_every=log_every, wandb_rows=50)
+    (trial,) = expand(SweepSpec("cad", TrialSpec(total_steps=steps), run=run))
+    assert tracking.wandb_cadence(trial) == every
+
+
+def test_trial_rows_reach_wandb_in_bursts_every_flush_s_and_at_the_end(tmp_path, monkeypatch):
+    (trial,) = expand(SweepSpec("burst", TrialSpec(total_steps=30), run=RunConfig(wandb_rows=0)))
+    tracker = Tracker(trial, tmp_path / "t", "offline")
+    for step in range(1, 11):
+        tracker.log({"step": step, "train_loss": 1.0, "eval_loss": None})
+    assert len(tracker.pending) == 10  # nothing handed to W&B yet
+    monkeypatch.setattr(tracking, "FLUSH_S", 0.0)
+    tracker.log({"step": 11, "train_loss": 1.0, "eval_loss": None})
+    assert tracker.pending == []  # the burst went out
+    monkeypatch.setattr(tracking, "FLUSH_S", 30.0)
+    for step in range(12, 31):
+        tracker.log({"step": step, "train_loss": 1.0, "eval_loss": None})
+    tracker.finish({"status": "completed"})
+    (run,) = [OfflineRun(p) for p in (tmp_path / "t" / "wandb").glob("offline-run-*")]
+    assert [row["_step"] for row in run.history] == list(range(1, 31))
+
+
 def test_analysis_run_logs_runs_table_fits_plots_and_the_results_artifact(study):
     folder = analysis_run.log_analysis(study, reason="study")
     (run,) = offline_runs(study)

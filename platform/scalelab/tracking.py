@@ -31,19 +31,31 @@ LEAN = dict(
 )
 
 
+# Rows are handed to W&B in bursts, at most this many seconds apart and at the end: each
+# run.log is a round trip to W&B's service thread, and interleaved with training steps
+# they cost a 1-s trial ~15% (bench/wandb_cost.py), in bursts ~4%.
+FLUSH_S = 30.0
+
+
 class Tracker:
     """W&B for one trial (rank 0). `replay`: the curve rows a resumed trial already has. Offline,
     W&B cannot append to a run file, so the earlier offline run of this trial is replaced by
-    one run (the same id) that logs the replayed rows, then the new ones: one run per trial."""
+    one run (the same id) that logs the replayed rows, then the new ones: one run per trial.
+    The run opens at once (a bad W&B set-up fails the trial before it trains); its history
+    rows wait in `pending` until the next flush (every FLUSH_S seconds, and at the end)."""
 
     def __init__(self, trial, out: Path, wandb_mode: str | None, replay: list[dict] = ()):
         self.out, self.run, self._last = Path(out), None, 0.0
+        self.pending, self._flushed = [], time.monotonic()
         spec = trial.spec
         self.every, self.last_step = wandb_cadence(trial), spec.total_steps
         if wandb_mode and wandb_mode != "disabled":
             import wandb
 
             os.environ.setdefault("WANDB_SILENT", "true")
+            # the process-wide mode: W&B's own usage telemetry stays off in offline mode
+            # (~0.1 ms per run.log otherwise), as it does when WANDB_MODE sets the mode
+            wandb.setup(wandb.Settings(mode=wandb_mode))
             if wandb_mode == "offline":
                 for old in (self.out / "wandb").glob(f"offline-run-*-{_run_id(spec)}"):
                     shutil.rmtree(old, ignore_errors=True)
@@ -73,7 +85,15 @@ class Tracker:
         if self.run is None:
             return
         if step % self.every == 0 or row.get("eval_loss") is not None or step == self.last_step:
-            self.run.log({k: v for k, v in row.items() if v is not None}, step=step)
+            self.pending.append({k: v for k, v in row.items() if v is not None})
+        if time.monotonic() - self._flushed >= FLUSH_S:
+            self.flush()
+
+    def flush(self) -> None:
+        for row in self.pending:
+            self.run.log(row, step=row["step"])
+        self.pending.clear()
+        self._flushed = time.monotonic()
 
     def progress(self, step: int, total: int, row: dict, every_s: float = 2.0) -> None:
         now = time.time()
@@ -92,18 +112,31 @@ class Tracker:
 
     def finish(self, record: dict) -> None:
         if self.run is not None:
+            self.flush()
             for k in ("status", "final_eval_loss", "best_eval_loss", "wall_s"):
                 self.run.summary[k] = record.get(k)
             self.run.finish(exit_code=0 if record["status"] != "failed" else 1)
 
 
 def wandb_cadence(trial) -> int:
-    """Steps between the W&B history rows of a trial: a multiple of the curve's cadence that
-    keeps them to `run.wandb_rows` (200 steps, 100 rows: every 2nd step), 1 step if 0."""
-    rows, every = trial.run.wandb_rows, trial.run.log_every
+    """Steps between the W&B history rows of a trial (every eval row and the last are logged
+    too): a multiple of the curve's cadence that keeps them to `run.wandb_rows`, 1 if 0.
+    Where it can, up to twice as coarse, it falls on the eval steps, so the eval rows are among
+    the evenly spaced ones instead of extra rows beside them:
+        250 steps, 50 rows, evals every 20:  every 5th step (50 rows, the evals among them)
+        300 steps, 50 rows, evals every 10:  6 would do, 10 is taken (30 rows, all evals)
+        1000 steps, 50 rows, evals every 7:  20 would do, 21 is taken (48 rows, all on evals)
+    """
+    rows, log, ev = trial.run.wandb_rows, trial.run.log_every, trial.run.eval_every
     if rows <= 0:
         return 1
-    return every * max(1, math.ceil(trial.spec.total_steps / every / rows))
+    need = log * math.ceil(trial.spec.total_steps / log / rows)
+    # a divisor of the eval cadence (every eval step among the rows), else a multiple of it
+    divisors = [d for d in range(need, min(ev, 2 * need) + 1, log) if ev % d == 0]
+    if divisors:
+        return divisors[0]
+    on_evals = math.lcm(log, ev) * math.ceil(need / math.lcm(log, ev))
+    return on_evals if on_evals <= 2 * need else need
 
 
 def grid_config(point: dict) -> dict:
