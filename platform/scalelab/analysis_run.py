@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import scalelaws as sl
+from scalelab.tracking import LEAN
 from scalelaws import findings, plots_study
 
 ANALYSIS = "analysis"
@@ -81,6 +82,8 @@ def log_analysis(
         dir=str(root),
         mode=mode,
         reinit="create_new",  # a caller's own run stays open
+        # no system monitor process, pip list, metadata or console capture (as a trial's run)
+        settings=wandb.Settings(**LEAN),
     )
     try:
         _log_runs(run, study)
