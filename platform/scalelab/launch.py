@@ -249,7 +249,10 @@ def run(
 def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurrent) -> None:
     # Tune's import (~1 s of CPU) runs while ray.init waits for Ray's processes to come up
     # (~4 s, mostly waiting): ray.init stays in the main thread, where it sets its signals.
-    importing = threading.Thread(target=importlib.import_module, args=("ray.tune",))
+    # With W&B on, so do the imports of the study's analysis run at the end (W&B, matplotlib).
+    wandb_on = wandb_mode not in (None, "", "disabled")
+    modules = ["ray.tune"] + (["wandb", "matplotlib.figure"] if wandb_on else [])
+    importing = threading.Thread(target=lambda: [importlib.import_module(m) for m in modules])
     importing.start()
     # Tune's experiment state is kept for the last run only: a rerun resumes from each
     # trial.json, and every run would add one more file (several MB for a few hundred trials)
