@@ -25,14 +25,10 @@ import time
 from pathlib import Path
 
 import scalelaws as sl
-from scalelab.tracking import LEAN
+from scalelab.tracking import LEAN, wandb_on
 from scalelaws import findings, plots_study
 
 ANALYSIS = "analysis"
-
-
-def wandb_on(mode: str | None) -> bool:
-    return bool(mode) and mode != "disabled"
 
 
 def study_uses_wandb(root: Path) -> bool:

@@ -39,9 +39,10 @@ def after_fit(argv: list[str]) -> None:
     if not runs or not out or not Path(out).is_file():
         return
     from scalelab import analysis_run
+    from scalelab.tracking import wandb_on
 
     root, mode = Path(runs), os.environ.get("WANDB_MODE")
-    if not (analysis_run.wandb_on(mode) or (mode is None and analysis_run.study_uses_wandb(root))):
+    if not (wandb_on(mode) or (mode is None and analysis_run.study_uses_wandb(root))):
         return
     plot = option(argv, "--plot")
     try:

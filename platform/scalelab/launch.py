@@ -24,6 +24,7 @@ import polars as pl
 from scalelab import files, progress, status
 from scalelab.config import SpecError, Trial
 from scalelab.sweep import SweepSpec, expand
+from scalelab.tracking import wandb_on
 from scalelaws.study import has_tables
 
 
@@ -250,8 +251,7 @@ def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurre
     # Tune's import (~1 s of CPU) runs while ray.init waits for Ray's processes to come up
     # (~4 s, mostly waiting): ray.init stays in the main thread, where it sets its signals.
     # With W&B on, so do the imports of the study's analysis run at the end (W&B, matplotlib).
-    wandb_on = wandb_mode not in (None, "", "disabled")
-    modules = ["ray.tune"] + (["wandb", "matplotlib.figure"] if wandb_on else [])
+    modules = ["ray.tune"] + (["wandb", "matplotlib.figure"] if wandb_on(wandb_mode) else [])
     importing = threading.Thread(target=lambda: [importlib.import_module(m) for m in modules])
     importing.start()
     # Tune's experiment state is kept for the last run only: a rerun resumes from each

@@ -49,7 +49,7 @@ class Tracker:
         self.pending, self._flushed = [], time.monotonic()
         spec = trial.spec
         self.every, self.last_step = wandb_cadence(trial), spec.total_steps
-        if wandb_mode and wandb_mode != "disabled":
+        if wandb_on(wandb_mode):
             import wandb
 
             os.environ.setdefault("WANDB_SILENT", "true")
@@ -116,6 +116,11 @@ class Tracker:
             for k in ("status", "final_eval_loss", "best_eval_loss", "wall_s"):
                 self.run.summary[k] = record.get(k)
             self.run.finish(exit_code=0 if record["status"] != "failed" else 1)
+
+
+def wandb_on(mode: str | None) -> bool:
+    """W&B is on in this mode ("offline", "online"); None, "" and "disabled" are off."""
+    return bool(mode) and mode != "disabled"
 
 
 def wandb_cadence(trial) -> int:
