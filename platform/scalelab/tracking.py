@@ -32,8 +32,9 @@ LEAN = dict(
 
 
 # Rows are handed to W&B in bursts, at most this many seconds apart and at the end: each
-# run.log is a round trip to W&B's service thread, and interleaved with training steps
-# they cost a 1-s trial ~15% (bench/wandb_cost.py), in bursts ~4%.
+# run.log is a round trip to W&B's service thread, and ~70 of them between the training
+# steps of a 1-s trial cost it ~12% (bench/wandb_cost.py); in one burst, with the eval-aligned
+# cadence below, W&B costs it ~3%.
 FLUSH_S = 30.0
 
 
