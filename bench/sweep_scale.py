@@ -81,6 +81,15 @@ def parallel(study: Path, out: Path, wandb_mode: str | None, slots: int) -> floa
     return max(times)
 
 
+def run_study(study: Path, storage: Path, wandb: bool) -> None:
+    """`scalelab run` of the study in a fresh process (its own local Ray), W&B offline or off;
+    one thread per process, as Ray gives each one-CPU trial runner."""
+    cmd = [sys.executable, "-m", "scalelab.cli", "run", str(study), "--storage", str(storage),
+           "--no-progress"] + ([] if wandb else ["--no-wandb"])  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=300)
@@ -99,11 +108,8 @@ def main() -> None:
         # This VM's speed drifts by 10-30% between minutes: half the baseline runs before the
         # study and half after it, so a steady drift cancels (both halves are printed).
         before, n0 = sequential(study, d / "plain", mode, 0)
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        cmd = [sys.executable, "-m", "scalelab.cli", "run", str(study), "--storage",
-               str(d / "ray"), "--no-progress"] + ([] if a.wandb == "offline" else ["--no-wandb"])  # fmt: skip
         t, launched = time.perf_counter(), time.time()
-        subprocess.run(cmd, env=env, check=True, capture_output=True)
+        run_study(study, d / "ray", a.wandb == "offline")
         wall = time.perf_counter() - t
         after, n1 = sequential(study, d / "plain", mode, 1)
         plain, n = before + after, n0 + n1
@@ -114,7 +120,7 @@ def main() -> None:
         ends = sorted(r["finished_at"] for r in recs)
         training = sum(r["wall_s"] for r in recs) / slots
         t = time.perf_counter()
-        subprocess.run(cmd, env=env, check=True, capture_output=True)
+        run_study(study, d / "ray", a.wandb == "offline")
         rerun = time.perf_counter() - t
         per_trial = {"wandb": 0, "curve": 0, "other": 0}
         for folder, _, names in os.walk(d / "ray" / "trials"):  # W&B's symlinks not followed

@@ -27,13 +27,11 @@ import math
 import os
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from sweep_scale import STUDY  # bench/ is on sys.path when this runs as a script
+from sweep_scale import STUDY, run_study  # bench/ is on sys.path when this runs as a script
 
 from scalelab import study as studies
 from scalelab.sweep import expand
@@ -62,16 +60,13 @@ def own_cpu() -> float:
 def whole_studies(pairs: int, trials: int, steps: int) -> None:
     """`pairs` x the study with W&B offline and without, alternating which goes first."""
     walls: dict[str, list[float]] = {"offline": [], "off": []}
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with tempfile.TemporaryDirectory() as d:
         study = Path(d) / "scale.py"
         study.write_text(STUDY.format(steps=steps, seeds=max(1, trials // 6)))
         for i in range(pairs):
             for mode in ("offline", "off") if i % 2 == 0 else ("off", "offline"):
-                cmd = [sys.executable, "-m", "scalelab.cli", "run", str(study), "--storage",
-                       f"{d}/{mode}-{i}", "--no-progress"] + (["--no-wandb"] if mode == "off" else [])  # fmt: skip
                 t = time.perf_counter()
-                subprocess.run(cmd, env=env, check=True, capture_output=True)
+                run_study(study, Path(d) / f"{mode}-{i}", wandb=mode == "offline")
                 walls[mode].append(time.perf_counter() - t)
                 print(f"pair {i}: W&B {mode:8s} {walls[mode][-1]:6.1f}s", flush=True)
     on, off = (statistics.median(walls[m]) for m in ("offline", "off"))
