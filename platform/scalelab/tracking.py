@@ -141,7 +141,8 @@ def wandb_cadence(trial) -> int:
     divisors = [d for d in range(need, min(ev, 2 * need) + 1, log) if ev % d == 0]
     if divisors:
         return divisors[0]
-    on_evals = math.lcm(log, ev) * math.ceil(need / math.lcm(log, ev))
+    base = math.lcm(log, ev)  # the steps that hold both a curve row and an eval
+    on_evals = base * math.ceil(need / base)
     return on_evals if on_evals <= 2 * need else need
 
 
