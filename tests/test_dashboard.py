@@ -9,6 +9,8 @@ import dataclasses
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -203,6 +205,49 @@ def test_a_fit_on_a_study_logs_an_analysis_run_with_that_fit(study, tmp_path, ca
     assert "fits/mpl_fit/params/L0" in run.summary  # the study's own fits are there too
     (art,) = [a for a in run.artifacts if a.type == "study-results"]
     assert "fits/FIT.json" in {e.path for e in art.manifest.contents}
+
+
+WARM_THEN_LOG = """
+import os, sys
+from pathlib import Path
+from scalelab import analysis_run
+
+def children():  # this process's child processes, by name
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name, rest = stat.read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        if int(rest.split()[1]) == os.getpid():
+            kids.append(name.split("(", 1)[1])
+    return kids
+
+env = dict(os.environ)
+analysis_run.warm()
+assert dict(os.environ) == env, set(os.environ.items()) ^ set(env.items())
+assert children() == [], children()
+analysis_run.log_analysis(sys.argv[1], reason="study")
+# `import wandb` brings OpenTelemetry's API; its SDK and exporters come with the telemetry
+print(sorted(m for m in sys.modules if m.startswith(("opentelemetry.sdk", "opentelemetry.exp"))))
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_warm_up_starts_nothing_and_the_offline_analysis_run_sends_no_telemetry(study, tmp_path):
+    """A study's driver warms the analysis run up while Ray starts: no W&B service yet (it
+    would set WANDB_SERVICE, which Ray's processes inherit), no other change to the
+    environment. Offline, the run then leaves W&B's usage telemetry (OpenTelemetry) off."""
+    script = tmp_path / "warm.py"
+    script.write_text(WARM_THEN_LOG)
+    out = subprocess.run(
+        [sys.executable, str(script), str(study)], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    (run,) = offline_runs(study)
+    assert run.config["reason"] == "study"
 
 
 def test_no_analysis_run_when_wandb_is_disabled(study, monkeypatch):

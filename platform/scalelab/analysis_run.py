@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import scalelaws as sl
-from scalelab.tracking import LEAN, wandb_on
+from scalelab.tracking import LEAN, wandb_on, wandb_session
 from scalelaws import findings, plots_study
 
 ANALYSIS = "analysis"
@@ -34,6 +34,23 @@ ANALYSIS = "analysis"
 def study_uses_wandb(root: Path) -> bool:
     """The study logged its trials to W&B (some trial folder has a wandb/ run)."""
     return any(Path(root).glob("trials/*/wandb/*run-*"))
+
+
+def warm() -> None:
+    """Import and first-use what the analysis run needs (W&B, its tables, matplotlib and its
+    fonts; ~1.5 s of CPU), while the caller waits for something else: a study's driver does it
+    while Ray starts, when its cores are half idle, so the run at the end takes ~0.5 s less.
+    Starts no W&B service (that sets WANDB_SERVICE, which Ray's processes would inherit)."""
+    import wandb
+    from matplotlib.figure import Figure
+
+    wandb.Table(columns=["a"], data=[[1]])  # W&B's data types import on first use (~0.25 s)
+    fig = Figure(figsize=(4, 3), layout="tight")
+    ax = fig.subplots()
+    ax.plot([1, 10], [1, 2], label="a")
+    ax.set(xscale="log", title="t", xlabel="x")
+    ax.legend()
+    plots_study.png(fig, dpi=20)  # loads the fonts and the Agg renderer
 
 
 def log_quietly(root: str | Path, mode: str | None, reason: str) -> Path | None:
@@ -58,16 +75,29 @@ def log_analysis(
     """Log the analysis run of the study in `root`; return its run folder. mode: W&B mode
     (default $WANDB_MODE, else offline). extra: (result JSON, figure) pairs that live outside
     the folder (a `scalelab fit --out` path)."""
-    import wandb
-
     root = Path(root)
     study = sl.load_study(root)
     name = study.meta.get("name") or root.name
     mode = mode or os.environ.get("WANDB_MODE", "offline")
-    os.environ.setdefault("WANDB_SILENT", "true")
     found = findings.find_results(root)
     found += [f for j, png in extra if (f := findings.load_result(j, png)) is not None]
-    run = wandb.init(
+    wandb = wandb_session(mode)
+    run = _open(wandb, study, name, reason, root, mode)
+    try:
+        _log_runs(run, study)
+        for f in found:
+            _log_finding(run, f)
+        _log_images(run, _images(study, found))
+        _log_artifact(run, study, name, reason, found)
+    finally:
+        run.finish()
+        if wandb.run is None:  # finish() returns before the service has written everything
+            wandb.teardown()
+    return Path(run.dir).parent
+
+
+def _open(wandb, study, name: str, reason: str, root: Path, mode: str):
+    return wandb.init(
         project=os.environ.get("WANDB_PROJECT", "scalelab"),
         entity=os.environ.get("WANDB_ENTITY") or None,
         group=name,
@@ -81,17 +111,6 @@ def log_analysis(
         # no system monitor process, pip list, metadata or console capture (as a trial's run)
         settings=wandb.Settings(**LEAN),
     )
-    try:
-        _log_runs(run, study)
-        for f in found:
-            _log_finding(run, f)
-        _log_plots(run, study, found)
-        _log_artifact(run, study, name, reason, found)
-    finally:
-        run.finish()
-        if wandb.run is None:  # finish() returns before the service has written everything
-            wandb.teardown()
-    return Path(run.dir).parent
 
 
 def _log_runs(run, study) -> None:
@@ -132,16 +151,21 @@ def _log_finding(run, f: findings.Finding) -> None:
     )
 
 
-def _log_plots(run, study, found) -> None:
-    import wandb
-    from PIL import Image
-
+def _images(study, found) -> dict[str, bytes]:
+    """{media key: PNG}: the curves per grid key and each result's figure."""
     images = {}
     for key, fig in plots_study.plot_study(study).items():
         images[curves_key(key)] = plots_study.png(fig)
     for f in found:
         if (data := plots_study.result_png(f, study)) is not None:
             images[f"plots/{f.name}"] = data
+    return images
+
+
+def _log_images(run, images: dict[str, bytes]) -> None:
+    import wandb
+    from PIL import Image
+
     run.log({k: wandb.Image(Image.open(io.BytesIO(v)), caption=k) for k, v in images.items()})
 
 
