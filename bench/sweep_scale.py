@@ -84,10 +84,33 @@ def parallel(study: Path, out: Path, wandb_mode: str | None, slots: int) -> floa
 def run_study(study: Path, storage: Path, wandb: bool) -> None:
     """`scalelab run` of the study in a fresh process (its own local Ray), W&B offline or off;
     one thread per process, as Ray gives each one-CPU trial runner."""
+    wait_study(start_study(study, storage, wandb))
+
+
+def start_study(
+    study: Path, storage: Path, wandb: bool, core: int | None = None
+) -> subprocess.Popen:
+    """run_study without waiting (wait_study); `core`: the study and every process it starts
+    (its Ray, trial runners, W&B services) on that one core, one trial at a time. Its output
+    goes to <storage>.log."""
     cmd = [sys.executable, "-m", "scalelab.cli", "run", str(study), "--storage", str(storage),
            "--no-progress"] + ([] if wandb else ["--no-wandb"])  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    if core is not None:
+        cmd += ["--max-concurrent", "1"]
+    with open(f"{storage}.log", "w") as log:  # the child keeps its own copy
+        return subprocess.Popen(
+            cmd,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=None if core is None else lambda: os.sched_setaffinity(0, {core}),
+        )
+
+
+def wait_study(proc: subprocess.Popen) -> None:
+    if proc.wait():
+        log = proc.args[proc.args.index("--storage") + 1] + ".log"
+        raise SystemExit(f"the study failed (exit {proc.returncode}): see {log}")
 
 
 def main() -> None:

@@ -18,11 +18,22 @@ rows); each pair trains the same trial both ways.
 
 runs the whole study instead (`scalelab run` on a local Ray, every slot busy), with W&B offline
 and with `--no-wandb`, alternating, and compares their wall times: what W&B adds to a study.
+Pairs of 1-minute studies on this VM spread by 1-20%: its speed drifts between minutes.
+
+    .venv/bin/python bench/wandb_cost.py --pinned 4 [--trials 30]
+
+runs each pair at the same time instead, one study per core (the study, its Ray, runner and
+W&B services pinned there, one trial at a time), swapping the cores each pair: both studies
+see the same drift. A 30-trial study on one core lasts as long as a 60-trial study on two.
+Prints where the difference goes: set-up before the first trial, training (each trial.json's
+wall_s, W&B's run opening inside it), gaps between trials (W&B's run closing), the end (the
+analysis run).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import resource
@@ -31,7 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sweep_scale import STUDY, run_study  # bench/ is on sys.path when this runs as a script
+from sweep_scale import STUDY, run_study, start_study, wait_study  # bench/ is on sys.path
 
 from scalelab import study as studies
 from scalelab.sweep import expand
@@ -78,15 +89,70 @@ def whole_studies(pairs: int, trials: int, steps: int) -> None:
     )
 
 
+def pinned_studies(pairs: int, trials: int, steps: int) -> None:
+    """`pairs` x the study with W&B offline and without at the same time, one per core."""
+    phases = ("wall", "set-up", "training", "gaps", "end")
+    got: dict[str, list[dict]] = {"offline": [], "off": []}
+    with tempfile.TemporaryDirectory() as d:
+        study = Path(d) / "scale.py"
+        study.write_text(STUDY.format(steps=steps, seeds=max(1, trials // 6)))
+        for i in range(pairs):
+            cores = {"offline": i % 2, "off": 1 - i % 2}
+            out = {m: Path(d) / f"{m}-{i}" for m in cores}
+            t0 = time.time()
+            procs = {
+                m: start_study(study, out[m], m == "offline", core=c) for m, c in cores.items()
+            }
+            exited: dict[str, float] = {}
+            while len(exited) < len(procs):
+                time.sleep(0.02)
+                for m, proc in procs.items():
+                    if m not in exited and proc.poll() is not None:
+                        exited[m] = time.time()
+            for m, proc in procs.items():
+                wait_study(proc)
+                got[m].append(timeline(out[m], t0, exited[m]))
+            w, o = got["offline"][-1]["wall"], got["off"][-1]["wall"]
+            print(f"pair {i}: W&B offline {w:5.1f}s (core {cores['offline']}), without "
+                  f"{o:5.1f}s: {w / o - 1:+.1%}", flush=True)  # fmt: skip
+    ratios = [a["wall"] / b["wall"] - 1 for a, b in zip(got["offline"], got["off"], strict=True)]
+    print(
+        f"{trials} trials of {steps} steps, one core each, both at once: W&B costs "
+        f"{statistics.median(ratios):+.1%} of the study (median of {pairs}; goal <= 5%), per "
+        f"pair " + ", ".join(f"{r:+.1%}" for r in ratios)
+    )
+    for ph in phases:
+        on, off = (statistics.median(x[ph] for x in got[m]) for m in ("offline", "off"))
+        print(f"  {ph:9s} with W&B {on:6.2f}s  without {off:6.2f}s  difference {on - off:+.2f}s")
+
+
+def timeline(root: Path, started: float, exited: float) -> dict[str, float]:
+    """The study's phases in seconds, from its trial.json files (one trial at a time)."""
+    recs = [json.loads(p.read_text()) for p in root.glob("trials/*/trial.json")]
+    first = min(r["finished_at"] - r["wall_s"] for r in recs)
+    last = max(r["finished_at"] for r in recs)
+    training = sum(r["wall_s"] for r in recs)
+    return {
+        "wall": exited - started,
+        "set-up": first - started,
+        "training": training,
+        "gaps": last - first - training,
+        "end": exited - last,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=20)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--studies", type=int, default=0, help="pairs of whole studies instead")
-    ap.add_argument("--trials", type=int, default=60, help="trials per study (with --studies)")
+    ap.add_argument("--pinned", type=int, default=0, help="pairs of studies at once, a core each")
+    ap.add_argument("--trials", type=int, help="trials per study: 60 (--studies), 30 (--pinned)")
     a = ap.parse_args()
     if a.studies:
-        return whole_studies(a.studies, a.trials, a.steps)
+        return whole_studies(a.studies, a.trials or 60, a.steps)
+    if a.pinned:
+        return pinned_studies(a.pinned, a.trials or 30, a.steps)
     os.environ.setdefault("WANDB_SILENT", "true")
     cost = {"offline": ([], []), None: ([], [])}  # mode -> (wall, cpu) per trial
     with tempfile.TemporaryDirectory() as d:
