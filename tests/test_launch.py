@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,8 +40,11 @@ def local_ray():
     import ray
 
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+    session = launch._session_dir()
     yield
     ray.shutdown()
+    if session is not None:  # ~1 MB of logs and sockets per run under /tmp/ray
+        shutil.rmtree(session, ignore_errors=True)
 
 
 def test_six_trials_with_a_diverging_one_then_rerun_skips_all(local_ray, tmp_path):
