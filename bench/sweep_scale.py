@@ -42,42 +42,42 @@ SPEC = SweepSpec(
 """
 
 
-def sequential(
-    study: Path, out: Path, wandb_mode: str | None, part: int, parts: int = 2, barrier=None
-) -> tuple[float, int]:
-    """Trials part, part + parts, ... one after another in this process, warm (after one
-    untimed trial: imports, data, W&B service); `barrier`: wait there before the clock starts."""
-    from scalelab import study as studies
-    from scalelab.sweep import expand
+def sequential(trials: list, out: Path, wandb_mode: str | None, barrier=None, warm=None) -> float:
+    """The trials one after another in this process, warm (after one untimed trial, `warm` or
+    the first: imports, data, W&B service); `barrier`: wait there before the clock starts."""
     from scalelab.train import train
 
-    trials = expand(studies.load(study).SPEC)[part::parts]
-    train(trials[0], out / f"warm{part}", wandb_mode=wandb_mode)
+    first = warm or trials[0]
+    train(first, out / f"warm-{first.name}", wandb_mode=wandb_mode)
     if barrier is not None:
         barrier.wait()
     t = time.perf_counter()
     for trial in trials:
         train(trial, out / trial.name, wandb_mode=wandb_mode)
-    return time.perf_counter() - t, len(trials)
+    return time.perf_counter() - t
 
 
-def _worker(study, out, wandb_mode, part, slots, barrier, times) -> None:
-    times[part] = sequential(study, out, wandb_mode, part, slots, barrier)[0]
+def _worker(trials, out, wandb_mode, part, barrier, warm, times) -> None:
+    times[part] = sequential(trials, out, wandb_mode, barrier, warm)
 
 
-def parallel(study: Path, out: Path, wandb_mode: str | None, slots: int) -> float:
+def parallel(trials: list, out: Path, wandb_mode: str | None, slots: int, warm=None) -> float:
     """The same trials split over `slots` plain processes (no Ray, warm, no orchestration): what
     the cores give when they run at once (shared caches, memory bandwidth, W&B's own process)."""
     ctx = mp.get_context("spawn")
     barrier, times = ctx.Barrier(slots), ctx.Array("d", slots)
     procs = [
-        ctx.Process(target=_worker, args=(study, out, wandb_mode, i, slots, barrier, times))
+        ctx.Process(
+            target=_worker, args=(trials[i::slots], out, wandb_mode, i, barrier, warm, times)
+        )
         for i in range(slots)
     ]
     for p in procs:
         p.start()
     for p in procs:
         p.join()
+    if any(p.exitcode for p in procs):
+        raise SystemExit("a plain process failed: see its output above")
     return max(times)
 
 
@@ -114,6 +114,9 @@ def wait_study(proc: subprocess.Popen) -> None:
 
 
 def main() -> None:
+    from scalelab.study import load
+    from scalelab.sweep import expand
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=300)
     ap.add_argument("--steps", type=int, default=300)
@@ -130,14 +133,17 @@ def main() -> None:
         mode = None if a.wandb == "disabled" else a.wandb
         # This VM's speed drifts by 10-30% between minutes: half the baseline runs before the
         # study and half after it, so a steady drift cancels (both halves are printed).
-        before, n0 = sequential(study, d / "plain", mode, 0)
+        trials = expand(load(study).SPEC)
+        before = sequential(trials[0::2], d / "plain", mode)
+        n0 = len(trials[0::2])
         t, launched = time.perf_counter(), time.time()
         run_study(study, d / "ray", a.wandb == "offline")
         wall = time.perf_counter() - t
-        after, n1 = sequential(study, d / "plain", mode, 1)
+        after = sequential(trials[1::2], d / "plain", mode)
+        n1 = len(trials[1::2])
         plain, n = before + after, n0 + n1
         ideal = plain / slots
-        together = parallel(study, d / "par", mode, slots)
+        together = parallel(trials, d / "par", mode, slots)
         recs = [json.loads(p.read_text()) for p in (d / "ray" / "trials").glob("*/trial.json")]
         starts = sorted(r["finished_at"] - r["wall_s"] for r in recs)
         ends = sorted(r["finished_at"] for r in recs)
