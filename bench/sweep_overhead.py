@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
 from sweep_scale import parallel  # bench/ is on sys.path
 
 from scalelab import launch
@@ -40,6 +41,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--size", default="150K")
     a = ap.parse_args()
+    # One thread per trial everywhere, as Ray gives each one-CPU trial runner (OMP_NUM_THREADS=1):
+    # torch's default (a thread per core) would make the in-process baseline a 2-core one.
+    os.environ["OMP_NUM_THREADS"] = "1"  # the plain processes and Ray's workers
+    torch.set_num_threads(1)  # this process (torch is already imported)
     base = TrialSpec(
         model=ModelSpec(a.size),
         optim=OptimSpec(lr=3e-3),
