@@ -24,7 +24,8 @@ Pairs of 1-minute studies on this VM spread by 1-20%: its speed drifts between m
 
 runs each pair at the same time instead, one study per core (the study, its Ray, runner and
 W&B services pinned there, one trial at a time), swapping the cores each pair: both studies
-see the same drift. A 30-trial study on one core lasts as long as a 60-trial study on two.
+see the same drift. `--aa` runs both without W&B: its spread is the bench's noise (on this VM
++-9% per pair for 60-trial studies: the two cores are not equally fast from minute to minute). A 30-trial study on one core lasts as long as a 60-trial study on two.
 Prints where the difference goes: set-up before the first trial, training (each trial.json's
 wall_s, W&B's run opening inside it), gaps between trials (W&B's run closing), the end (the
 analysis run).
@@ -89,10 +90,13 @@ def whole_studies(pairs: int, trials: int, steps: int) -> None:
     )
 
 
-def pinned_studies(pairs: int, trials: int, steps: int) -> None:
-    """`pairs` x the study with W&B offline and without at the same time, one per core."""
+def pinned_studies(pairs: int, trials: int, steps: int, aa: bool = False) -> None:
+    """`pairs` x the study with W&B offline and without at the same time, one per core.
+    aa: both without W&B (an A/A run: the spread it prints is the bench's own noise)."""
     phases = ("wall", "set-up", "training", "gaps", "end")
     got: dict[str, list[dict]] = {"offline": [], "off": []}
+    on = "also without W&B (A/A)" if aa else "W&B offline"
+    la, lb = ("A", "B") if aa else ("with W&B", "without")
     with tempfile.TemporaryDirectory() as d:
         study = Path(d) / "scale.py"
         study.write_text(STUDY.format(steps=steps, seeds=max(1, trials // 6)))
@@ -101,7 +105,8 @@ def pinned_studies(pairs: int, trials: int, steps: int) -> None:
             out = {m: Path(d) / f"{m}-{i}" for m in cores}
             t0 = time.time()
             procs = {
-                m: start_study(study, out[m], m == "offline", core=c) for m, c in cores.items()
+                m: start_study(study, out[m], m == "offline" and not aa, core=c)
+                for m, c in cores.items()
             }
             exited: dict[str, float] = {}
             while len(exited) < len(procs):
@@ -113,17 +118,23 @@ def pinned_studies(pairs: int, trials: int, steps: int) -> None:
                 wait_study(proc)
                 got[m].append(timeline(out[m], t0, exited[m]))
             w, o = got["offline"][-1]["wall"], got["off"][-1]["wall"]
-            print(f"pair {i}: W&B offline {w:5.1f}s (core {cores['offline']}), without "
+            print(f"pair {i}: {on} {w:5.1f}s (core {cores['offline']}), without "
                   f"{o:5.1f}s: {w / o - 1:+.1%}", flush=True)  # fmt: skip
     ratios = [a["wall"] / b["wall"] - 1 for a, b in zip(got["offline"], got["off"], strict=True)]
     print(
-        f"{trials} trials of {steps} steps, one core each, both at once: W&B costs "
+        f"{trials} trials of {steps} steps, one core each, both at once: {on} costs "
         f"{statistics.median(ratios):+.1%} of the study (median of {pairs}; goal <= 5%), per "
         f"pair " + ", ".join(f"{r:+.1%}" for r in ratios)
     )
+    if pairs >= 3:  # the pairs' spread (an A/A run shows how much of it is this VM's noise)
+        from scipy import stats
+
+        mean, sem = statistics.mean(ratios), statistics.stdev(ratios) / math.sqrt(pairs)
+        half = stats.t.ppf(0.975, pairs - 1) * sem
+        print(f"  mean {mean:+.1%}, 95% interval [{mean - half:+.1%}, {mean + half:+.1%}]")
     for ph in phases:
-        on, off = (statistics.median(x[ph] for x in got[m]) for m in ("offline", "off"))
-        print(f"  {ph:9s} with W&B {on:6.2f}s  without {off:6.2f}s  difference {on - off:+.2f}s")
+        a, b = (statistics.median(x[ph] for x in got[m]) for m in ("offline", "off"))
+        print(f"  {ph:9s} {la} {a:6.2f}s  {lb} {b:6.2f}s  difference {a - b:+.2f}s")
 
 
 def timeline(root: Path, started: float, exited: float) -> dict[str, float]:
@@ -148,11 +159,12 @@ def main() -> None:
     ap.add_argument("--studies", type=int, default=0, help="pairs of whole studies instead")
     ap.add_argument("--pinned", type=int, default=0, help="pairs of studies at once, a core each")
     ap.add_argument("--trials", type=int, help="trials per study: 60 (--studies), 30 (--pinned)")
+    ap.add_argument("--aa", action="store_true", help="--pinned with both studies without W&B")
     a = ap.parse_args()
     if a.studies:
         return whole_studies(a.studies, a.trials or 60, a.steps)
     if a.pinned:
-        return pinned_studies(a.pinned, a.trials or 30, a.steps)
+        return pinned_studies(a.pinned, a.trials or 30, a.steps, a.aa)
     os.environ.setdefault("WANDB_SILENT", "true")
     cost = {"offline": ([], []), None: ([], [])}  # mode -> (wall, cpu) per trial
     with tempfile.TemporaryDirectory() as d:
