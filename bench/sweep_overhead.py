@@ -8,6 +8,7 @@ overhead = wall(Ray) / (wall(in-process) / concurrency) - 1     (goal <= 5% for 
 A second reference trains the same trials in `concurrency` plain processes at once (no Ray, no
 orchestration; sweep_scale.parallel): what running them at once costs on this machine by
 itself (shared caches, memory bandwidth), which the first ratio counts as overhead too.
+
 The default steps give trials of ~20 s of a 150K-parameter model on one core. Half of the
 in-process trials run before the study and half after it (this VM's speed drifts between
 minutes). It also splits the Ray wall time into training (train() inside the trial actors, from

@@ -24,8 +24,9 @@ Pairs of 1-minute studies on this VM spread by 1-20%: its speed drifts between m
 
 runs each pair at the same time instead, one study per core (the study, its Ray, runner and
 W&B services pinned there, one trial at a time), swapping the cores each pair: both studies
-see the same drift. `--aa` runs both without W&B: its spread is the bench's noise (on this VM
-+-9% per pair for 60-trial studies: the two cores are not equally fast from minute to minute). A 30-trial study on one core lasts as long as a 60-trial study on two.
+see the same drift. A 30-trial study on one core lasts as long as a 60-trial study on two.
+`--aa` runs both without W&B: its spread is the bench's own noise (on this VM -11% to +12%
+per pair of 30-trial studies: the two cores are not equally fast from minute to minute).
 Prints where the difference goes: set-up before the first trial, training (each trial.json's
 wall_s, W&B's run opening inside it), gaps between trials (W&B's run closing), the end (the
 analysis run).
