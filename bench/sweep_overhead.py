@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from sweep_scale import parallel  # bench/ is on sys.path
+from sweep_scale import parallel, timeline  # bench/ is on sys.path
 
 from scalelab import launch
 from scalelab.config import DataSpec, ModelSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
@@ -81,19 +80,13 @@ def main() -> None:
         )
         ray_wall = time.perf_counter() - t
         after = sequential(trials[half:])
-        recs = [
-            json.loads((Path(d) / "ray" / "trials" / x.name / "trial.json").read_text())
-            for x in trials
-        ]
+        tl = timeline(Path(d) / "ray", launched, launched + ray_wall, concurrency)
         # warmed by a 40-step trial each: imports and data, not a whole untimed trial
         warm = dataclasses.replace(
             trials[0], spec=dataclasses.replace(trials[0].spec, total_steps=40)
         )
         together = parallel(trials, Path(d) / "par", None, concurrency, warm=warm)
     plain = before + after
-    inside = [r["wall_s"] for r in recs]
-    first = min(r["finished_at"] - r["wall_s"] for r in recs)
-    last = max(r["finished_at"] for r in recs)
     ideal = plain / concurrency
     print(f"{a.trials} trials of {a.steps} steps ({plain / a.trials:.1f}s each in-process)")
     print(
@@ -106,14 +99,13 @@ def main() -> None:
         "(running at once on this machine, without any platform)"
     )
     print(f"local Ray, {concurrency} at once:   {ray_wall:7.1f}s")
-    busy = sum(inside) / concurrency
     print(
-        f"  training inside the trial actors: {busy:.1f}s ({sum(inside) / a.trials:.1f}s per "
-        f"trial, {sum(inside) / plain - 1:+.1%} vs in-process: {concurrency} at once on "
-        f"{concurrency} cores); set-up before the first trial {first - launched:.1f}s; gaps "
-        f"{last - first - busy:.1f}s; end {launched + ray_wall - last:.1f}s"
+        f"  training inside the trial actors: {tl['training']:.1f}s ({tl['trial_s'] / a.trials:.1f}s"
+        f" per trial, {tl['trial_s'] / plain - 1:+.1%} vs in-process: {concurrency} at once on "
+        f"{concurrency} cores); set-up before the first trial {tl['set-up']:.1f}s; gaps "
+        f"{tl['gaps']:.1f}s; end {tl['end']:.1f}s"
     )
-    fixed = ray_wall - busy
+    fixed = ray_wall - tl["training"]
     print(
         f"orchestration overhead: {ray_wall / ideal - 1:+.1%} (goal <= 5%), "
         f"{ray_wall / together - 1:+.1%} vs {concurrency} plain processes; the platform's own "

@@ -113,6 +113,24 @@ def wait_study(proc: subprocess.Popen) -> None:
         raise SystemExit(f"the study failed (exit {proc.returncode}): see {log}")
 
 
+def timeline(root: Path, started: float, exited: float, slots: int = 1) -> dict[str, float]:
+    """A study's phases in seconds, from its trial.json files: set-up before the first trial,
+    training (the trials' wall_s over the slots that ran them at once), gaps between trials,
+    the end after the last; trial_s: the trials' wall_s summed."""
+    recs = [json.loads(p.read_text()) for p in Path(root).glob("trials/*/trial.json")]
+    first = min(r["finished_at"] - r["wall_s"] for r in recs)
+    last = max(r["finished_at"] for r in recs)
+    trial_s = sum(r["wall_s"] for r in recs)
+    return {
+        "wall": exited - started,
+        "set-up": first - started,
+        "training": trial_s / slots,
+        "gaps": last - first - trial_s / slots,
+        "end": exited - last,
+        "trial_s": trial_s,
+    }
+
+
 def main() -> None:
     from scalelab.study import load
     from scalelab.sweep import expand
@@ -134,20 +152,17 @@ def main() -> None:
         # This VM's speed drifts by 10-30% between minutes: half the baseline runs before the
         # study and half after it, so a steady drift cancels (both halves are printed).
         trials = expand(load(study).SPEC)
-        before = sequential(trials[0::2], d / "plain", mode)
-        n0 = len(trials[0::2])
+        halves = trials[0::2], trials[1::2]
+        before = sequential(halves[0], d / "plain", mode)
         t, launched = time.perf_counter(), time.time()
         run_study(study, d / "ray", a.wandb == "offline")
         wall = time.perf_counter() - t
-        after = sequential(trials[1::2], d / "plain", mode)
-        n1 = len(trials[1::2])
-        plain, n = before + after, n0 + n1
+        after = sequential(halves[1], d / "plain", mode)
+        (n0, n1), n = map(len, halves), len(trials)
+        plain = before + after
         ideal = plain / slots
         together = parallel(trials, d / "par", mode, slots)
-        recs = [json.loads(p.read_text()) for p in (d / "ray" / "trials").glob("*/trial.json")]
-        starts = sorted(r["finished_at"] - r["wall_s"] for r in recs)
-        ends = sorted(r["finished_at"] for r in recs)
-        training = sum(r["wall_s"] for r in recs) / slots
+        tl = timeline(d / "ray", launched, launched + wall, slots)
         t = time.perf_counter()
         run_study(study, d / "ray", a.wandb == "offline")
         rerun = time.perf_counter() - t
@@ -173,12 +188,11 @@ def main() -> None:
           " (what running at once costs without any platform)")  # fmt: skip
     print(f"study on local Ray:            {wall:7.1f}s  ratio {wall / ideal:.3f} (goal <= 1.15),"
           f" {wall / together:.3f} vs {slots} plain processes")  # fmt: skip
-    busy = ends[-1] - starts[0]
     print(
-        f"  training inside the actors {training:.1f}s ({sum(r['wall_s'] for r in recs) / n:.2f}s "
-        f"per trial, {sum(r['wall_s'] for r in recs) / plain - 1:+.1%} vs in-process); "
-        f"set-up before the first trial {starts[0] - launched:.1f}s; gaps between trials "
-        f"{busy - training:.1f}s; after the last {launched + wall - ends[-1]:.1f}s"
+        f"  training inside the actors {tl['training']:.1f}s ({tl['trial_s'] / n:.2f}s "
+        f"per trial, {tl['trial_s'] / plain - 1:+.1%} vs in-process); "
+        f"set-up before the first trial {tl['set-up']:.1f}s; gaps between trials "
+        f"{tl['gaps']:.1f}s; after the last {tl['end']:.1f}s"
     )
     print(f"no-op rerun: {rerun:.2f}s (goal < 2 s)")
     print(

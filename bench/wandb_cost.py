@@ -35,7 +35,6 @@ analysis run).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import resource
@@ -44,7 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sweep_scale import STUDY, run_study, start_study, wait_study  # bench/ is on sys.path
+from sweep_scale import STUDY, run_study, start_study, timeline, wait_study  # bench/ on sys.path
 
 from scalelab import study as studies
 from scalelab.sweep import expand
@@ -136,21 +135,6 @@ def pinned_studies(pairs: int, trials: int, steps: int, aa: bool = False) -> Non
     for ph in phases:
         a, b = (statistics.median(x[ph] for x in got[m]) for m in ("offline", "off"))
         print(f"  {ph:9s} {la} {a:6.2f}s  {lb} {b:6.2f}s  difference {a - b:+.2f}s")
-
-
-def timeline(root: Path, started: float, exited: float) -> dict[str, float]:
-    """The study's phases in seconds, from its trial.json files (one trial at a time)."""
-    recs = [json.loads(p.read_text()) for p in root.glob("trials/*/trial.json")]
-    first = min(r["finished_at"] - r["wall_s"] for r in recs)
-    last = max(r["finished_at"] for r in recs)
-    training = sum(r["wall_s"] for r in recs)
-    return {
-        "wall": exited - started,
-        "set-up": first - started,
-        "training": training,
-        "gaps": last - first - training,
-        "end": exited - last,
-    }
 
 
 def main() -> None:
