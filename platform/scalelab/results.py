@@ -159,6 +159,11 @@ def _read_runs(tdirs, expected, problems: list[str]) -> list[dict]:
     return rows
 
 
+# What a damaged curve file raises: polars panics (a BaseException, not an Exception) on some
+# damaged pages, seen with polars 2.1 on a page whose length field was overwritten.
+DAMAGED = (Exception, pl.exceptions.PanicException)
+
+
 def _read_curves(root: Path, names: list[str], problems: list[str]) -> pl.DataFrame:
     """One scan over every curve (fast); if any file is damaged, each is read alone and the bad
     ones are named and left out."""
@@ -169,13 +174,13 @@ def _read_curves(root: Path, names: list[str], problems: list[str]) -> pl.DataFr
         return empty
     try:
         return _scan(paths)
-    except Exception:  # a damaged page, a truncated footer, a column of the wrong type
+    except DAMAGED:  # a damaged page, a truncated footer, a column of the wrong type
         pass
     good = []
     for p in paths:
         try:
             good.append(_scan([p]))
-        except Exception as e:
+        except DAMAGED as e:
             problems.append(f"{p}: unreadable ({type(e).__name__}: {str(e).splitlines()[0]})")
     return pl.concat(good) if good else empty
 
