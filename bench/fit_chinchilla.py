@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from scalelaws import chinchilla as ch
+from scalelaws.chinchilla import isoflop as ch
 
 DATA = Path(__file__).parents[1] / "tests" / "data" / "besiroglu2024_chinchilla_svg_extracted.csv"
 COLS = {"params_col": "model_size", "tokens_col": "tokens", "loss_col": "loss"}

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from scalelaws import multipower as mp
-from scalelaws.schedule import final_loss, optimise_schedule
+from scalelaws.multipower import law as mp
+from scalelaws.multipower.schedule import final_loss, optimise_schedule
 
 FIT = ["cosine_24000", "constant_24000", "wsdcon_9"]
 TEST = ["constant_72000", "cosine_72000", "wsd_20000_24000", "wsdld_20000_24000"]

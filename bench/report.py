@@ -24,7 +24,7 @@ import scalelaws as sl
 from scalelab import launch, results
 from scalelab.config import RunConfig, ScheduleSpec, TrialSpec
 from scalelab.sweep import SweepSpec, expand
-from scalelaws import multipower as mp
+from scalelaws.multipower import law as mp
 
 PARAMS = dict(L0=2.3747, A=0.6542, alpha=0.4288, B=523.42, C=2.0246, beta=0.5935, gamma=0.6347)
 SIZES = {"50K": 0.30, "150K": 0.20, "500K": 0.12, "1M": 0.06, "2M": 0.0}  # loss offsets

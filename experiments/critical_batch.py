@@ -20,7 +20,7 @@ more data to reach the same loss: tokens(B) = D_max·margin·(1 + B/knee)/(1 + B
 
 `after(root)` builds the per-D tables (root/cbs/), fits them with scalelaws.fit_cbs on the EWA
 loss (CBS.json, cbs.png) and the raw loss (CBS_raw.json), and writes CBS.md and cbs_study.png
-(scalelaws.cbs_study).
+(scalelaws.critical_batch.study).
 """
 
 from __future__ import annotations
@@ -188,11 +188,11 @@ def after(root: Path) -> None:
 
 
 def analyse(root: Path, d: Design, plots: bool = True):
-    """scalelaws.cbs_study.analyse on this design's trials: writes root/cbs/{runs,curves}.parquet,
+    """scalelaws.critical_batch.study.analyse on this design's trials: writes root/cbs/{runs,curves}.parquet,
     CBS.json + cbs.png (EWA loss), CBS_raw.json (raw eval loss), CBS.md and cbs_study.png;
     returns the EWA-loss CBSResult."""
     from scalelab.sweep import expand
-    from scalelaws.cbs_study import analyse as analyse_cbs
+    from scalelaws.critical_batch.study import analyse as analyse_cbs
 
     names = [t.name for t in expand(sweep(d))]  # this design only (old trial folders may linger)
     return analyse_cbs(

@@ -259,7 +259,7 @@ def analyse(root: Path, runs=None, n_boot: int | None = None) -> dict[str, Any]:
     comparison, and proposals at follow_up_budget from both. A slice without a minimum is
     skipped and reported (SLICE_SKIPPED), not fatal. `n_boot`: the design's unless given."""
     from scalelab.commands.chinchilla import fit_table
-    from scalelaws import chinchilla as ch
+    from scalelaws.chinchilla import isoflop as ch
 
     runs = load_runs(root) if runs is None else runs
     design = design_of(runs)
@@ -460,9 +460,9 @@ def write_outputs(root: Path, res: dict[str, Any], shapes: list[dict] | None,
                   scores: dict | None, wall_s: dict | None = None) -> None:  # fmt: skip
     """ROOT/isoflop.json (fits, proposals, follow-up, scores), isoflop.md and isoflop.png."""
     from scalelab.commands.chinchilla import fits_document
-    from scalelaws import chinchilla as ch
+    from scalelaws.chinchilla import isoflop as ch
+    from scalelaws.chinchilla.plots import plot_isoflop
     from scalelaws.io import write_json, write_text
-    from scalelaws.plots_chinchilla import plot_isoflop
 
     design, fits = res["design"], res["fits"]
     doc = fits_document(

@@ -41,8 +41,8 @@ def after(root):
     import polars as pl
 
     import scalelaws as sl
-    from scalelaws.mplfit import collect_curves
-    from scalelaws.plots import plot_curves, plot_proposal
+    from scalelaws.multipower.fit import collect_curves
+    from scalelaws.multipower.plots import plot_curves, plot_proposal
 
     study = sl.load_study(root)
     done = study.runs.filter((pl.col("status") == "completed") & (pl.col("model") == "150K"))

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from scalelaws import multipower as mp
 from scalelaws import schedules
+from scalelaws.multipower import law as mp
 
 # published 400M parameters of the multi-power law (Luo et al. 2025, refdata README)
 PARAMS_400M = dict(L0=2.3747, A=0.6542, alpha=0.4288, B=523.42, C=2.0246, beta=0.5935, gamma=0.6347)

@@ -3,7 +3,6 @@ propose_schedule, fit_cbs, fit_capacity. Each one on real Parquet tables; the CL
 the library returns; the API runs without torch and ray; scalelaws has no import cycles.
 """
 
-import ast
 import dataclasses
 import json
 import subprocess
@@ -23,13 +22,12 @@ from scalelab.commands import capacity as _cap  # noqa: F401  (registers the com
 from scalelab.commands import cbs as _cbs  # noqa: F401
 from scalelab.commands import fit_app, propose_app
 from scalelab.commands import multipower as _mpl  # noqa: F401
-from scalelaws.curves import curves_from_frame
-from scalelaws.multipower import predict
-from scalelaws.result import Result
+from scalelaws.core.result import Result
+from scalelaws.multipower.curves import curves_from_frame
+from scalelaws.multipower.law import predict
 from scalelaws.schedules import WSD_SHAPES
 
 TESTS = Path(__file__).resolve().parent
-ANALYSIS = TESTS.parent / "analysis" / "scalelaws"
 REF = TESTS.parents[1] / "shared" / "refdata" / "multipower"
 
 
@@ -511,39 +509,15 @@ def test_the_api_runs_with_torch_and_ray_blocked(tmp_path):
     assert out["b_crit"] == pytest.approx(600.0, rel=1e-6) and out["R"] == pytest.approx(2.0)
 
 
-def _imports(path: Path) -> set[str]:
-    """scalelaws modules a module imports anywhere (top level or inside functions)."""
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("scalelaws"):
-            names = [f"{node.module}.{a.name}" for a in node.names]
-            out |= {n for n in names if (ANALYSIS / f"{n.split('.')[-1]}.py").exists()} or {
-                node.module
-            }
-        elif isinstance(node, ast.Import):
-            out |= {a.name for a in node.names if a.name.startswith("scalelaws")}
-    return {m for m in out if m != "scalelaws"}
-
-
 def test_scalelaws_has_no_import_cycles():
-    graph = {
-        f"scalelaws.{p.stem}": _imports(p) for p in ANALYSIS.glob("*.py") if p.stem != "__init__"
-    }
-    state: dict[str, int] = {}
+    from test_layering import _cycle, _graph  # one import-graph reader (function-level imports too)
 
-    def visit(m: str, chain: list[str]) -> None:
-        if state.get(m) == 1:
-            pytest.fail("import cycle: " + " -> ".join([*chain, m]))
-        if state.get(m) == 2 or m not in graph:
-            return
-        state[m] = 1
-        for dep in graph[m]:
-            visit(dep, [*chain, m])
-        state[m] = 2
-
-    for m in graph:
-        visit(m, [])
-    assert "scalelaws.curves" in graph["scalelaws.multipower"]  # the graph is read right
+    graph = {m: deps for m, deps in _graph().items() if m.startswith("scalelaws")}
+    cycle = _cycle(graph)
+    assert cycle is None, " -> ".join(cycle)
+    assert (
+        "scalelaws.multipower.curves" in graph["scalelaws.multipower.law"]
+    )  # the graph is read right
 
 
 @pytest.mark.integration

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from scalelaws.capacity import (
+from scalelaws.capacity.law import (
     BIOS_N0,
     BIOS_S0,
     biod_bits,
@@ -127,7 +127,7 @@ def test_fit_ratio_needs_bound_models():
 
 
 def test_plot_capacity(tmp_path):
-    from scalelaws.plots_cbs import plot_capacity
+    from scalelaws.critical_batch.plots import plot_capacity
 
     params = np.geomspace(2_000, 60_000, 8)
     bits = np.minimum(2.0 * params, 40_000.0)

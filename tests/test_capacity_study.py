@@ -33,8 +33,8 @@ from scalelab.config import (
 from scalelab.model import GPT, model_args
 from scalelab.quantize import channel_scales, qmax, quantize_model_, quantize_rtn, quantized
 from scalelab.train import train
-from scalelaws.capacity import biod_bits
-from scalelaws.capacity_study import trial_table
+from scalelaws.capacity.fit import trial_table
+from scalelaws.capacity.law import biod_bits
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

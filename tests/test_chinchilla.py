@@ -1,4 +1,4 @@
-"""scalelaws.chinchilla: Besiroglu et al.'s reproduction, recovery of known laws, approach 2,
+"""scalelaws.chinchilla.isoflop: Besiroglu et al.'s reproduction, recovery of known laws, approach 2,
 the side-by-side comparison, proposals, conventions and refusals.
 
 Bootstrap resamples are kept small here (n_boot 0-100 instead of the default 1000) so the
@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from scalelaws import chinchilla as ch
+from scalelaws.chinchilla import isoflop as ch
 
 DATA = Path(__file__).parent / "data" / "besiroglu2024_chinchilla_svg_extracted.csv"
 COLS = {"params_col": "model_size", "tokens_col": "tokens", "loss_col": "loss"}

@@ -11,7 +11,7 @@ from analysis_data import mpl_study
 from rich.console import Console
 
 import scalelaws as sl
-import scalelaws.progress as lib
+import scalelaws.core.progress as lib
 from scalelab.fitprogress import shown
 
 

@@ -5,7 +5,16 @@ import json
 import numpy as np
 import pytest
 
-from scalelaws.fitting import FitResult, Law, Param, bootstrap, fit, input_hash, metrics, minimise
+from scalelaws.core.fitting import (
+    FitResult,
+    Law,
+    Param,
+    bootstrap,
+    fit,
+    input_hash,
+    metrics,
+    minimise,
+)
 
 
 def _power_law(jacobian: bool) -> Law:
@@ -139,8 +148,8 @@ def test_a_design_subset_is_the_zero_weight_fit():
     the value and gradient at any θ equal the full design's with those points weighted 0."""
     import numpy as np
 
-    from scalelaws import fitting
-    from scalelaws.multipower import Curve, Design, make_law
+    from scalelaws.core import fitting
+    from scalelaws.multipower.law import Curve, Design, make_law
 
     steps = np.arange(10, 201, 10)
     lrs = [np.full(200, 1e-3), np.r_[np.full(120, 1e-3), np.full(80, 1e-4)]]

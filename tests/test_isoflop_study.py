@@ -22,7 +22,7 @@ from scalelab import study
 from scalelab.cli import app
 from scalelab.model import args_from_spec, flops_per_token, param_counts
 from scalelab.sweep import expand
-from scalelaws import chinchilla as ch
+from scalelaws.chinchilla import isoflop as ch
 
 REPO = Path(__file__).resolve().parents[1]
 BESIROGLU = REPO / "tests" / "data" / "besiroglu2024_chinchilla_svg_extracted.csv"

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from scalelab.commands import fit_app, propose_app
 from scalelab.commands import multipower as _commands  # noqa: F401  (registers the commands)
-from scalelaws import multipower as mp
+from scalelaws.multipower import law as mp
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "refdata" / "multipower"
 needs_ref = pytest.mark.skipif(not REF.is_dir(), reason=f"reference data not found at {REF}")

@@ -130,7 +130,7 @@ def test_after_hook_runs_once_per_set_of_tables_unless_forced(tmp_path):
     import shutil
 
     from scalelab.study import run_after
-    from scalelaws.study import load_study
+    from scalelaws.study.load import load_study
 
     root = shutil.copytree(Path(__file__).parent / "data" / "study_quickstart", tmp_path / "s")
     calls = []

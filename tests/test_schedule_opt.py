@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from scalelab.commands import fit_app, propose_app
 from scalelab.commands import multipower as _commands  # noqa: F401  (registers the commands)
-from scalelaws import schedule as sch
 from scalelaws import schedules
-from scalelaws.multipower import predict
+from scalelaws.multipower import schedule as sch
+from scalelaws.multipower.law import predict
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "refdata" / "multipower"
 PARAMS_400M = dict(L0=2.3747, A=0.6542, alpha=0.4288, B=523.42, C=2.0246, beta=0.5935, gamma=0.6347)

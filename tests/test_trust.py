@@ -16,8 +16,8 @@ from analysis_data import capacity_runs
 
 import scalelaws as sl
 from scalelab.cli import main
-from scalelaws import checks
-from scalelaws.diagnostics import CODES, Diagnostic
+from scalelaws.core import checks
+from scalelaws.core.diagnostics import CODES, Diagnostic
 
 DATA = Path(__file__).parent / "data"
 SCHAIPP = DATA / "schaipp2025"
@@ -59,7 +59,7 @@ def zhang(col: str = "steps_to_target_used_in_fit") -> pl.DataFrame:
 def test_every_code_is_registered_with_a_meaning_and_an_action():
     for code, text in CODES.items():
         assert code.isupper() and "->" in text, code  # "what it means -> what to do"
-    from scalelaws import chinchilla_fit
+    from scalelaws.chinchilla import fit as chinchilla_fit
 
     assert set(chinchilla_fit.CODES) <= set(CODES)  # Chinchilla's codes merged into the table
     d = Diagnostic("MISFIT", "warning", "rms 0.03", "check the input", "wsd")
@@ -154,8 +154,8 @@ def test_few_resamples_make_no_95_percent_interval():
 
 
 def test_plot_with_many_curves_and_warnings(tmp_path, one_lr_fit):
-    from scalelaws.mplfit import collect_curves
-    from scalelaws.plots import plot_curves
+    from scalelaws.multipower.fit import collect_curves
+    from scalelaws.multipower.plots import plot_curves
 
     curves = collect_curves(schaipp("*"), warmup_steps=300)
     with warnings.catch_warnings():
@@ -211,7 +211,7 @@ def test_cbs_on_tokens_instead_of_steps_is_a_misfit(tmp_path):
         assert ("MISFIT", g) in got and ("PARAM_AT_BOUND", f"e_min[{g}]") in got
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no matplotlib RuntimeWarning on infinite CBS
-        from scalelaws.plots_cbs import plot_cbs
+        from scalelaws.critical_batch.plots import plot_cbs
 
         plot_cbs(list(res.groups), res.scaling, tmp_path / "c.png", diagnostics=res.diagnostics)
 
@@ -219,7 +219,7 @@ def test_cbs_on_tokens_instead_of_steps_is_a_misfit(tmp_path):
 def test_ols_scaling_has_a_robust_cross_check():
     import statsmodels.api as sm
 
-    from scalelaws.powerlaw import cross_check
+    from scalelaws.core.powerlaw import cross_check
 
     x = np.log(2.0 ** np.arange(8))
     y = 0.5 * x + 0.01 * np.random.default_rng(0).normal(size=8)

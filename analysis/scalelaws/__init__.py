@@ -14,7 +14,7 @@ The public API (docs/laws.md §1 multi-power, §2 critical batch size, §3 knowl
     find_validation(DIR), predicted_vs_measured(proposal, runs)   closed loops
     write_report(study) -> DIR/report.html     one self-contained page (no fitting)
 
-Every result is a frozen dataclass (scalelaws.result.Result): params, intervals, metrics,
+Every result is a frozen dataclass (scalelaws.core.result.Result): params, intervals, metrics,
 diagnostics, info, to_dict(), to_json(path), load(path); predict(...) where the law predicts.
 Names load on first use, so `import scalelaws` stays cheap (the trainers import scalelaws.io).
 """
@@ -25,28 +25,28 @@ import importlib
 from typing import TYPE_CHECKING
 
 _API = {
-    "load_study": "scalelaws.study",
-    "Study": "scalelaws.study",
-    "fit_multipower": "scalelaws.mplfit",
-    "evaluate_multipower": "scalelaws.mplfit",
-    "MultipowerFit": "scalelaws.multipower",
-    "Curve": "scalelaws.curves",
-    "propose_schedule": "scalelaws.propose",
-    "ScheduleProposal": "scalelaws.schedule",
-    "fit_cbs": "scalelaws.cbs",
-    "CBSResult": "scalelaws.cbs",
-    "fit_capacity": "scalelaws.capacity_study",
-    "CapacityResult": "scalelaws.capacity_study",
-    "FitResult": "scalelaws.fitting",
-    "Diagnostic": "scalelaws.diagnostics",
+    "load_study": "scalelaws.study.load",
+    "Study": "scalelaws.study.load",
+    "fit_multipower": "scalelaws.multipower.fit",
+    "evaluate_multipower": "scalelaws.multipower.fit",
+    "MultipowerFit": "scalelaws.multipower.law",
+    "Curve": "scalelaws.multipower.curves",
+    "propose_schedule": "scalelaws.multipower.propose",
+    "ScheduleProposal": "scalelaws.multipower.schedule",
+    "fit_cbs": "scalelaws.critical_batch.fit",
+    "CBSResult": "scalelaws.critical_batch.fit",
+    "fit_capacity": "scalelaws.capacity.fit",
+    "CapacityResult": "scalelaws.capacity.fit",
+    "FitResult": "scalelaws.core.fitting",
+    "Diagnostic": "scalelaws.core.diagnostics",
     "lr_array": "scalelaws.schedules",
-    "write_report": "scalelaws.html_report",
-    "find_results": "scalelaws.findings",
-    "find_validation": "scalelaws.closed_loop",
-    "predicted_vs_measured": "scalelaws.closed_loop",
-    "grid_keys": "scalelaws.summary",
-    "runs_table": "scalelaws.summary",
-    "status_counts": "scalelaws.summary",
+    "write_report": "scalelaws.study.report",
+    "find_results": "scalelaws.study.findings",
+    "find_validation": "scalelaws.multipower.closed_loop",
+    "predicted_vs_measured": "scalelaws.multipower.closed_loop",
+    "grid_keys": "scalelaws.study.summary",
+    "runs_table": "scalelaws.study.summary",
+    "status_counts": "scalelaws.study.summary",
 }
 __all__ = [
     "CBSResult",
@@ -74,21 +74,21 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from scalelaws.capacity_study import CapacityResult, fit_capacity
-    from scalelaws.cbs import CBSResult, fit_cbs
-    from scalelaws.closed_loop import find_validation, predicted_vs_measured
-    from scalelaws.curves import Curve
-    from scalelaws.diagnostics import Diagnostic
-    from scalelaws.findings import find_results
-    from scalelaws.fitting import FitResult
-    from scalelaws.html_report import write_report
-    from scalelaws.mplfit import evaluate_multipower, fit_multipower
-    from scalelaws.multipower import MultipowerFit
-    from scalelaws.propose import propose_schedule
-    from scalelaws.schedule import ScheduleProposal
+    from scalelaws.capacity.fit import CapacityResult, fit_capacity
+    from scalelaws.core.diagnostics import Diagnostic
+    from scalelaws.core.fitting import FitResult
+    from scalelaws.critical_batch.fit import CBSResult, fit_cbs
+    from scalelaws.multipower.closed_loop import find_validation, predicted_vs_measured
+    from scalelaws.multipower.curves import Curve
+    from scalelaws.multipower.fit import evaluate_multipower, fit_multipower
+    from scalelaws.multipower.law import MultipowerFit
+    from scalelaws.multipower.propose import propose_schedule
+    from scalelaws.multipower.schedule import ScheduleProposal
     from scalelaws.schedules import lr_array
-    from scalelaws.study import Study, load_study
-    from scalelaws.summary import grid_keys, runs_table, status_counts
+    from scalelaws.study.findings import find_results
+    from scalelaws.study.load import Study, load_study
+    from scalelaws.study.report import write_report
+    from scalelaws.study.summary import grid_keys, runs_table, status_counts
 
 
 def __getattr__(name: str):

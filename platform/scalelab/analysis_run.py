@@ -4,7 +4,7 @@ Logged after a study (launch.run), after its `after()` hook, after `scalelab fit
 and by `scalelab dashboard` when the study has none yet. It holds what the trial runs cannot:
 
 - `runs`: a wandb.Table, one row per trial (grid keys, status, final and best losses);
-- per result JSON in the folder (scalelaws.findings) `fits/<name>/params/<p>`,
+- per result JSON in the folder (scalelaws.study.findings) `fits/<name>/params/<p>`,
   `fits/<name>/interval/<p>` ([lo, hi]), `fits/<name>/metrics/<m>` and
   `fits/<name>/n_diagnostics` in the summary, and the tables `tables/<name>/params` (name,
   value, lo, hi) and `tables/<name>/diagnostics`;
@@ -26,7 +26,8 @@ from pathlib import Path
 
 import scalelaws as sl
 from scalelab.tracking import LEAN, wandb_on, wandb_session
-from scalelaws import findings, plots_study
+from scalelaws.study import findings
+from scalelaws.study import plots as plots_study
 
 ANALYSIS = "analysis"
 

@@ -1,6 +1,6 @@
 """Progress bars for long analyses run from the CLI (bootstrap refits, schedule optimisation).
 
-The library is quiet by default (scalelaws.progress); `scalelab` installs this reporter for
+The library is quiet by default (scalelaws.core.progress); `scalelab` installs this reporter for
 every command, like the live table of a sweep: rich bars on a terminal, nothing otherwise.
 """
 
@@ -25,7 +25,7 @@ def shown(enabled: bool | None = None, console: Console | None = None) -> Iterat
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    import scalelaws.progress as lib
+    import scalelaws.core.progress as lib
 
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     bars = Progress(*columns, console=console)

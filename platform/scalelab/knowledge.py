@@ -8,7 +8,7 @@ results.run_row turns every number into a `knowledge.<key>` column of runs.parqu
     p1, p2, p3                   fp32 weights (nats, summed over a name's / value's tokens)
     p1_int8 .. p3_int4           the same with RTN int8 / int4 weights
     quant_error_int8 / _int4     |W_q - W| / |W| over the weight matrices
-    bits, bits_int8, bits_int4   scalelaws.capacity.knowledge_bits of the losses above
+    bits, bits_int8, bits_int4   scalelaws.capacity.law.knowledge_bits of the losses above
     max_bits                     the data's maximum (docs/laws.md §3)
     params_used                  non-embedding + used_token_ids x d_model (tied: counted once)
     params_non_embedding, d_model, n_used_tokens, tokens_per_epoch, and the data's metadata
@@ -53,7 +53,7 @@ def used_params(net, n_used_tokens: int) -> dict:
 
 def measure(net, source, device, out: Path, rank: int) -> dict:
     """fp32 / int8 / int4 fact losses, bits and parameter counts; rank 0 writes knowledge.json."""
-    from scalelaws.capacity import knowledge_bits
+    from scalelaws.capacity.law import knowledge_bits
 
     fe = source.fact_eval()
     meta = source.knowledge_meta()

@@ -25,7 +25,7 @@ from scalelab import files, progress, status
 from scalelab.config import SpecError, Trial
 from scalelab.sweep import SweepSpec, expand
 from scalelab.tracking import wandb_on
-from scalelaws.study import has_tables
+from scalelaws.study.load import has_tables
 
 
 def study_dir(spec: SweepSpec, storage: str | None = None) -> Path:

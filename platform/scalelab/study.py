@@ -117,7 +117,7 @@ def run_after(after, root: Path, force: bool = False) -> bool:
     """Run the study's after(root) hook, unless it already ran on these very tables (its
     inputs): a rerun with nothing new to train then returns at once. `force` runs it anyway."""
     from scalelab import files
-    from scalelaws.study import tables_sha256
+    from scalelaws.study.load import tables_sha256
 
     digest = tables_sha256(root)
     done = root / "after.json"

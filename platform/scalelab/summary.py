@@ -12,7 +12,7 @@ import math
 import polars as pl
 
 from scalelab.status import STATES
-from scalelaws.summary import top_grid_columns
+from scalelaws.study.summary import top_grid_columns
 
 MAX_VALUES = 12  # grid keys with more values (seeds, fine LR ladders) are not listed
 

@@ -111,9 +111,9 @@ def cbs() -> None:
     2018, eq. 2.11), loss = 0.4 + 2·(1 + p·q/50)^-0.5 (q = 1 at the better LR, 0.6 at the
     other), EWA loss = eval loss, so T(B) to any target obeys S(B) = S_min + E_min/B with
     B_crit = 40 (6K) and 60 (14K) sequences. Bigger batches run longer (as the study's budgets
-    do); the per-D tables in cbs/ come from scalelaws.cbs_study.cbs_tables; CBS.json is
+    do); the per-D tables in cbs/ come from scalelaws.critical_batch.study.cbs_tables; CBS.json is
     fit_cbs on them (EWA loss)."""
-    from scalelaws.cbs_study import cbs_tables
+    from scalelaws.critical_batch.study import cbs_tables
 
     root = HERE / "study_cbs"
     shutil.rmtree(root, ignore_errors=True)

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from scalelaws import checks
-from scalelaws.diagnostics import Diagnostic
+from scalelaws.core import checks
+from scalelaws.core.diagnostics import Diagnostic
 
 RETENTION_MAX = 1.05
 

@@ -3,7 +3,7 @@
 Allen-Zhu & Li, "Physics of Language Models: Part 3.3" (arXiv 2404.05405): with ~1000
 exposures per fact a GPT stores ≈ 2 bits per parameter; int8 keeps them, int4 loses more than
 half. Per trial (runs with the `knowledge.*` columns of knowledge_eval=True trials): bits from
-p1/p2/p3 (scalelaws.capacity), P = non-embedding + used embedding rows, R = bits/P,
+p1/p2/p3 (scalelaws.capacity.law), P = non-embedding + used embedding rows, R = bits/P,
 R_max = max bits/P. The law bits ≈ min(R·P, max bits) is fitted by OLS through the origin on
 the capacity-bound trials (bits < bound_frac·max), per exposure count; `ratio` is the fit at the
 largest exposure count; `quantized` the same for the int8 / int4 copies on the same trials.
@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from scalelaws import capcheck
-from scalelaws.capacity import capacity_law, fit_ratio, knowledge_bits, knowledge_max_bits
-from scalelaws.diagnostics import Diagnostic
+from scalelaws.capacity import checks as capcheck
+from scalelaws.capacity.law import capacity_law, fit_ratio, knowledge_bits, knowledge_max_bits
+from scalelaws.core.diagnostics import Diagnostic
+from scalelaws.core.result import Result
 from scalelaws.io import jsonable
-from scalelaws.result import Result
-from scalelaws.study import RUNS, Study
+from scalelaws.study.load import RUNS, Study
 
 QUANT = ("int8", "int4")
 QUANT_METHOD = "per-channel (per output row) symmetric round-to-nearest; norm gains stay fp32"
@@ -70,7 +70,7 @@ class CapacityResult(Result):
 
     def extrapolation(self, params) -> tuple[Diagnostic, ...]:
         """EXTRAPOLATION when P lies outside the P range of the trials R was fitted on."""
-        from scalelaws.checks import extrapolation
+        from scalelaws.core.checks import extrapolation
 
         bound = set(self.ratio.get("bound_trials") or ())
         ps = [t["params"] for t in self.trials if t["name"] in bound]

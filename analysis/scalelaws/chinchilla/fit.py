@@ -1,5 +1,5 @@
 """Chinchilla approach 3: the loss surface L(N, D) = E + A/N^α + B/D^β, and the runs table
-that approaches 2 and 3 share. Use it through `scalelaws.chinchilla`.
+that approaches 2 and 3 share. Use it through `scalelaws.chinchilla.isoflop`.
 
 Hoffmann et al. 2022 (arXiv 2203.15556) §3.3, as re-fitted by Besiroglu et al. 2024
 (arXiv 2404.10102): fit log L̂ = LSE(a − α log N, b − β log D, e) (A = e^a, B = e^b, E = e^e)
@@ -19,18 +19,18 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from scalelaws import checks
-from scalelaws.diagnostics import CODES as SHARED_CODES
-from scalelaws.diagnostics import Diagnostic
-from scalelaws.fitting import DELTA, Law, Param, metrics, minimise, single_blas_thread
-from scalelaws.result import Result
+from scalelaws.core import checks
+from scalelaws.core.diagnostics import CODES as SHARED_CODES
+from scalelaws.core.diagnostics import Diagnostic
+from scalelaws.core.fitting import DELTA, Law, Param, metrics, minimise, single_blas_thread
+from scalelaws.core.result import Result
 
 HOFFMANN = "Hoffmann et al. 2022, Training Compute-Optimal Large Language Models, arXiv 2203.15556"
 BESIROGLU = "Besiroglu et al. 2024, Chinchilla Scaling: A replication attempt, arXiv 2404.10102"
 PORIAN = "Porian et al. 2024, Resolving Discrepancies in Compute-Optimal Scaling, arXiv 2406.19146"
 
 # Diagnostic codes of this module (registered, with their meaning and action, in the shared
-# scalelaws.diagnostics.CODES).
+# scalelaws.core.diagnostics.CODES).
 CODES: dict[str, str] = {
     k: SHARED_CODES[k]
     for k in (
@@ -357,7 +357,7 @@ def fit_loss_surface(
 
     yhat, jac = LAW.jacobian(theta, x)
     diags = _diagnostics(theta, params, intervals, n_boot, failed, x, yhat)
-    # the shared core's conditioning check (scalelaws.checks; a new law gets it from fitting.fit)
+    # the shared core's conditioning check (scalelaws.core.checks; a new law gets it from fitting.fit)
     local, cond = checks.local_identifiability(
         LAW.names, jac / yhat[:, None], np.log(yhat) - np.log(t.loss), None, [False] * 5, theta
     )

@@ -6,7 +6,7 @@
   N_opt ∝ C^n_exponent and D_opt ∝ C^d_exponent by OLS on logs (statsmodels, 95% intervals).
   Hoffmann's a and b are our n_exponent and d_exponent.
 - Approach 3 (Hoffmann §3.3; Besiroglu et al. 2024, arXiv 2404.10102): L(N, D) = E + A/N^α +
-  B/D^β, in `scalelaws.chinchilla_fit` (re-exported here).
+  B/D^β, in `scalelaws.chinchilla.fit` (re-exported here).
 - `compare_approaches`: approach-2 over approach-3 N* at every budget in the data, and
   APPROACHES_DISAGREE when their intervals do not overlap.
 - `propose_size`: N, D for a budget from either fit, with intervals and the extrapolation
@@ -29,7 +29,7 @@ import polars as pl
 import statsmodels.api as sm
 from scipy import stats
 
-from scalelaws.chinchilla_fit import (
+from scalelaws.chinchilla.fit import (
     BESIROGLU,
     CODES,
     COMPUTE,
@@ -42,8 +42,8 @@ from scalelaws.chinchilla_fit import (
     runs_table,
     wide_interval,
 )
-from scalelaws.diagnostics import Diagnostic
-from scalelaws.result import Result
+from scalelaws.core.diagnostics import Diagnostic
+from scalelaws.core.result import Result
 
 __all__ = [
     "BESIROGLU",

@@ -1,5 +1,5 @@
 """Figures for the Chinchilla fits (matplotlib, Agg). Figures only: every number drawn comes
-from a fit result (`scalelaws.chinchilla`) or from the runs; nothing is fitted here.
+from a fit result (`scalelaws.chinchilla.isoflop`) or from the runs; nothing is fitted here.
 
 Left panel: final loss against N per isoFLOP budget, with approach 2's parabola in ln N
 (vertex form L = loss_min + curvature·(ln N − ln N_opt)², Hoffmann et al. 2022 §3.2) and the
@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from scalelaws.plots import save  # noqa: E402
+from scalelaws.multipower.plots import save  # noqa: E402
 
 
 def _f(v: Any) -> float:
@@ -133,7 +133,7 @@ def plot_isoflop(
 ) -> Path:
     """isoFLOP figure. `iso`: an IsoFLOPFit (approach 2), `surf`: a ChinchillaFit (approach 3),
     either may be None; `runs`: the fitted runs (anything with arrays .n, .flops, .loss, e.g.
-    scalelaws.chinchilla.runs_table(...)); `proposal`: a Proposal; `follow_up`: dicts with
+    scalelaws.chinchilla.isoflop.runs_table(...)); `proposal`: a Proposal; `follow_up`: dicts with
     n, flops, measured, predicted (the validation runs at the proposal's budget)."""
     if iso is None and surf is None:
         raise ValueError("plot_isoflop needs an approach-2 or an approach-3 fit")

@@ -1,6 +1,6 @@
 """Generic checks that every fit gets from the shared core (docs/laws.md §7 "Diagnostics").
 
-Each check returns Diagnostics (codes in scalelaws.diagnostics.CODES) and never changes a
+Each check returns Diagnostics (codes in scalelaws.core.diagnostics.CODES) and never changes a
 number. The thresholds are module constants, chosen so that the published clean fits (the
 Luo et al. 2025 MPL curves, the Zhang et al. 2025 CBS table) stay quiet:
 
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from scalelaws.diagnostics import Diagnostic
+from scalelaws.core.diagnostics import Diagnostic
 
 NEAR = 0.01
 COND_MAX = 1e8
@@ -45,7 +45,7 @@ MIN_SCALING_POINTS = 4
 def bounds(params: Sequence[Any], theta: Sequence[float], names=None) -> tuple[Diagnostic, ...]:
     """PARAM_AT_BOUND for each value on or near (NEAR of the range) a bound of its box.
 
-    `params`: objects with name, lo, hi, uses_log (scalelaws.fitting.Param)."""
+    `params`: objects with name, lo, hi, uses_log (scalelaws.core.fitting.Param)."""
     out = []
     for p, v, name in zip(params, theta, names or [p.name for p in params], strict=True):
         log = p.uses_log and v > 0

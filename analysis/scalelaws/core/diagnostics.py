@@ -47,7 +47,7 @@ class Diagnostic:
 # code -> "what it means -> what to do" (the README "Diagnostics" table lists the same). Every
 # Diagnostic a scalelaws result carries uses one of these codes (tests/test_diagnostics.py).
 CODES: dict[str, str] = {
-    # generic checks of the shared core (scalelaws.checks), for every law
+    # generic checks of the shared core (scalelaws.core.checks), for every law
     "PARAM_AT_BOUND": "a fitted parameter sits on or near the edge of its search box: the data "
     "do not pin it -> read it as a bound; fit on longer or more varied runs",
     "NON_IDENTIFIABLE": "a parameter is not determined by the data (95% interval wider than the "
@@ -93,7 +93,7 @@ CODES: dict[str, str] = {
     "guess): undertrained or broken, not a capacity -> train it longer; it is left out of R",
     "RETENTION_UNDEFINED": "the share of bits kept by a quantized copy is undefined or absurd "
     "(fp32 bits <= 0, or the copy holds > 105% of them) -> read the bits, not the share",
-    # Chinchilla (scalelaws.chinchilla_fit / chinchilla; Hoffmann et al. 2022, Besiroglu 2024)
+    # Chinchilla (scalelaws.chinchilla.fit / chinchilla; Hoffmann et al. 2022, Besiroglu 2024)
     "TERM_FLAT": "the N or D term barely varies over the runs; its exponent is not determined "
     "-> vary N or D more widely",
     "BOOTSTRAP_FAILURES": "some bootstrap refits did not converge and were skipped -> many "

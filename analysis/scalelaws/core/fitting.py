@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from scalelaws import checks
-from scalelaws.diagnostics import Diagnostic
-from scalelaws.result import Result
+from scalelaws.core import checks
+from scalelaws.core.diagnostics import Diagnostic
+from scalelaws.core.result import Result
 
 DELTA = 1e-3  # Huber threshold in log space (docs/laws.md §7)
 
@@ -325,7 +325,7 @@ def fit(
 ) -> FitResult:
     """Fit `law` to (x, y); with `groups` and n_boot > 0 also 95% bootstrap intervals.
 
-    Every result carries the generic diagnostics of scalelaws.checks (fit_diagnostics); `noise`
+    Every result carries the generic diagnostics of scalelaws.core.checks (fit_diagnostics); `noise`
     (the data's own scale in log y, e.g. checks.curve_noise) with `groups` adds MISFIT;
     `labels` names the groups (sorted group ids -> names) in its message."""
     if n_boot < 0:
@@ -374,7 +374,7 @@ def fit_diagnostics(
     noise: float | None = None,
     labels: Sequence[str] | None = None,
 ) -> tuple[tuple[Diagnostic, ...], dict[str, Any]]:
-    """The generic checks of scalelaws.checks on a fitted law: parameters at a bound,
+    """The generic checks of scalelaws.core.checks on a fitted law: parameters at a bound,
     conditioning and local identifiability, wide bootstrap intervals, too few resamples or
     groups, misfit beyond `noise` (per group), failed refits. Returns (diagnostics, info)."""
     yhat, jac = (law.jacobian or (lambda th, xx: _fd_jacobian(law, th, xx)))(theta, x)
@@ -433,7 +433,7 @@ def bootstrap(
     A resample weights each point by (its base weight) × (times its group was drawn) and is
     fitted from θ (the full-data fit). Resamples whose fit fails are skipped and counted;
     RuntimeError if none succeeds. Returns ({name: (lo, hi)}, info with the refits' parameters).
-    progress(done, n_boot) is called after each resample (scalelaws.progress).
+    progress(done, n_boot) is called after each resample (scalelaws.core.progress).
     """
     y = np.asarray(y, float)
     groups = np.asarray(groups)

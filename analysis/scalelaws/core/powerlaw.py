@@ -130,7 +130,7 @@ def cross_check(what: str, x: np.ndarray, logy: np.ndarray, *intervals, n_boot: 
     about the OLS slope)."""
     import statsmodels.api as sm
 
-    from scalelaws.diagnostics import Diagnostic
+    from scalelaws.core.diagnostics import Diagnostic
 
     design = sm.add_constant(x, has_constant="add")
     huber = sm.RLM(logy, design, M=sm.robust.norms.HuberT()).fit().params[1:]

@@ -5,7 +5,7 @@ total) after each unit of work (a bootstrap refit, an optimisation stage). The l
 prints: pass a callback yourself, or let a front end install a factory for every call that
 was not given one (the `scalelab` CLI shows rich progress bars on a terminal this way):
 
-    with scalelaws.progress.reporting(lambda label: my_callback):
+    with scalelaws.core.progress.reporting(lambda label: my_callback):
         sl.fit_multipower(...)        # progress=None here: my_callback gets (done, total)
 """
 

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any, TypeVar
 
-from scalelaws.diagnostics import Diagnostic
+from scalelaws.core.diagnostics import Diagnostic
 from scalelaws.io import jsonable, write_json
 
 R = TypeVar("R", bound="Result")

@@ -9,7 +9,7 @@ Per group (T(B) = S_min + E_min/B, Zhang et al. 2025, arXiv 2410.21676):
   beyond MISFIT_MAX (a factor 1.42);
 - NON_IDENTIFIABLE: the bootstrap interval of B_crit is wider than B_crit, or unbounded.
 
-Scaling fits (OLS on logs, scalelaws.powerlaw): fewer than 4 groups is refused unless `force`
+Scaling fits (OLS on logs, scalelaws.core.powerlaw): fewer than 4 groups is refused unless `force`
 (TOO_FEW_POINTS); exponents whose 95% interval is wider than themselves are NON_IDENTIFIABLE;
 a Huber fit and a bootstrap over groups cross-check OLS (ROBUST_DISAGREES) — the robust
 estimation of Hoffmann et al. 2022 and Besiroglu et al. 2024, as a check beside the OLS that
@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from scalelaws import checks
-from scalelaws.diagnostics import Diagnostic
-from scalelaws.powerlaw import cross_check, fit_joint_power_law, fit_power_law
+from scalelaws.core import checks
+from scalelaws.core.diagnostics import Diagnostic
+from scalelaws.core.powerlaw import cross_check, fit_joint_power_law, fit_power_law
 
 MISFIT_RMS = 0.15
 MISFIT_MAX = 0.35

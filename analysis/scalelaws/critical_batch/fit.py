@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from scalelaws import batchsize as bs
-from scalelaws import cbscheck
-from scalelaws.diagnostics import Diagnostic
+from scalelaws.core.diagnostics import Diagnostic
+from scalelaws.core.powerlaw import scaling_law_from_dict
+from scalelaws.core.result import Result
+from scalelaws.critical_batch import checks as cbscheck
+from scalelaws.critical_batch import law as bs
 from scalelaws.io import jsonable
-from scalelaws.powerlaw import scaling_law_from_dict
-from scalelaws.result import Result
-from scalelaws.study import Study, as_study
+from scalelaws.study.load import Study, as_study
 
 PARAMS_UNIT = 1e6  # N in millions of parameters (Zhang et al.: CBS ≈ 93.2·N^0.468)
 TOKENS_UNIT = 1e9  # D in billions of tokens
@@ -77,7 +77,7 @@ class CBSResult(Result):
 
     def extrapolation(self, batch_size, group: str) -> tuple[Diagnostic, ...]:
         """EXTRAPOLATION when `batch_size` lies outside the group's fitted batch sizes."""
-        from scalelaws.checks import extrapolation
+        from scalelaws.core.checks import extrapolation
 
         g = self.group(group)
         return tuple(

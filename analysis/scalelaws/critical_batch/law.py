@@ -11,7 +11,7 @@ Laws (see docs/laws.md §2):
   b/a (McCandlish's B_crit) and the 20%-overhead CBS are different quantities; never mix them.
 
 Batch sizes are in sequences per optimizer step; steps are optimizer updates. The power-law
-fits of the CBS scaling are in scalelaws.powerlaw.
+fits of the CBS scaling are in scalelaws.core.powerlaw.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 import polars as pl
 
-from scalelaws.powerlaw import (  # noqa: F401  (re-exported)
+from scalelaws.core.powerlaw import (  # noqa: F401  (re-exported)
     fit_joint_power_law,
     fit_power_law,
     tuples_from_json,
@@ -439,9 +439,9 @@ def fit_cbs_scaling(
 
     Returns {"params": PowerLaw, "tokens": PowerLaw, "joint": JointPowerLaw} with only the
     fits the data allow (fewer than 4 groups: refused unless `force`); each diagnostic is also
-    a warning (scalelaws.cbscheck.scaling returns them as Diagnostics).
+    a warning (scalelaws.critical_batch.checks.scaling returns them as Diagnostics).
     """
-    from scalelaws.cbscheck import scaling
+    from scalelaws.critical_batch.checks import scaling
 
     out, diags = scaling(fits, quantity, n_unit, d_unit, force)
     for d in diags:

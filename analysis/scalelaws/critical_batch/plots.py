@@ -11,9 +11,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from scalelaws.batchsize import CBSFit, steps_model  # noqa: E402
-from scalelaws.capacity import CapacityFit, capacity_law  # noqa: E402
-from scalelaws.plots import diagnostics_box, legend, save  # noqa: E402
+from scalelaws.capacity.law import CapacityFit, capacity_law  # noqa: E402
+from scalelaws.critical_batch.law import CBSFit, steps_model  # noqa: E402
+from scalelaws.multipower.plots import diagnostics_box, legend, save  # noqa: E402
 
 
 def plot_cbs(fits: list[CBSFit], scaling: dict, path: str | Path, diagnostics=()) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from scalelaws.cbs import CBSResult
+from scalelaws.critical_batch.fit import CBSResult
 
 
 def _num(v, fmt: str = "{:.0f}") -> str:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import polars as pl
 
-from scalelaws import batchsize as bs
-from scalelaws.cbs import CBSResult, fit_cbs
+from scalelaws.critical_batch import law as bs
+from scalelaws.critical_batch.fit import CBSResult, fit_cbs
+from scalelaws.critical_batch.report import cbs_markdown
 from scalelaws.io import write_parquet, write_text
-from scalelaws.report import cbs_markdown
-from scalelaws.study import load_study
+from scalelaws.study.load import load_study
 
 
 def cbs_tables(
@@ -114,7 +114,7 @@ def analyse(
     b_min = 4 * ref_batch
     median = noise_median(per_b, b_min)
     if plots:
-        from scalelaws.plots_cbs import plot_cbs, plot_cbs_study
+        from scalelaws.critical_batch.plots import plot_cbs, plot_cbs_study
 
         plot_cbs(list(res.groups), res.scaling, root / "cbs.png")
         plot_cbs_study(list(res.groups), median, root / "cbs_study.png")

@@ -1,7 +1,7 @@
 """What a multi-power-law fit can vouch for (docs/laws.md §1.6, §7): the range of its fitting
 curves, and the diagnostics that compare curves and proposals with that range.
 
-`fit_range(curves)` is stored in MultipowerFit.info["fit_range"]; scalelaws.propose reads it to
+`fit_range(curves)` is stored in MultipowerFit.info["fit_range"]; scalelaws.multipower.propose reads it to
 keep a proposed schedule inside it (an LR floor and a bound on the per-step drop of log LR) and
 to warn when a proposal predicts a loss no measured run supports.
 """
@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from scalelaws import checks
-from scalelaws.curves import Curve
-from scalelaws.diagnostics import Diagnostic
+from scalelaws.core import checks
+from scalelaws.core.diagnostics import Diagnostic
+from scalelaws.multipower.curves import Curve
 
 DROP_SHARE = 0.01  # drops to below 1% of a curve's peak do not count towards the drop bound
 
@@ -154,7 +154,7 @@ def lr_diagnostics(curves: Sequence[Curve]) -> tuple[Diagnostic, ...]:
 
 
 def proposal_diagnostics(res, prop, n_samples: int) -> tuple[Diagnostic, ...]:
-    """What a schedule proposal (scalelaws.propose) must say about itself: no interval, too few
+    """What a schedule proposal (scalelaws.multipower.propose) must say about itself: no interval, too few
     resamples, no fit range, extrapolation in peak LR and steps, and a predicted final loss
     below the law's asymptote L0 or below the best measured run by more than the fit's error
     (max of 2 × the fit's RMSE and the half-width of the proposal's interval)."""

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import polars as pl
 
-from scalelaws.schedule import ScheduleProposal
-from scalelaws.study import has_tables
+from scalelaws.multipower.schedule import ScheduleProposal
+from scalelaws.study.load import has_tables
 
 NAMES = {"array": "proposed", "cosine": "cosine", "wsd": "wsd"}  # registry name -> proposal
 

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from scalelaws.curves import Curve, curves_from_frame, read_curve_file
-from scalelaws.mplcheck import check_params
-from scalelaws.multipower import (
+from scalelaws.core.progress import Progress, for_task
+from scalelaws.multipower.checks import check_params
+from scalelaws.multipower.curves import Curve, curves_from_frame, read_curve_file
+from scalelaws.multipower.law import (
     LAWS,
     MPL_PARAMS,
     MultipowerFit,
@@ -27,8 +28,7 @@ from scalelaws.multipower import (
     fit_curves,
     make_law,
 )
-from scalelaws.progress import Progress, for_task
-from scalelaws.study import Study, as_study
+from scalelaws.study.load import Study, as_study
 
 
 def fit_multipower(
@@ -61,8 +61,8 @@ def fit_multipower(
     weighting: "curve" (each curve the same total weight) or "point" (the paper).
     n_boot, seed: bootstrap over fit curves for the 95% intervals (0: none; fewer than 20:
         diagnostic FEW_RESAMPLES, the intervals are not 95% intervals).
-    progress: progress(done, n_boot) after each bootstrap refit (scalelaws.progress).
-    Every result carries the diagnostics of scalelaws.checks (docs/laws.md §7).
+    progress: progress(done, n_boot) after each bootstrap refit (scalelaws.core.progress).
+    Every result carries the diagnostics of scalelaws.core.checks (docs/laws.md §7).
     """
     if n_boot < 0:
         raise ValueError(f"n_boot={n_boot}: must be >= 0 (0: no intervals; >= 20 for 95%)")

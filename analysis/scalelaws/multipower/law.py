@@ -33,9 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scalelaws import mplcheck
-from scalelaws.curves import Curve, build_lr
-from scalelaws.fitting import FitResult, Law, Param, fit, input_hash, metrics, minimise
+from scalelaws.core.fitting import FitResult, Law, Param, fit, input_hash, metrics, minimise
+from scalelaws.multipower import checks as mplcheck
+from scalelaws.multipower.curves import Curve, build_lr
 
 __all__ = ["Curve", "MultipowerFit", "build_lr", "fit_curves", "evaluation_result", "predict"]
 

@@ -1,6 +1,6 @@
 """Figures for the multi-power law: measured vs predicted curves; a proposed schedule vs baselines.
 
-matplotlib (Agg backend) is imported inside the functions, so `import scalelaws.plots` is cheap.
+matplotlib (Agg backend) is imported inside the functions, so `import scalelaws.multipower.plots` is cheap.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def plot_curves(
     """Top: measured loss (dots) and the law (line, evaluated at every step on a dense grid, not
     interpolated between measurements) per curve; bottom: residuals y − ŷ at the measured steps
     (markers only). Many curves put the legend beside the axes; the fit's warnings go in a box."""
-    from scalelaws.multipower import predict
+    from scalelaws.multipower.law import predict
 
     plt = _pyplot()
     fig, (ax, axr) = plt.subplots(
@@ -88,7 +88,7 @@ def plot_schedule(
     diagnostics: Sequence = (),
 ) -> Path:
     """Left: LR schedules; right: their predicted loss curves (MPL) and final losses."""
-    from scalelaws.multipower import predict
+    from scalelaws.multipower.law import predict
 
     plt = _pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))

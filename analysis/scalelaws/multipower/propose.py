@@ -16,11 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from scalelaws.fitting import FitResult
-from scalelaws.mplcheck import check_params, proposal_diagnostics
-from scalelaws.multipower import MPL_PARAMS
-from scalelaws.progress import Progress, for_task
-from scalelaws.schedule import ScheduleProposal, baseline_lr, final_loss, optimise_schedule
+from scalelaws.core.fitting import FitResult
+from scalelaws.core.progress import Progress, for_task
+from scalelaws.multipower.checks import check_params, proposal_diagnostics
+from scalelaws.multipower.law import MPL_PARAMS
+from scalelaws.multipower.schedule import (
+    ScheduleProposal,
+    baseline_lr,
+    final_loss,
+    optimise_schedule,
+)
 
 
 def propose_schedule(
@@ -48,7 +53,7 @@ def propose_schedule(
     (`lr_floor`) and its log LR drops by at most the steepest one-step drop seen in them
     (`max_log_drop`); give either to override. With the fit's bootstrap refits, `intervals`
     gives the 95% range of each schedule's predicted final loss. progress: progress(done, 3)
-    per optimisation stage (scalelaws.progress).
+    per optimisation stage (scalelaws.core.progress).
     """
     res, source = _as_fit(fit)
     check_params(res.params, MPL_PARAMS)
@@ -113,7 +118,7 @@ def _as_fit(fit) -> tuple[FitResult, str]:
 
 def _intervals(prop: ScheduleProposal, samples: list[dict]) -> dict[str, tuple[float, float]]:
     """95% percentile range of each schedule's predicted final loss over the bootstrap refits
-    (refits over whole curves: scalelaws.fitting.bootstrap)."""
+    (refits over whole curves: scalelaws.core.fitting.bootstrap)."""
     lrs = {"proposed": prop.lr} | {
         k: baseline_lr(b, prop.total_steps, prop.warmup_steps, prop.peak_lr)
         for k, b in prop.baselines.items()

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scalelaws import schedules
-from scalelaws.diagnostics import Diagnostic
-from scalelaws.fitting import single_blas_thread
-from scalelaws.mplcheck import steepest_drop
-from scalelaws.multipower import MPL_PARAMS, predict
-from scalelaws.result import Result
+from scalelaws.core.diagnostics import Diagnostic
+from scalelaws.core.fitting import single_blas_thread
+from scalelaws.core.result import Result
+from scalelaws.multipower.checks import steepest_drop
+from scalelaws.multipower.law import MPL_PARAMS, predict
 
 WSD_SHAPES = schedules.WSD_SHAPES
 
@@ -253,7 +253,7 @@ def optimise_schedule(
 
     `floor` is the final LR of the cosine and WSD baselines (default peak/10). The optimised
     schedule stays >= `lr_floor` and drops by at most `max_log_drop` in log LR per step (at the
-    knots; None: no bound); scalelaws.propose derives both from the fit (docs/laws.md §1.6).
+    knots; None: no bound); scalelaws.multipower.propose derives both from the fit (docs/laws.md §1.6).
     Returns a per-step array of length total_steps, warmup included. progress(done, 3) after
     the baselines, the knot stage and the per-step stage.
     """

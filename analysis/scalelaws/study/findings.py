@@ -4,7 +4,7 @@
         f.title, f.kind, f.param_rows(), f.metrics(), f.diagnostics, f.figure
 
 Known files come first, in this order (KNOWN); any other JSON in the folder that is a result
-(it has `params` and `diagnostics`: scalelaws.result.Result.to_dict) follows, by name. A
+(it has `params` and `diagnostics`: scalelaws.core.result.Result.to_dict) follows, by name. A
 result's figure is the PNG of the same stem the hook wrote beside it (case-insensitive).
 """
 

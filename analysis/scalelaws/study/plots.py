@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from scalelaws.study import Study
-from scalelaws.summary import grid_keys, is_numeric, key_column
+from scalelaws.study.load import Study
+from scalelaws.study.summary import grid_keys, is_numeric, key_column
 
 MAX_CATEGORIES = 12  # more distinct numeric values than this: a colour scale, not a legend
 
@@ -154,13 +154,13 @@ def plot_predicted_vs_measured(table: pl.DataFrame, ax=None):
 
 
 def result_png(finding, study: Study) -> bytes | None:
-    """The figure of a result (scalelaws.findings.Finding): the PNG its hook wrote beside the
+    """The figure of a result (scalelaws.study.findings.Finding): the PNG its hook wrote beside the
     JSON, else drawn from the JSON for a proposal (schedules) or a multi-power fit (the study's
     curves against the law's prediction); None otherwise. No fitting."""
     if finding.figure is not None:
         return finding.figure.read_bytes()
-    from scalelaws.plots import plot_curves, plot_proposal
-    from scalelaws.schedule import ScheduleProposal
+    from scalelaws.multipower.plots import plot_curves, plot_proposal
+    from scalelaws.multipower.schedule import ScheduleProposal
 
     doc = finding.doc
     try:
@@ -179,7 +179,7 @@ def result_png(finding, study: Study) -> bytes | None:
 
 def _mpl_curves(doc: dict, study: Study) -> list:
     """The fit's curves (names and roles from its JSON) rebuilt from the study's tables."""
-    from scalelaws.mplfit import collect_curves
+    from scalelaws.multipower.fit import collect_curves
 
     roles = {c["name"]: c["role"] for c in doc["curves"]}
     fit = study.curves.filter(pl.col("trial").is_in([n for n, r in roles.items() if r == "fit"]))

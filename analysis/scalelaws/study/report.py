@@ -16,8 +16,10 @@ from pathlib import Path
 
 import polars as pl
 
-from scalelaws import closed_loop, findings, plots_study, summary
-from scalelaws.study import Study, as_study
+from scalelaws.multipower import closed_loop
+from scalelaws.study import findings, summary
+from scalelaws.study import plots as plots_study
+from scalelaws.study.load import Study, as_study
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2430;

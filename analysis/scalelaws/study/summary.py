@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from scalelaws.study import Study
+from scalelaws.study.load import Study
 
 STATES = ("completed", "diverged", "stopped", "failed", "running", "pending")
 LOSSES = ("final_eval_loss", "best_eval_loss", "final_train_loss")

@@ -4,7 +4,7 @@
 
 DIR holds runs.parquet with the `knowledge.*` columns that trials with knowledge_eval=True
 write (scalelab/knowledge.py). Parse → scalelaws.fit_capacity → print → plot; the per-trial bits,
-R and the int8 / int4 fits are described in scalelaws/capacity_study.py (Allen-Zhu & Li 2024,
+R and the int8 / int4 fits are described in scalelaws/capacity/fit.py (Allen-Zhu & Li 2024,
 arXiv 2404.05405; docs/laws.md §3).
 """
 
@@ -104,7 +104,7 @@ def capacity(
             console.print(_group_line(g))
     print_diagnostics(res.diagnostics)
     if plot is not None:
-        from scalelaws.plots_cbs import plot_capacity_study
+        from scalelaws.critical_batch.plots import plot_capacity_study
 
         plot_capacity_study(
             list(res.trials), res.ratio.get("estimate"), plot, diagnostics=res.diagnostics

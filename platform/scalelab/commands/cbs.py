@@ -50,7 +50,7 @@ def _groups_table(res, study: bool):
     """Rich table: one row per group (S_min, E_min, B_crit, CBS; B_simple for a study)."""
     from rich.table import Table
 
-    from scalelaws.cbs import PARAMS_UNIT, TOKENS_UNIT
+    from scalelaws.critical_batch.fit import PARAMS_UNIT, TOKENS_UNIT
 
     tab = Table(title=f"Critical batch size (B_ref = {res.ref_batch} sequences, 95% bootstrap)")
     for col in ("group", "N (M)", "D (B tok)", "S_min", "E_min", "B_crit = E/S", "CBS (20%)"):
@@ -173,7 +173,7 @@ def cbs(
     res.save(out)
     _print(res, runs is not None)
     if plot is not None:
-        from scalelaws.plots_cbs import plot_cbs
+        from scalelaws.critical_batch.plots import plot_cbs
 
         plot_cbs(list(res.groups), res.scaling, plot, diagnostics=res.diagnostics)
         Console().print(f"plot: {plot}")

@@ -8,7 +8,7 @@
 Approach 2 (isoFLOP parabolas) and approach 3 (L(N, D) = E + A/N^α + B/D^β) of Hoffmann et
 al. 2022 (arXiv 2203.15556), approach 3 as re-fitted by Besiroglu et al. 2024 (arXiv
 2404.10102); the FLOPs convention is an explicit choice (Porian et al. 2024, arXiv
-2406.19146). Thin: read and check the table, call `scalelaws.chinchilla`, print every estimate
+2406.19146). Thin: read and check the table, call `scalelaws.chinchilla.isoflop`, print every estimate
 and every diagnostic, write JSON, plot. A user error prints one line and exits 2.
 """
 
@@ -109,7 +109,7 @@ def read_runs_dir(root: Path):
 
 
 def columns(source: str, compute: str, params: str = "total", loss_col: str = "") -> dict:
-    """Keyword arguments naming the columns for scalelaws.chinchilla."""
+    """Keyword arguments naming the columns for scalelaws.chinchilla.isoflop."""
     if source == "csv":
         cols = {"params_col": "N", "tokens_col": "D", "loss_col": "loss"}
         return cols | {"flops_col": "flops" if compute == "total" else "flops_per_token"}
@@ -136,7 +136,7 @@ def fit_table(
     """{"approach2": IsoFLOPFit | None, "approach3": ChinchillaFit | None, "comparison":
     Comparison | None}. ValueError from the fits (too few runs or slices, ...) propagates;
     `skip_bad_slices` drops an unusable isoFLOP slice with a SLICE_SKIPPED warning instead."""
-    from scalelaws import chinchilla as ch
+    from scalelaws.chinchilla import isoflop as ch
 
     iso = surf = cmp = None
     if approach in ("2", "both"):
@@ -163,7 +163,7 @@ def load_fits(path: Path) -> dict:
     from one result's own JSON (kind IsoFLOPFit or ChinchillaFit)."""
     import json
 
-    from scalelaws import chinchilla as ch
+    from scalelaws.chinchilla import isoflop as ch
 
     if not path.is_file():
         raise UserError(f"--fit: no file at {path}")
@@ -357,7 +357,7 @@ def fit_chinchilla(
     out: Annotated[Path | None, typer.Option("--out", help="Write FIT.json here.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="PNG: isoFLOP curves, N*(C).")] = None,
 ) -> None:
-    from scalelaws import chinchilla as ch
+    from scalelaws.chinchilla import isoflop as ch
 
     try:
         if (table is None) == (runs is None):
@@ -394,7 +394,7 @@ def fit_chinchilla(
         write_json(out, fits_document(fits, compute=compute, **meta))
         console.print(f"wrote {out}")
     if plot is not None:
-        from scalelaws.plots_chinchilla import plot_isoflop
+        from scalelaws.chinchilla.plots import plot_isoflop
 
         rt = ch.runs_table(frame, compute=compute, **cols)
         plot_isoflop(plot, iso=fits["approach2"], surf=fits["approach3"], runs=rt)
@@ -410,7 +410,7 @@ def propose_size(
     out: Annotated[Path | None, typer.Option("--out", help="Write the proposals here.")] = None,
 ) -> None:
     """Compute-optimal N and D for a FLOP budget, from every fit in FIT.json."""
-    from scalelaws import chinchilla as ch
+    from scalelaws.chinchilla import isoflop as ch
 
     try:
         if not (math.isfinite(flops) and flops > 0):

@@ -18,7 +18,7 @@ import typer
 from scalelab.commands import fit_app, propose_app
 from scalelab.errors import UserError, check_writable
 
-MIN_RESAMPLES = 20  # scalelaws.checks.MIN_RESAMPLES (imported late: keeps --help fast)
+MIN_RESAMPLES = 20  # scalelaws.core.checks.MIN_RESAMPLES (imported late: keeps --help fast)
 _METRICS = ("r2", "mae", "rmse", "pred_e", "worst_e")
 
 
@@ -127,7 +127,7 @@ def fit_multipower(
     finite, >= 0, not all 0), loss (finite, > 0; empty on rows that only carry the LR). The LR
     between rows is rebuilt piecewise-linearly (diagnostic LR_REBUILT)."""
     import scalelaws as sl
-    from scalelaws.multipower import LAWS
+    from scalelaws.multipower.law import LAWS
 
     if law is not None and law not in LAWS:
         raise typer.BadParameter(f"unknown law {law!r}; use one of {', '.join(LAWS)}")
@@ -164,14 +164,14 @@ def fit_multipower(
         res.save(out)
         typer.echo(f"wrote {out}")
     if plot is not None:
-        from scalelaws.plots import plot_curves
+        from scalelaws.multipower.plots import plot_curves
 
         plot_curves(curves, res.params, plot, law=res.law, diagnostics=res.diagnostics)
         typer.echo(f"wrote {plot}")
 
 
 def _file_curves(paths, role: str, warmup_steps: int, step_offset: int) -> list:
-    from scalelaws.curves import read_curve_file
+    from scalelaws.multipower.curves import read_curve_file
 
     kw = dict(role=role, warmup_steps=warmup_steps, step_offset=step_offset)
     return [read_curve_file(p, **kw) for p in paths]
@@ -181,7 +181,7 @@ def _study_curves(root: Path, where: str | None, test_where: str | None, loss_co
     """Curves of the selected trials, exact LR from each trial's spec."""
     import polars as pl
 
-    from scalelaws.mplfit import collect_curves
+    from scalelaws.multipower.fit import collect_curves
 
     study, fits, tests = _study_selection(root, where, test_where)
     frame = study.curves
@@ -259,7 +259,7 @@ def propose_schedule(
     )
     print_diagnostics(prop.diagnostics)
     if plot is not None:
-        from scalelaws.plots import plot_proposal
+        from scalelaws.multipower.plots import plot_proposal
 
         plot_proposal(prop, plot)
         typer.echo(f"wrote {plot}")

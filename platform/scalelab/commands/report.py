@@ -1,6 +1,6 @@
 """`scalelab report DIR` and `scalelab dashboard DIR`: where researchers look at a study.
 
-Thin: the page is scalelaws.html_report (it fits nothing), the W&B view is scalelab.dashboard,
+Thin: the page is scalelaws.study.report (it fits nothing), the W&B view is scalelab.dashboard,
 the analysis run scalelab.analysis_run.
 """
 
@@ -35,7 +35,7 @@ def report(
     _check_study(study)
     if out is not None:
         check_writable(out, "--out")
-    from scalelaws.html_report import write_report
+    from scalelaws.study.report import write_report
 
     path = write_report(study, out)
     typer.echo(f"report: {path.resolve()}  (open it in a browser)")

@@ -46,7 +46,7 @@ from scalelab.data.pools import (
 )
 from scalelab.data.tokenizer import BOS, EOS, IGNORE_INDEX, Tokenizer
 from scalelab.lazy import torch
-from scalelaws.capacity import bios_max_bits
+from scalelaws.capacity.law import bios_max_bits
 
 SUBJ, VAL = -1, -2  # template markers for {s} and {v}
 # columns of the people table

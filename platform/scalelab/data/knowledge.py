@@ -32,7 +32,7 @@ from scalelab.data.base import (
 )
 from scalelab.data.tokenizer import BOS, EOS, IGNORE_INDEX, Tokenizer
 from scalelab.lazy import torch
-from scalelaws.capacity import biod_max_bits
+from scalelaws.capacity.law import biod_max_bits
 
 FORMAT_VERSION = 1
 
