@@ -126,7 +126,7 @@ SPEC = QUICK
 def after(root: Path) -> None:
     """Fit the capacity law on the finished study: ROOT/capacity.json and ROOT/capacity.png."""
     import scalelaws as sl
-    from scalelaws.critical_batch.plots import plot_capacity_study
+    from scalelaws.capacity.plots import plot_capacity_study
 
     res = sl.fit_capacity(root, bound_frac=0.9)
     res.to_json(root / "capacity.json")

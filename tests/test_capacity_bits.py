@@ -127,7 +127,7 @@ def test_fit_ratio_needs_bound_models():
 
 
 def test_plot_capacity(tmp_path):
-    from scalelaws.critical_batch.plots import plot_capacity
+    from scalelaws.capacity.plots import plot_capacity
 
     params = np.geomspace(2_000, 60_000, 8)
     bits = np.minimum(2.0 * params, 40_000.0)

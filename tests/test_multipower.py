@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from scalelab.commands import fit_app, propose_app
 from scalelab.commands import multipower as _commands  # noqa: F401  (registers the commands)
+from scalelaws.multipower import fit as mpfit
 from scalelaws.multipower import law as mp
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "refdata" / "multipower"
@@ -144,8 +145,8 @@ def test_curve_and_predict_reject_bad_steps():
 
 @needs_ref
 def test_published_400m_parameters_reproduce_published_metrics():
-    rows = mp.evaluate(PARAMS_400M, [c for c in load(400, exact=True) if c.role == "test"])
-    got = mp.summarise(rows)["test"]
+    rows = mpfit.evaluate(PARAMS_400M, [c for c in load(400, exact=True) if c.role == "test"])
+    got = mpfit.summarise(rows)["test"]
     for k, want in zip(KEYS, PUBLISHED[400], strict=True):
         assert abs(got[k] - want) < 5e-5, (k, got[k], want)  # equal to 4 decimals
 
@@ -161,8 +162,8 @@ def test_published_400m_parameters_reproduce_published_metrics():
 def test_published_25m_100m_parameters_within_their_rounding(size, params):
     # Only the official README gives these, to 3 decimals: L0 ± 5e-4 alone moves MAE by up to
     # 5e-4, so they can only be checked to that precision.
-    rows = mp.evaluate(params, [c for c in load(size, exact=True) if c.role == "test"])
-    got = mp.summarise(rows)["test"]
+    rows = mpfit.evaluate(params, [c for c in load(size, exact=True) if c.role == "test"])
+    got = mpfit.summarise(rows)["test"]
     want = dict(zip(KEYS, PUBLISHED[size], strict=True))
     assert abs(got["r2"] - want["r2"]) < 3e-4
     for k in ("mae", "rmse", "pred_e", "worst_e"):
@@ -173,7 +174,7 @@ def test_published_25m_100m_parameters_within_their_rounding(size, params):
 @pytest.mark.slow
 @pytest.mark.parametrize("size", [25, 100, 400])
 def test_fit_on_official_split_matches_published(size):
-    res = mp.fit_curves(load(size))  # LR rebuilt from the rows
+    res = mpfit.fit_curves(load(size))  # LR rebuilt from the rows
     got = res.metrics["test"]
     r2, mae = PUBLISHED[size][:2]
     assert got["r2"] >= r2 - 0.0005, got
@@ -191,7 +192,7 @@ def test_parameter_recovery_predicts_unseen_schedules():
         y = mp.predict(PARAMS_400M, lr, steps)
         return mp.Curve(name, lr, steps, y + noise * rng.normal(size=y.size), role=role)
 
-    res = mp.fit_curves([curve(n, "fit", 0.002) for n in FIT])
+    res = mpfit.fit_curves([curve(n, "fit", 0.002) for n in FIT])
     for name in ("wsd_20000_24000", "wsdld_20000_24000", "wsdcon_3", "wsdcon_18"):
         c = curve(name, "test", 0.0)
         rel = np.abs(mp.predict(res.params, c.lr, c.steps) / c.loss - 1)
@@ -203,7 +204,7 @@ def test_baselines_fit_with_the_same_core_and_lose_to_mpl():
     curves = [c for c in load(400) if "72000" not in c.name]  # 24,000-step curves: quicker
     r2 = {}
     for law in mp.LAWS:
-        res = mp.fit_curves(curves, law)
+        res = mpfit.fit_curves(curves, law)
         names = mp.MPL_PARAMS if law == "multipower" else mp.make_law(law).names
         assert set(res.params) == set(names)
         r2[law] = res.metrics["test"]["r2"]
@@ -250,7 +251,7 @@ def test_cli_fit_files_then_evaluate_params(tmp_path):
     assert r.exit_code == 0, r.output
     ev = json.loads((tmp_path / "e.json").read_text())
     assert ev["params"] == PARAMS_400M
-    want = mp.evaluate(PARAMS_400M, [c for c in load(400) if c.name == "wsdcon_18"])[0]
+    want = mpfit.evaluate(PARAMS_400M, [c for c in load(400) if c.name == "wsdcon_18"])[0]
     got = next(c for c in ev["curves"] if c["name"] == "wsdcon_18")
     assert got["mae"] == pytest.approx(want["mae"], rel=1e-9)
 

@@ -29,7 +29,7 @@ _API = {
     "Study": "scalelaws.study.load",
     "fit_multipower": "scalelaws.multipower.fit",
     "evaluate_multipower": "scalelaws.multipower.fit",
-    "MultipowerFit": "scalelaws.multipower.law",
+    "MultipowerFit": "scalelaws.multipower.fit",
     "Curve": "scalelaws.multipower.curves",
     "propose_schedule": "scalelaws.multipower.propose",
     "ScheduleProposal": "scalelaws.multipower.schedule",
@@ -80,8 +80,7 @@ if TYPE_CHECKING:
     from scalelaws.critical_batch.fit import CBSResult, fit_cbs
     from scalelaws.multipower.closed_loop import find_validation, predicted_vs_measured
     from scalelaws.multipower.curves import Curve
-    from scalelaws.multipower.fit import evaluate_multipower, fit_multipower
-    from scalelaws.multipower.law import MultipowerFit
+    from scalelaws.multipower.fit import MultipowerFit, evaluate_multipower, fit_multipower
     from scalelaws.multipower.propose import propose_schedule
     from scalelaws.multipower.schedule import ScheduleProposal
     from scalelaws.schedules import lr_array

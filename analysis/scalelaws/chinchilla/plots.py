@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from scalelaws.multipower.plots import save  # noqa: E402
+from scalelaws.core.figures import save  # noqa: E402
 
 
 def _f(v: Any) -> float:

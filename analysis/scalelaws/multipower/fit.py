@@ -12,22 +12,18 @@ result says so (info["lr_source"], diagnostic LR_REBUILT).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from scalelaws.core.fitting import FitResult, fit, input_hash, metrics, minimise
 from scalelaws.core.progress import Progress, for_task
+from scalelaws.multipower import checks as mplcheck
 from scalelaws.multipower.checks import check_params
 from scalelaws.multipower.curves import Curve, curves_from_frame, read_curve_file
-from scalelaws.multipower.law import (
-    LAWS,
-    MPL_PARAMS,
-    MultipowerFit,
-    evaluation_result,
-    fit_curves,
-    make_law,
-)
+from scalelaws.multipower.law import LAWS, MPL_PARAMS, Design, internal_theta, make_law, predict
 from scalelaws.study.load import Study, as_study
 
 
@@ -182,3 +178,157 @@ def _as_curves(obj, role: str, *, loss, schedule_of, warmup, offset) -> list[Cur
 
 def _with_role(c: Curve, role: str) -> Curve:
     return Curve(c.name, c.lr, c.steps, c.loss, role=role, lr_source=c.lr_source)
+
+
+# --------------------------------------------------------------------------- the fit on Curves
+
+
+def evaluate(
+    params: Mapping[str, float], curves: Sequence[Curve], law: str = "multipower"
+) -> list[dict]:
+    """Per-curve metrics (exact predict): {name, role, r2, mae, rmse, pred_e, worst_e}."""
+    rows = []
+    for cv in curves:
+        yhat = predict(params, cv.lr, cv.steps, law)
+        rows.append({"name": cv.name, "role": cv.role, **metrics(cv.loss, yhat)})
+    return rows
+
+
+def summarise(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
+    """Mean of each metric over curves, per role: {"fit": {...}, "test": {...}}."""
+    out = {}
+    for role in ("fit", "test"):
+        sel = [r for r in rows if r["role"] == role]
+        if sel:
+            out[role] = {
+                k: float(np.mean([r[k] for r in sel]))
+                for k in ("r2", "mae", "rmse", "pred_e", "worst_e")
+            }
+    return out
+
+
+def curve_weights(curve_id: np.ndarray, weighting: str = "curve") -> np.ndarray | None:
+    """Per-point weights: "curve" gives every curve the same total weight (mean weight 1), so a
+    curve logged twice as often does not count twice; "point" weighs every point alike (paper)."""
+    if weighting == "point":
+        return None
+    if weighting != "curve":
+        raise ValueError(f"weighting must be 'curve' or 'point', got {weighting!r}")
+    counts = np.bincount(curve_id)
+    return len(curve_id) / (np.count_nonzero(counts) * counts[curve_id])
+
+
+@dataclass(frozen=True)
+class MultipowerFit(FitResult):
+    """A fitted (or evaluated) loss-curve law: FitResult plus `predict` (docs/laws.md §1).
+
+    `info` also holds `lr_source` per curve (spec / given / rebuilt / spec-mismatch), the
+    longest fitted curve `max_step` and its peak LR `peak_lr` (the fit's range).
+    """
+
+    def predict(self, lr: np.ndarray, steps=None) -> np.ndarray:
+        """Predicted loss after each of `steps` updates under the per-update schedule `lr` (e.g.
+        scalelaws.schedules.lr_array(...)); default: every step with Σ lr[0:s] > 0 (the
+        registry's warmup starts at lr[0] = 0, where the law is undefined)."""
+        lr = np.asarray(lr, float)
+        if steps is None:
+            steps = np.flatnonzero(np.cumsum(lr) > 0) + 1
+        return predict(self.params, lr, steps, self.law)
+
+    def extrapolation(self, lr: np.ndarray, steps=None) -> tuple:
+        """EXTRAPOLATION diagnostics of predict(lr, steps): beyond the fitted steps or LRs."""
+        return mplcheck.prediction_extrapolation(self.info.get("fit_range") or {}, lr, steps)
+
+    @property
+    def bootstrap_params(self) -> list[dict[str, float]]:
+        """The parameters of every bootstrap refit ([] without a bootstrap)."""
+        return list(self.info.get("bootstrap_params") or [])
+
+
+def fit_curves(
+    curves: Sequence[Curve],
+    law: str = "multipower",
+    *,
+    weighting: str = "curve",
+    n_boot: int = 0,
+    seed: int = 0,
+    max_starts: int = 4,
+    polish: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> MultipowerFit:
+    """Fit `law` on the curves with role "fit"; report exact metrics for every curve.
+
+    The search runs on the blocked LD sum; `polish` then refines from the best point on the exact
+    sum (slow: seconds per 1e6 (step, drop) pairs). Intervals (n_boot > 0) come from a bootstrap
+    over fit curves.
+    """
+    fit_cv = [c for c in curves if c.role == "fit"]
+    if not fit_cv:
+        raise ValueError("no curve has role 'fit': pass at least one fitting curve")
+    L = make_law(law)
+    D = Design(fit_cv)
+    w = curve_weights(D.curve_id, weighting)
+    res = fit(
+        L,
+        D,
+        D.y,
+        weights=w,
+        max_starts=max_starts,
+        groups=D.curve_id,
+        n_boot=n_boot,
+        seed=seed,
+        hash_parts=[law] + [a for c in fit_cv for a in (c.lr, c.steps)],
+        noise=mplcheck.curve_noise(fit_cv),
+        labels=[c.name for c in fit_cv],
+        progress=progress,
+    )
+    params = res.params
+    info = dict(res.info, weighting=weighting)
+    if law == "multipower" and polish:
+        De = Design(fit_cv, exact=True, log_ref=D.log_ref)
+        theta, fun, _ = minimise(L, De, De.y, [internal_theta(params, De)], weights=w, max_starts=1)
+        params = L.reported(theta, De)
+        info.update(polished=True, objective=fun)
+    return _result(law, params, curves, res.input_hash, info, res.intervals, res.diagnostics)
+
+
+def evaluation_result(
+    params: Mapping[str, float], curves: Sequence[Curve], law: str = "multipower"
+) -> MultipowerFit:
+    """A MultipowerFit for given parameters (no fitting): metrics of every curve."""
+    fit_cv = [c for c in curves if c.role == "fit"] or list(curves)
+    y = np.concatenate([np.asarray(c.loss, float) for c in fit_cv])
+    h = input_hash(law, y, *[a for c in fit_cv for a in (c.lr, c.steps)])
+    params = {k: float(v) for k, v in params.items()}
+    return _result(law, params, curves, h, {"evaluated_only": True}, {}, ())
+
+
+def _result(law, params, curves, h, info, intervals, diags) -> MultipowerFit:
+    """Exact predictions → per-curve metrics, their means per role, residuals of fit curves."""
+    rows, resid = [], []
+    fit_any = any(c.role == "fit" for c in curves)
+    for cv in curves:
+        yhat = predict(params, cv.lr, cv.steps, law)
+        rows.append({"name": cv.name, "role": cv.role, **metrics(cv.loss, yhat)})
+        if cv.role == "fit" or not fit_any:
+            resid.extend((np.asarray(cv.loss, float) - yhat).tolist())
+    rng = mplcheck.fit_range(curves)
+    info = dict(
+        info,
+        lr_source={c.name: c.lr_source for c in curves},
+        max_step=rng["max_step"],
+        peak_lr=rng["peak_lr"],
+        fit_range=rng,
+    )
+    extrapolated = mplcheck.test_extrapolation(curves, rng)
+    return MultipowerFit(
+        law=law,
+        params=params,
+        intervals=intervals,
+        residuals=resid,
+        metrics=summarise(rows),
+        input_hash=h,
+        curves=rows,
+        info=info,
+        diagnostics=tuple(diags) + mplcheck.lr_diagnostics(curves) + extrapolated,
+    )

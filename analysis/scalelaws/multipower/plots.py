@@ -10,14 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from scalelaws.core.figures import diagnostics_box, legend, pyplot, save
 
 
 def plot_curves(
@@ -33,7 +26,7 @@ def plot_curves(
     (markers only). Many curves put the legend beside the axes; the fit's warnings go in a box."""
     from scalelaws.multipower.law import predict
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax, axr) = plt.subplots(
         2, 1, figsize=(9 if len(curves) > 6 else 8, 7), sharex=True,
         gridspec_kw={"height_ratios": [3, 1]},
@@ -58,27 +51,6 @@ def plot_curves(
     return save(fig, path)
 
 
-def legend(ax, n: int) -> None:
-    """Inside the axes for a few entries; beside them (outside the data) for more than 6."""
-    if n > 6:
-        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    elif n:
-        ax.legend(fontsize=7)
-
-
-def diagnostics_box(fig, diagnostics: Sequence, limit: int = 6) -> None:
-    """The warnings among `diagnostics` as a text box at the bottom of the figure."""
-    lines = [f"{d.code}: {d.message}" for d in diagnostics if d.severity != "info"]
-    if not lines:
-        return
-    extra = len(lines) - limit
-    text = "\n".join(line if len(line) < 130 else line[:127] + "..." for line in lines[:limit])
-    text += f"\n... and {extra} more (see the JSON)" if extra > 0 else ""
-    fig.subplots_adjust(bottom=0.12 + 0.025 * min(len(lines), limit + 1))
-    fig.text(0.01, 0.005, text, fontsize=6, va="bottom", ha="left", color="darkred",
-             bbox={"facecolor": "lightyellow", "edgecolor": "darkred", "alpha": 0.9})  # fmt: skip
-
-
 def plot_schedule(
     lr: np.ndarray,
     params: Mapping[str, float],
@@ -90,7 +62,7 @@ def plot_schedule(
     """Left: LR schedules; right: their predicted loss curves (MPL) and final losses."""
     from scalelaws.multipower.law import predict
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))
     schedules = {"proposed": np.asarray(lr)} | dict(baselines or {})
     for name, sched in schedules.items():
@@ -114,23 +86,3 @@ def plot_proposal(prop, path: str | Path) -> Path:
     warnings in a box."""
     base = {k: prop.baseline_lr(k) for k in ("cosine", "wsd") if k in prop.baselines}
     return plot_schedule(prop.lr, prop.params, path, baselines=base, diagnostics=prop.diagnostics)
-
-
-def save(fig, path: str | Path, dpi: int = 110) -> Path:
-    """Lay out, write the PNG (creating its folder) and free the figure."""
-    plt = _pyplot()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    import warnings
-
-    with warnings.catch_warnings():  # a text box or outside legend: tight_layout may complain
-        warnings.simplefilter("ignore")
-        fig.tight_layout(rect=(0, _bottom(fig), 1, 1))
-        fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-def _bottom(fig) -> float:
-    """The share of the figure height the diagnostics box needs (0 without one)."""
-    return fig.subplotpars.bottom - 0.1 if fig.texts else 0.0

@@ -104,7 +104,7 @@ def capacity(
             console.print(_group_line(g))
     print_diagnostics(res.diagnostics)
     if plot is not None:
-        from scalelaws.critical_batch.plots import plot_capacity_study
+        from scalelaws.capacity.plots import plot_capacity_study
 
         plot_capacity_study(
             list(res.trials), res.ratio.get("estimate"), plot, diagnostics=res.diagnostics
