@@ -18,15 +18,8 @@ from typer.testing import CliRunner
 import scalelab.commands.cbs  # noqa: F401  (registers `fit cbs`)
 from scalelab.commands import fit_app
 from scalelaws.core.powerlaw import fit_joint_power_law, fit_power_law
-from scalelaws.critical_batch.law import (
-    cbs_20pct,
-    first_crossing,
-    fit_cbs_group,
-    fit_cbs_scaling,
-    fit_cbs_table,
-    noise_scale_at_target,
-    steps_to_target,
-)
+from scalelaws.critical_batch.law import cbs_20pct, fit_cbs_group, fit_cbs_scaling, fit_cbs_table
+from scalelaws.critical_batch.steps import first_crossing, noise_scale_at_target, steps_to_target
 
 REFDATA = Path(__file__).resolve().parents[2] / "shared" / "refdata" / "cbs"
 ZHANG_CSV = REFDATA / "zhang2025_cbs_chinchilla_steps_to_target.csv"

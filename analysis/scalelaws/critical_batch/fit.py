@@ -30,6 +30,7 @@ from scalelaws.core.powerlaw import scaling_law_from_dict
 from scalelaws.core.result import Result
 from scalelaws.critical_batch import checks as cbscheck
 from scalelaws.critical_batch import law as bs
+from scalelaws.critical_batch.steps import check_columns, noise_scale_at_target, steps_to_target
 from scalelaws.io import jsonable
 from scalelaws.study.load import Study, as_study
 
@@ -235,7 +236,7 @@ def check_table(steps: pl.DataFrame) -> None:
     """One-line ValueErrors for a steps table: missing or non-numeric columns, no rows, a
     params / batch_size / tokens that is missing, not finite or <= 0, steps <= 0 (row named).
     steps_to_target null, NaN or inf means "not reached" (as reached = false)."""
-    bs.check_columns(steps, ("group", "params", "batch_size", "steps_to_target"), "table")
+    check_columns(steps, ("group", "params", "batch_size", "steps_to_target"), "table")
     if steps.height == 0:
         raise ValueError(f"table: no rows; give {TABLE_COLUMNS}")
     for col in ("params", "batch_size", "steps_to_target", "tokens"):
@@ -264,9 +265,9 @@ def _study_steps(study: Study, target, ref_batch, loss, noise_batch):
     runs, curves = study.runs, study.curves
     if ref_batch is None:
         ref_batch = int(runs["batch_size"].min())
-    steps = bs.steps_to_target(curves, runs, target, ref_batch, loss)
+    steps = steps_to_target(curves, runs, target, ref_batch, loss)
     nb = noise_batch or ref_batch
-    noise = bs.noise_scale_at_target(curves, steps, nb)
+    noise = noise_scale_at_target(curves, steps, nb)
     extras = {}
     for group in steps["group"].unique(maintain_order=True).to_list():
         nz = noise.filter(pl.col("group") == group)

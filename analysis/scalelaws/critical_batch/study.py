@@ -18,9 +18,9 @@ from pathlib import Path
 
 import polars as pl
 
-from scalelaws.critical_batch import law as bs
 from scalelaws.critical_batch.fit import CBSResult, fit_cbs
 from scalelaws.critical_batch.report import cbs_markdown
+from scalelaws.critical_batch.steps import noise_scale_at_target
 from scalelaws.io import write_parquet, write_text
 from scalelaws.study.load import load_study
 
@@ -65,7 +65,7 @@ def noise_by_batch(curves: pl.DataFrame, res: CBSResult, batch_sizes: Sequence[i
     size's best run: group, trial, step, noise_scale, batch_size."""
     steps = res.steps_frame()
     return pl.concat(
-        bs.noise_scale_at_target(curves, steps, b).with_columns(batch_size=pl.lit(b))
+        noise_scale_at_target(curves, steps, b).with_columns(batch_size=pl.lit(b))
         for b in batch_sizes
     )
 
