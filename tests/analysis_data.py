@@ -1,4 +1,4 @@
-"""Study tables written by hand with the documented schema (README "Results tables"; the grid
+"""Study tables written by hand with the documented schema (docs/concepts.md "Results tables"; the grid
 columns of the redesign contract), for the analysis tests. Needs only numpy, polars and
 scalelaws (no torch, no ray, no scalelab), so a subprocess without torch can use it too.
 """

@@ -256,7 +256,9 @@ def test_fit_multipower_on_files_matches_the_cli_and_the_published_fit(tmp_path)
     )
     res = sl.fit_multipower(fits, test=tests, warmup_steps=2160, step_offset=1, n_boot=2)
     same_numbers(json.loads(out.read_text()), roundtrip(res.to_dict()))
-    assert res.metrics["test"]["r2"] > 0.997  # README: 0.99741 over the six official test curves
+    assert (
+        res.metrics["test"]["r2"] > 0.997
+    )  # docs/multipower.md: 0.99741 over the six official test curves
     assert any(d.code == "LR_REBUILT" for d in res.diagnostics)
 
 

@@ -1,5 +1,5 @@
 """Diagnostics carried by every fit and proposal: a stable code, a severity, what was seen and
-what to do about it. The codes are listed in CODES (and in the README); a result never drops
+what to do about it. The codes are listed in CODES (and in docs/analysis.md, "Diagnostics"); a result never drops
 one silently, and the CLI prints every one of them.
 """
 
@@ -44,7 +44,7 @@ class Diagnostic:
         return f"{self.severity} {self.code}{where}: {self.message}{tail}"
 
 
-# code -> "what it means -> what to do" (the README "Diagnostics" table lists the same). Every
+# code -> "what it means -> what to do" (docs/analysis.md "Diagnostics" lists the same). Every
 # Diagnostic a scalelaws result carries uses one of these codes (tests/test_diagnostics.py).
 CODES: dict[str, str] = {
     # generic checks of the shared core (scalelaws.core.checks), for every law

@@ -56,7 +56,9 @@ def _group_col(runs: pl.DataFrame) -> pl.Expr:
 def check_columns(df: pl.DataFrame, cols: tuple[str, ...], name: str) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise ValueError(f"{name} lacks columns {missing}; see the study tables contract (README)")
+        raise ValueError(
+            f'{name} lacks columns {missing}; see the study tables contract (docs/concepts.md, "Results tables")'
+        )
 
 
 def final_losses(curves: pl.DataFrame, loss_col: str = "eval_loss") -> pl.DataFrame:

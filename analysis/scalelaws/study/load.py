@@ -1,6 +1,6 @@
 """A study's results as Polars frames: `load_study(DIR)` reads what `scalelab collect DIR` wrote.
 
-    DIR/runs.parquet    one row per trial (README "Results tables"), with `grid.<key>` columns
+    DIR/runs.parquet    one row per trial (docs/concepts.md "Results tables"), with `grid.<key>` columns
                         for the study's grid point when the platform wrote them
     DIR/curves.parquet  one row per logged step of every trial
     DIR/study.json      the study's description (optional)
