@@ -38,7 +38,9 @@ RUN = RunConfig(eval_every=10)
 def local_ray():
     import ray
 
-    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+    # address="local": a Ray of its own even where RAY_ADDRESS is set or a `ray start` cluster
+    # runs on the machine (ray.init() would join that one, and refuse num_cpus)
+    ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
     session = launch._session_dir()
     yield
     ray.shutdown()
