@@ -225,6 +225,22 @@ class LocalCluster:
         state["actors"] = [a for a in state["actors"] if a["job"] == job]
         return state
 
+    def wait_for(self, submission_id: str, what: str, ok, timeout_s: float = 180) -> dict:
+        """Ray's state once `ok(state)` holds: the GCS updates its tables when it notices (a lost
+        node is marked DEAD after its health checks fail, seconds after the kill, later on a
+        loaded machine), so poll until then; fail naming `what` and the last state seen."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            state = self.state(submission_id)
+            if ok(state):
+                return state
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"Ray's state did not show {what} within {timeout_s:.0f} s; "
+                    f"last nodes: {state['nodes']}"
+                )
+            time.sleep(1)
+
     def stop(self) -> None:
         pids = [pid for g in self.groups for pid in _group(g)]
         _kill(pids)
@@ -383,7 +399,16 @@ def test_losing_a_worker_node_mid_study_retries_its_trial_on_the_other(cluster, 
     rec = json.loads((root / "trials" / lost / "trial.json").read_text())
     assert 0 < rec["resumed_from"] < steps and rec["resumed_from"] % 25 == 0, rec
 
-    state = cluster.state("nodeloss")
+    def one_worker_node_dead(state: dict) -> bool:
+        heads = [n["state"] for n in state["nodes"] if n["head"]]
+        workers = sorted(n["state"] for n in state["nodes"] if not n["head"])
+        return heads == ["ALIVE"] and workers == ["ALIVE", "DEAD"]
+
+    state = cluster.wait_for(
+        "nodeloss",
+        "the killed worker node DEAD, the other and the head ALIVE",
+        one_worker_node_dead,
+    )
     (dead,) = [n["id"] for n in state["nodes"] if n["state"] == "DEAD"]
     (alive,) = [n["id"] for n in state["nodes"] if n["state"] == "ALIVE" and not n["head"]]
     # trial.json records where each trial's driver last ran: both finished on the survivor

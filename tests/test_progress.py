@@ -33,9 +33,18 @@ def test_a_running_record_whose_heartbeat_stopped_is_interrupted(tmp_path):
 def test_heartbeat_thread_keeps_the_lease_until_closed(tmp_path, monkeypatch):
     monkeypatch.setattr("scalelab.train.recorder.HEARTBEAT_S", 0.05)
     beat = Heartbeat(tmp_path)
-    first = (tmp_path / status.HEARTBEAT).stat().st_mtime_ns
-    time.sleep(0.3)
-    assert (tmp_path / status.HEARTBEAT).stat().st_mtime_ns > first and status.alive(tmp_path)
+    path = tmp_path / status.HEARTBEAT
+    # the thread touches it every 0.05 s; wait for two touches rather than sleeping a fixed
+    # time: a loaded machine may not run the thread at once, and some file systems keep
+    # mtimes to the second (the 10 s deadline covers both)
+    seen = [path.stat().st_mtime_ns]
+    deadline = time.monotonic() + 10
+    while len(seen) < 3 and time.monotonic() < deadline:
+        if (now := path.stat().st_mtime_ns) > seen[-1]:
+            seen.append(now)
+        time.sleep(0.01)
+    assert len(seen) == 3, f"the heartbeat was touched {len(seen) - 1} time(s) in 10 s"
+    assert status.alive(tmp_path)
     beat.close()
     assert not beat.thread.is_alive()
 
