@@ -259,7 +259,7 @@ def analyse(root: Path, runs=None, n_boot: int | None = None) -> dict[str, Any]:
     comparison, and proposals at follow_up_budget from both. A slice without a minimum is
     skipped and reported (SLICE_SKIPPED), not fatal. `n_boot`: the design's unless given."""
     from scalelab.commands.chinchilla import fit_table
-    from scalelaws.chinchilla import isoflop as ch
+    from scalelaws.chinchilla.propose import propose_size
 
     runs = load_runs(root) if runs is None else runs
     design = design_of(runs)
@@ -267,7 +267,7 @@ def analyse(root: Path, runs=None, n_boot: int | None = None) -> dict[str, Any]:
                      n_boot=design.n_boot if n_boot is None else n_boot,
                      skip_bad_slices=True)  # fmt: skip
     c = design.follow_up_budget
-    props = {k: ch.propose_size(fits[k], c) for k in ("approach3", "approach2")}
+    props = {k: propose_size(fits[k], c) for k in ("approach3", "approach2")}
     return {"design": design, "runs": runs, "fits": fits, "proposals": props}
 
 
@@ -460,8 +460,8 @@ def write_outputs(root: Path, res: dict[str, Any], shapes: list[dict] | None,
                   scores: dict | None, wall_s: dict | None = None) -> None:  # fmt: skip
     """ROOT/isoflop.json (fits, proposals, follow-up, scores), isoflop.md and isoflop.png."""
     from scalelab.commands.chinchilla import fits_document
-    from scalelaws.chinchilla import isoflop as ch
     from scalelaws.chinchilla.plots import plot_isoflop
+    from scalelaws.chinchilla.runs import chinchilla_runs
     from scalelaws.io import write_json, write_text
 
     design, fits = res["design"], res["fits"]
@@ -482,7 +482,7 @@ def write_outputs(root: Path, res: dict[str, Any], shapes: list[dict] | None,
     )
     write_json(Path(root) / "isoflop.json", doc)
     write_text(Path(root) / "isoflop.md", report(res, scores, wall_s))
-    rt = ch.runs_table(res["runs"], compute=COMPUTE, **FIT_COLUMNS)
+    rt = chinchilla_runs(res["runs"], compute=COMPUTE, **FIT_COLUMNS)
     plot_isoflop(Path(root) / "isoflop.png", iso=fits["approach2"], surf=fits["approach3"],
                  runs=rt, proposal=res["proposals"]["approach3"],
                  follow_up=scores["rows"] if scores else None)  # fmt: skip

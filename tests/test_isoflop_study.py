@@ -22,7 +22,7 @@ from scalelab import study
 from scalelab.cli import app
 from scalelab.model import args_from_spec, flops_per_token, param_counts
 from scalelab.sweep import expand
-from scalelaws.chinchilla import isoflop as ch
+from scalelaws.chinchilla.fit import ChinchillaFit
 
 REPO = Path(__file__).resolve().parents[1]
 BESIROGLU = REPO / "tests" / "data" / "besiroglu2024_chinchilla_svg_extracted.csv"
@@ -180,7 +180,7 @@ def test_after_analysis_recovers_the_known_optimum_and_writes_files(iso, tmp_pat
     iso.write_outputs(root, res, shapes, scores, {"sweep": 1.0})
     doc = json.loads((root / "isoflop.json").read_text())
     assert doc["kind"] == "chinchilla_fits" and doc["compute"] == "flops_per_token"
-    assert ch.ChinchillaFit.from_dict(doc["approach3"]).params == surf.params
+    assert ChinchillaFit.from_dict(doc["approach3"]).params == surf.params
     assert doc["follow_up"]["scores"]["proposed_beat_neighbours"] is True
     assert doc["proposals"]["approach3"]["params"]["flops"] == c
     md = (root / "isoflop.md").read_text()

@@ -8,7 +8,7 @@
 Approach 2 (isoFLOP parabolas) and approach 3 (L(N, D) = E + A/N^α + B/D^β) of Hoffmann et
 al. 2022 (arXiv 2203.15556), approach 3 as re-fitted by Besiroglu et al. 2024 (arXiv
 2404.10102); the FLOPs convention is an explicit choice (Porian et al. 2024, arXiv
-2406.19146). Thin: read and check the table, call `scalelaws.chinchilla.isoflop`, print every estimate
+2406.19146). Thin: read and check the table, call `scalelaws.chinchilla`, print every estimate
 and every diagnostic, write JSON, plot. A user error prints one line and exits 2.
 """
 
@@ -136,17 +136,19 @@ def fit_table(
     """{"approach2": IsoFLOPFit | None, "approach3": ChinchillaFit | None, "comparison":
     Comparison | None}. ValueError from the fits (too few runs or slices, ...) propagates;
     `skip_bad_slices` drops an unusable isoFLOP slice with a SLICE_SKIPPED warning instead."""
-    from scalelaws.chinchilla import isoflop as ch
+    from scalelaws.chinchilla.fit import fit_loss_surface
+    from scalelaws.chinchilla.isoflop import fit_isoflop
+    from scalelaws.chinchilla.propose import compare_approaches
 
     iso = surf = cmp = None
     if approach in ("2", "both"):
         bad = "skip" if skip_bad_slices else "raise"
-        iso = ch.fit_isoflop(frame, budget_col=budget_col, gap_dex=gap_dex, compute=compute,
+        iso = fit_isoflop(frame, budget_col=budget_col, gap_dex=gap_dex, compute=compute,
                              on_bad_slice=bad, **cols)  # fmt: skip
     if approach in ("3", "both"):
-        surf = ch.fit_loss_surface(frame, compute=compute, n_boot=n_boot, seed=seed, **cols)
+        surf = fit_loss_surface(frame, compute=compute, n_boot=n_boot, seed=seed, **cols)
     if iso is not None and surf is not None:
-        cmp = ch.compare_approaches(iso, surf)
+        cmp = compare_approaches(iso, surf)
     return {"approach2": iso, "approach3": surf, "comparison": cmp}
 
 
@@ -163,7 +165,8 @@ def load_fits(path: Path) -> dict:
     from one result's own JSON (kind IsoFLOPFit or ChinchillaFit)."""
     import json
 
-    from scalelaws.chinchilla import isoflop as ch
+    from scalelaws.chinchilla.fit import ChinchillaFit
+    from scalelaws.chinchilla.isoflop import IsoFLOPFit
 
     if not path.is_file():
         raise UserError(f"--fit: no file at {path}")
@@ -171,7 +174,7 @@ def load_fits(path: Path) -> dict:
         doc = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise UserError(f"--fit {path}: not JSON ({e.msg} at line {e.lineno})") from None
-    kinds = {"IsoFLOPFit": ("approach2", ch.IsoFLOPFit), "ChinchillaFit": ("approach3", ch.ChinchillaFit)}  # fmt: skip
+    kinds = {"IsoFLOPFit": ("approach2", IsoFLOPFit), "ChinchillaFit": ("approach3", ChinchillaFit)}
     if isinstance(doc, dict) and doc.get("kind") in kinds:
         key, cls = kinds[doc["kind"]]
         return {key: cls.from_dict(doc)}
@@ -357,8 +360,6 @@ def fit_chinchilla(
     out: Annotated[Path | None, typer.Option("--out", help="Write FIT.json here.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="PNG: isoFLOP curves, N*(C).")] = None,
 ) -> None:
-    from scalelaws.chinchilla import isoflop as ch
-
     try:
         if (table is None) == (runs is None):
             raise UserError("give exactly one of TABLE.csv or --runs DIR")
@@ -395,8 +396,9 @@ def fit_chinchilla(
         console.print(f"wrote {out}")
     if plot is not None:
         from scalelaws.chinchilla.plots import plot_isoflop
+        from scalelaws.chinchilla.runs import chinchilla_runs
 
-        rt = ch.runs_table(frame, compute=compute, **cols)
+        rt = chinchilla_runs(frame, compute=compute, **cols)
         plot_isoflop(plot, iso=fits["approach2"], surf=fits["approach3"], runs=rt)
         console.print(f"plot: {plot}")
 
@@ -410,13 +412,13 @@ def propose_size(
     out: Annotated[Path | None, typer.Option("--out", help="Write the proposals here.")] = None,
 ) -> None:
     """Compute-optimal N and D for a FLOP budget, from every fit in FIT.json."""
-    from scalelaws.chinchilla import isoflop as ch
+    from scalelaws.chinchilla.propose import propose_size as propose
 
     try:
         if not (math.isfinite(flops) and flops > 0):
             raise UserError(f"--flops {flops}: a budget must be finite and > 0")
         fits = load_fits(fit)
-        props = {k: ch.propose_size(f, flops) for k, f in sorted(fits.items(), reverse=True)}
+        props = {k: propose(f, flops) for k, f in sorted(fits.items(), reverse=True)}
     except ValueError as e:
         raise _fail(str(e)) from None
     console = make_console()
