@@ -383,7 +383,7 @@ def test_flops_convention_is_explicit_and_moves_the_optimum():
         fit_loss_surface(df, compute="6nd")
 
 
-def test_runs_table_columns_status_and_invalid_rows():
+def test_chinchilla_runs_columns_status_and_invalid_rows():
     df = _grid_frame().rename({"params": "params_total"})
     df = df.with_columns(status=pl.lit("completed"))
     bad = pl.DataFrame(
