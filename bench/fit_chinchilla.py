@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from scalelaws.chinchilla import isoflop as ch
+from scalelaws.chinchilla.fit import fit_loss_surface
+from scalelaws.chinchilla.isoflop import fit_isoflop
+from scalelaws.chinchilla.propose import compare_approaches, propose_size
 
 DATA = Path(__file__).parents[1] / "tests" / "data" / "besiroglu2024_chinchilla_svg_extracted.csv"
 COLS = {"params_col": "model_size", "tokens_col": "tokens", "loss_col": "loss"}
@@ -41,7 +43,7 @@ def timed(fn):
 def main(n_boot: int = 1000) -> None:
     df = pl.read_csv(DATA).with_columns(tokens=pl.col("training_flop") / (6 * pl.col("model_size")))
     kept = df.filter(pl.col("loss") < df["loss"].sort()[-5])
-    surf, wall, cpu = timed(lambda: ch.fit_loss_surface(kept, **COLS, n_boot=n_boot))
+    surf, wall, cpu = timed(lambda: fit_loss_surface(kept, **COLS, n_boot=n_boot))
     print(f"approach 3, {kept.height} runs, n_boot={n_boot}: {wall:.1f} s wall, {cpu:.1f} s CPU")
     print(f"{'param':6} {'ours':>10} {'ours 95%':>22} {'published':>10} {'published 95%':>22}")
     for k, (est, (lo, hi)) in PUBLISHED.items():
@@ -49,25 +51,25 @@ def main(n_boot: int = 1000) -> None:
         print(
             f"{k:6} {surf.params[k]:10.5g} ({a:9.5g}, {b:9.5g}) {est:10.5g} ({lo:9.5g}, {hi:9.5g})"
         )
-    lad, wall, _ = timed(lambda: ch.fit_loss_surface(kept, **COLS, n_boot=0, delta=1e-8))
+    lad, wall, _ = timed(lambda: fit_loss_surface(kept, **COLS, n_boot=0, delta=1e-8))
     print(f"delta=1e-8 (their likelihood's limit), {wall:.1f} s: ", end="")
     print(", ".join(f"{k}={lad.params[k]:.6g}" for k in PUBLISHED))
 
     dist = np.abs(np.log10(df["training_flop"].to_numpy())[:, None] - np.log10(HOFFMANN_BUDGETS))
     budget = np.where(dist.min(1) < 0.03, HOFFMANN_BUDGETS[dist.argmin(1)], np.nan)
     snapped = df.with_columns(budget=pl.Series(budget)).filter(pl.col("budget").is_not_nan())
-    iso, wall, _ = timed(lambda: ch.fit_isoflop(snapped, budget_col="budget", **COLS))
+    iso, wall, _ = timed(lambda: fit_isoflop(snapped, budget_col="budget", **COLS))
     lo, hi = iso.intervals["n_exponent"]
     print(f"approach 2, {snapped.height} runs in {iso.metrics['n_slices']} slices, {wall:.2f} s:")
     print(f"  N_opt ∝ C^{iso.params['n_exponent']:.3f} ({lo:.3f}, {hi:.3f})")
-    cmp = ch.compare_approaches(iso, surf)
+    cmp = compare_approaches(iso, surf)
     print(f"  approach 3: beta/(alpha+beta) = {surf.params['n_exponent']:.3f}")
     for b in cmp.budgets:
         flag = "  DISAGREE" if b["disagree"] else ""
         print(f"  C={b['flops']:.3g}: N*_2/N*_3 = {b['ratio']:.3f}{flag}")
     for d in iso.diagnostics + cmp.diagnostics:
         print(" ", d.line())
-    prop = ch.propose_size(surf, 6 * 70e9 * 1.4e12)
+    prop = propose_size(surf, 6 * 70e9 * 1.4e12)
     n, (nlo, nhi) = prop.params["n"], prop.intervals["n"]
     r, (rlo, rhi) = prop.params["tokens_per_param"], prop.intervals["tokens_per_param"]
     print(f"proposal at Chinchilla's 5.88e23 FLOPs: N = {n:.3g} ({nlo:.3g}, {nhi:.3g}), ", end="")

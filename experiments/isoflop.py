@@ -255,19 +255,17 @@ def design_of(runs) -> Design:
 
 
 def analyse(root: Path, runs=None, n_boot: int | None = None) -> dict[str, Any]:
-    """Both fits on the study's runs (budget slices, flops_per_token convention), their
-    comparison, and proposals at follow_up_budget from both. A slice without a minimum is
+    """Both fits on the study's runs (budget slices, flops_per_token convention) and their
+    comparison (a ChinchillaAnalysis), and proposals at follow_up_budget from both. A slice without a minimum is
     skipped and reported (SLICE_SKIPPED), not fatal. `n_boot`: the design's unless given."""
-    from scalelab.commands.chinchilla import fit_table
-    from scalelaws.chinchilla import isoflop as ch
+    from scalelaws.chinchilla.study import fit_chinchilla, propose_sizes
 
     runs = load_runs(root) if runs is None else runs
     design = design_of(runs)
-    fits = fit_table(runs, FIT_COLUMNS, compute=COMPUTE, budget_col="budget",
-                     n_boot=design.n_boot if n_boot is None else n_boot,
-                     skip_bad_slices=True)  # fmt: skip
-    c = design.follow_up_budget
-    props = {k: ch.propose_size(fits[k], c) for k in ("approach3", "approach2")}
+    fits = fit_chinchilla(runs, FIT_COLUMNS, compute=COMPUTE, budget_col="budget",
+                          n_boot=design.n_boot if n_boot is None else n_boot,
+                          skip_bad_slices=True)  # fmt: skip
+    props = propose_sizes(fits, design.follow_up_budget).proposals  # approach3, approach2
     return {"design": design, "runs": runs, "fits": fits, "proposals": props}
 
 
@@ -363,7 +361,7 @@ def _iv(iv, fmt: str = ".4g") -> str:
 def report(res: dict[str, Any], scores: dict | None, wall_s: dict | None = None) -> str:
     """isoflop.md: design, runs, both fits, comparison, proposals, follow-up score."""
     design, runs, fits = res["design"], res["runs"], res["fits"]
-    surf, iso, cmp = fits["approach3"], fits["approach2"], fits["comparison"]
+    surf, iso, cmp = fits.approach3, fits.approach2, fits.comparison
     lines = [f"# isoFLOP study `{design.name}`", ""]
     lines += [
         f"FLOPs convention: {surf.info['compute_convention']}; N = params_total (tied embedding "
@@ -444,8 +442,8 @@ def report(res: dict[str, Any], scores: dict | None, wall_s: dict | None = None)
         ]
     if wall_s:
         lines += ["", "Wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in wall_s.items())]
-    diags = [(k, d) for k in ("approach3", "approach2", "comparison")
-             for d in (fits[k].diagnostics if fits[k] is not None else ())]  # fmt: skip
+    parts = [(k, getattr(fits, k)) for k in ("approach3", "approach2", "comparison")]
+    diags = [(k, d) for k, part in parts for d in (part.diagnostics if part is not None else ())]
     diags += [(f"proposal from {k}", d) for k, p in res["proposals"].items() for d in p.diagnostics]
     lines += ["", "## Diagnostics", ""]
     lines += [f"- {k}: {d.line()}" for k, d in diags] or ["- none"]
@@ -458,32 +456,32 @@ def _f4(v) -> str:
 
 def write_outputs(root: Path, res: dict[str, Any], shapes: list[dict] | None,
                   scores: dict | None, wall_s: dict | None = None) -> None:  # fmt: skip
-    """ROOT/isoflop.json (fits, proposals, follow-up, scores), isoflop.md and isoflop.png."""
-    from scalelab.commands.chinchilla import fits_document
-    from scalelaws.chinchilla import isoflop as ch
+    """ROOT/isoflop.json (a ChinchillaAnalysis: the fits, the proposals; the study, follow-up
+    and scores in its info), isoflop.md and isoflop.png."""
     from scalelaws.chinchilla.plots import plot_isoflop
-    from scalelaws.io import write_json, write_text
+    from scalelaws.chinchilla.runs import chinchilla_runs
+    from scalelaws.io import write_text
 
     design, fits = res["design"], res["fits"]
-    doc = fits_document(
-        fits,
-        study=design.name,
-        compute=COMPUTE,
-        columns=FIT_COLUMNS,
-        budget_col="budget (flops_per_token × grid.tokens, snapped to the design's budgets)",
-        budgets=design.budgets,
-        proposals={k: p.to_dict() for k, p in res["proposals"].items()},
-        follow_up={
+    info = {
+        "study": design.name,
+        "compute": COMPUTE,
+        "columns": FIT_COLUMNS,
+        "budget_col": "budget (flops_per_token × grid.tokens, snapped to the design's budgets)",
+        "budgets": design.budgets,
+        "follow_up": {
             "flops": design.follow_up_budget,
             "shapes": [{k: v for k, v in s.items() if k != "point"} for s in shapes or []],
             "scores": scores,
         },
-        wall_s=wall_s or {},
+        "wall_s": wall_s or {},
+    }
+    fits.replace(proposals=res["proposals"], info=fits.info | info).to_json(
+        Path(root) / "isoflop.json"
     )
-    write_json(Path(root) / "isoflop.json", doc)
     write_text(Path(root) / "isoflop.md", report(res, scores, wall_s))
-    rt = ch.runs_table(res["runs"], compute=COMPUTE, **FIT_COLUMNS)
-    plot_isoflop(Path(root) / "isoflop.png", iso=fits["approach2"], surf=fits["approach3"],
+    rt = chinchilla_runs(res["runs"], compute=COMPUTE, **FIT_COLUMNS)
+    plot_isoflop(Path(root) / "isoflop.png", iso=fits.approach2, surf=fits.approach3,
                  runs=rt, proposal=res["proposals"]["approach3"],
                  follow_up=scores["rows"] if scores else None)  # fmt: skip
 
@@ -510,7 +508,7 @@ def after(root: Path) -> None:
     print(f"follow-up at C = {shapes[0]['flops']:.3g} FLOPs: {shown} -> {spec.storage}")
     check = launch.run(spec, wandb_mode=None, show_progress=False)
     t2 = time.time()
-    scores = score(res["fits"]["approach3"], shapes, pl.read_parquet(check / "runs.parquet"))
+    scores = score(res["fits"].approach3, shapes, pl.read_parquet(check / "runs.parquet"))
     wall = {"analysis": t1 - t0, "follow-up sweep": t2 - t1}
     write_outputs(root, res, shapes, scores, wall)
     print((Path(root) / "isoflop.md").read_text())

@@ -538,10 +538,12 @@ def test_public_api_is_lazy_and_complete():
     assert {n for n, kind in out["names"].items() if kind == "function"} == {
         "load_study", "fit_multipower", "evaluate_multipower", "propose_schedule", "fit_cbs",
         "fit_capacity", "lr_array",
+        "fit_isoflop", "fit_loss_surface", "compare_approaches", "propose_size",
         # a study at a glance, its result files, closed loops, the HTML report (no fitting)
         "status_counts", "grid_keys", "runs_table", "find_results", "find_validation",
         "predicted_vs_measured", "write_report",
     }  # fmt: skip
-    for cls in ("MultipowerFit", "ScheduleProposal", "CBSResult", "CapacityResult"):
+    for cls in ("MultipowerFit", "ScheduleProposal", "CBSResult", "CapacityResult",
+                "IsoFLOPFit", "ChinchillaFit", "Comparison", "SizeProposal"):  # fmt: skip
         assert dataclasses.is_dataclass(getattr(sl, cls))
         assert issubclass(getattr(sl, cls), Result)

@@ -1,4 +1,4 @@
-"""scalelaws.chinchilla.isoflop: Besiroglu et al.'s reproduction, recovery of known laws, approach 2,
+"""scalelaws.chinchilla: Besiroglu et al.'s reproduction, recovery of known laws, approach 2,
 the side-by-side comparison, proposals, conventions and refusals.
 
 Bootstrap resamples are kept small here (n_boot 0-100 instead of the default 1000) so the
@@ -13,7 +13,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from scalelaws.chinchilla import isoflop as ch
+from scalelaws.chinchilla.fit import ChinchillaFit, fit_loss_surface
+from scalelaws.chinchilla.isoflop import IsoFLOPFit, fit_isoflop
+from scalelaws.chinchilla.propose import SizeProposal, compare_approaches, propose_size
+from scalelaws.chinchilla.runs import chinchilla_runs
 
 DATA = Path(__file__).parent / "data" / "besiroglu2024_chinchilla_svg_extracted.csv"
 COLS = {"params_col": "model_size", "tokens_col": "tokens", "loss_col": "loss"}
@@ -54,7 +57,7 @@ def besiroglu_240():
 
 @pytest.fixture(scope="module")
 def besiroglu_fit(besiroglu_240):
-    return ch.fit_loss_surface(besiroglu_240, **COLS, n_boot=100, seed=1)
+    return fit_loss_surface(besiroglu_240, **COLS, n_boot=100, seed=1)
 
 
 def _grid_frame(p=HOFFMANN, noise=0.003, seed=0):
@@ -113,7 +116,7 @@ def test_besiroglu_bootstrap_intervals_resemble_theirs(besiroglu_fit):
 def test_besiroglu_published_estimate_is_the_lad_limit(besiroglu_240):
     """Their point estimate used a Huber likelihood with fitted scale (δ·σ ≈ 5e-9): with
     δ → 0 our fit lands on their published numbers to 4-5 digits."""
-    f = ch.fit_loss_surface(besiroglu_240, **COLS, n_boot=0, delta=1e-8)
+    f = fit_loss_surface(besiroglu_240, **COLS, n_boot=0, delta=1e-8)
     p = f.params
     assert p["A"] == pytest.approx(482.006, abs=0.05)
     assert p["B"] == pytest.approx(2085.434, abs=0.5)
@@ -127,7 +130,7 @@ def test_besiroglu_published_estimate_is_the_lad_limit(besiroglu_240):
 
 
 def test_loss_surface_recovers_known_law():
-    f = ch.fit_loss_surface(_grid_frame(), n_boot=60, seed=0)
+    f = fit_loss_surface(_grid_frame(), n_boot=60, seed=0)
     p, iv = f.params, f.intervals
     for k, truth in HOFFMANN.items():
         assert iv[k][0] < truth < iv[k][1], k
@@ -144,7 +147,7 @@ def test_loss_surface_recovers_known_law():
 
 
 def test_closed_form_optimum_matches_a_numerical_minimum():
-    f = ch.fit_loss_surface(_grid_frame(), n_boot=0)
+    f = fit_loss_surface(_grid_frame(), n_boot=0)
     c = 3e20
     n = np.geomspace(1e7, 1e12, 200001)
     best = n[np.argmin(f.predict(n, c / (6 * n)))]
@@ -158,24 +161,24 @@ def test_parameter_at_bound_and_flat_terms_are_flagged():
         noise = np.exp(np.random.default_rng(seed).normal(0, 0.003, d.size))
         # loss rises with D: the law's best is a flat D term, beta pinned at 0 or at 3
         rising = (1.8 + 400 / n**0.34 + 0.02 * np.log(d / 1e9)) * noise
-        f = ch.fit_loss_surface(df.with_columns(final_eval_loss=rising), n_boot=0)
+        f = fit_loss_surface(df.with_columns(final_eval_loss=rising), n_boot=0)
         assert f.params["beta"] in (0.0, 3.0)
         codes = {(x.code, x.subject) for x in f.diagnostics}
         assert {("PARAM_AT_BOUND", "beta"), ("TERM_FLAT", "beta")} <= codes
         assert not {c for c in codes if c[1] == "alpha"}
         # loss independent of N: alpha runs to 0 or to a vanishing term, either way flat
         flat_n = (1.8 + 400 / d**0.3) * noise
-        f = ch.fit_loss_surface(df.with_columns(final_eval_loss=flat_n), n_boot=0)
+        f = fit_loss_surface(df.with_columns(final_eval_loss=flat_n), n_boot=0)
         assert ("TERM_FLAT", "alpha") in {(x.code, x.subject) for x in f.diagnostics}
 
 
 def test_loss_surface_refuses_too_few_runs():
     df = _grid_frame().head(4)
     with pytest.raises(ValueError, match="5 parameters"):
-        ch.fit_loss_surface(df, n_boot=0)
+        fit_loss_surface(df, n_boot=0)
     one_n = _grid_frame().with_columns(params=pl.lit(1e8))
     with pytest.raises(ValueError, match="N takes one value"):
-        ch.fit_loss_surface(one_n, n_boot=0)
+        fit_loss_surface(one_n, n_boot=0)
 
 
 # --------------------------------------------------------------------------- approach 2
@@ -191,7 +194,7 @@ def test_isoflop_recovers_exponent_from_exact_parabolas():
             loss = 3.0 * c**-0.05 + 0.02 * np.log(n / n_opt) ** 2 + rng.normal(0, 1e-4)
             rows.append((n, c / (6 * n), loss, c))
     df = pl.DataFrame(rows, schema=["params", "tokens_seen", "final_eval_loss", "b"], orient="row")
-    iso = ch.fit_isoflop(df)
+    iso = fit_isoflop(df)
     assert iso.metrics["n_slices"] == 6 and iso.metrics["n_points"] == 42
     assert iso.params["n_exponent"] == pytest.approx(0.55, abs=0.003)
     assert iso.params["d_exponent"] == pytest.approx(0.45, abs=0.003)
@@ -204,7 +207,7 @@ def test_isoflop_recovers_exponent_from_exact_parabolas():
         assert not s["extrapolated"]
     assert iso.diagnostics == ()
     assert iso.predict(1e23)[0][0] == pytest.approx(0.08 * 1e23**0.55, rel=0.1)
-    by_col = ch.fit_isoflop(df, budget_col="b")
+    by_col = fit_isoflop(df, budget_col="b")
     assert by_col.params["n_exponent"] == pytest.approx(iso.params["n_exponent"], abs=1e-12)
 
 
@@ -219,7 +222,7 @@ def test_isoflop_delta_method_intervals_have_their_coverage():
             n = 0.1 * c**0.5 * np.exp(x + 0.2)
             rows.append((n, c / (6 * n), 2.0 + 0.05 * (x + 0.2) ** 2 + rng.normal(0, sigma), c))
     df = pl.DataFrame(rows, schema=["params", "tokens_seen", "final_eval_loss", "b"], orient="row")
-    iso = ch.fit_isoflop(df, budget_col="b", on_bad_slice="skip")
+    iso = fit_isoflop(df, budget_col="b", on_bad_slice="skip")
     assert iso.metrics["n_slices"] == 60
     truth = np.log(0.1 * np.array([s["flops"] for s in iso.slices]) ** 0.5)
     est = np.log([s["n_opt"] for s in iso.slices])
@@ -231,7 +234,7 @@ def test_isoflop_delta_method_intervals_have_their_coverage():
 
 
 def test_isoflop_on_chinchilla_law_recovers_beta_over_alpha_plus_beta():
-    iso = ch.fit_isoflop(_isoflop_frame(budgets=np.geomspace(1e18, 1e21, 5)))
+    iso = fit_isoflop(_isoflop_frame(budgets=np.geomspace(1e18, 1e21, 5)))
     a = 0.28 / 0.62
     lo, hi = iso.intervals["n_exponent"]
     assert lo < a < hi
@@ -243,19 +246,19 @@ def test_isoflop_refuses_bad_slices():
     two = df.filter(pl.col("budget") == 1e21).sort("params").head(2)
     small = pl.concat([df.filter(pl.col("budget") < 5e20), two])
     with pytest.raises(ValueError, match="needs >= 3 points with distinct N, got 2"):
-        ch.fit_isoflop(small, budget_col="budget")
+        fit_isoflop(small, budget_col="budget")
     flipped = df.with_columns(
         final_eval_loss=pl.when(pl.col("budget") == 1e19)
         .then(5.0 - pl.col("final_eval_loss"))
         .otherwise(pl.col("final_eval_loss"))
     )
     with pytest.raises(ValueError, match="opens downward"):
-        ch.fit_isoflop(flipped, budget_col="budget")
-    skipped = ch.fit_isoflop(flipped, budget_col="budget", on_bad_slice="skip")
+        fit_isoflop(flipped, budget_col="budget")
+    skipped = fit_isoflop(flipped, budget_col="budget", on_bad_slice="skip")
     assert [d.code for d in skipped.diagnostics] == ["SLICE_SKIPPED"]
     assert skipped.metrics["n_slices"] == 3
     with pytest.raises(ValueError, match=">= 3 usable isoFLOP slices"):
-        ch.fit_isoflop(df.filter(pl.col("budget") < 5e19))
+        fit_isoflop(df.filter(pl.col("budget") < 5e19))
 
 
 def test_isoflop_flags_extrapolated_minimum_and_three_point_slices():
@@ -264,7 +267,7 @@ def test_isoflop_flags_extrapolated_minimum_and_three_point_slices():
     c20 = df.filter(pl.col("budget") == 1e20).sort("params").head(4)
     c21 = df.filter(pl.col("budget") == 1e21).sort("params").slice(3, 3)  # 3 points, bracketed
     df = pl.concat([df.filter(pl.col("budget") < 5e19), c20, c21])
-    iso = ch.fit_isoflop(df, budget_col="budget")
+    iso = fit_isoflop(df, budget_col="budget")
     codes = {(d.code, d.subject) for d in iso.diagnostics}
     assert ("OPTIMUM_OUTSIDE_SLICE", "1e+20") in codes
     assert ("NO_INTERVAL", "1e+21") in codes
@@ -282,7 +285,7 @@ def test_isoflop_flags_noisy_slices_and_compute_spread():
         .then(pl.col("final_eval_loss") + pl.Series(rng.normal(0, 0.1, df.height)))
         .otherwise(pl.col("final_eval_loss"))
     )
-    iso = ch.fit_isoflop(noisy, budget_col="budget", on_bad_slice="skip")
+    iso = fit_isoflop(noisy, budget_col="budget", on_bad_slice="skip")
     wide = [d for d in iso.diagnostics if d.code == "NON_IDENTIFIABLE"]
     assert [d.subject for d in wide] == ["1e+19"]
     s = next(s for s in iso.slices if s["label"] == "1e+19")
@@ -291,7 +294,7 @@ def test_isoflop_flags_noisy_slices_and_compute_spread():
     spread = df.with_columns(
         tokens_seen=pl.col("tokens_seen") * pl.Series(np.tile([0.7, 1.4, 1.0], 12))
     )
-    iso = ch.fit_isoflop(spread, budget_col="budget")
+    iso = fit_isoflop(spread, budget_col="budget")
     assert {d.subject for d in iso.diagnostics if d.code == "SLICE_SPREAD"} == {
         "1e+18", "1e+19", "1e+20", "1e+21"
     }  # fmt: skip
@@ -302,16 +305,16 @@ def test_isoflop_flags_noisy_slices_and_compute_spread():
 
 def test_approaches_agree_on_one_law_and_disagree_on_two():
     df = _isoflop_frame(budgets=np.geomspace(1e18, 1e21, 5))
-    iso = ch.fit_isoflop(df)
-    same = ch.compare_approaches(iso, ch.fit_loss_surface(df, n_boot=50))
+    iso = fit_isoflop(df)
+    same = compare_approaches(iso, fit_loss_surface(df, n_boot=50))
     assert same.metrics["n_budgets"] == 5 and same.metrics["n_disagree"] == 0
     assert same.metrics["max_abs_log10_ratio"] < 0.03
     assert not any(d.code == "APPROACHES_DISAGREE" for d in same.diagnostics)
     for b in same.budgets:
         assert b["ratio"] == pytest.approx(b["n_opt_2"] / b["n_opt_3"])
     # approach 3 fitted to a law whose A is 20x larger: N* moves up by 20^(1/0.62) ≈ 125x
-    other = ch.fit_loss_surface(_grid_frame(HOFFMANN | {"A": 20 * 406.4}), n_boot=50)
-    diff = ch.compare_approaches(iso, other)
+    other = fit_loss_surface(_grid_frame(HOFFMANN | {"A": 20 * 406.4}), n_boot=50)
+    diff = compare_approaches(iso, other)
     assert diff.metrics["n_disagree"] == 5
     assert diff.params["geomean_ratio"] == pytest.approx(20 ** (-1 / 0.62), rel=0.3)
     subjects = {d.subject for d in diff.diagnostics if d.code == "APPROACHES_DISAGREE"}
@@ -327,7 +330,7 @@ def test_approaches_agree_on_one_law_and_disagree_on_two():
 def test_propose_size_closed_form_interval_and_extrapolation(besiroglu_fit):
     f = besiroglu_fit
     lo_c, hi_c = f.info["flops_range"]
-    inside = ch.propose_size(f, 1e21)
+    inside = propose_size(f, 1e21)
     p = f.params
     n = p["G"] * (1e21 / 6) ** (p["beta"] / (p["alpha"] + p["beta"]))
     assert inside.params["n"] == pytest.approx(n, rel=1e-12)
@@ -335,22 +338,22 @@ def test_propose_size_closed_form_interval_and_extrapolation(besiroglu_fit):
     assert inside.params["tokens"] == round(1e21 / (6 * n))
     assert inside.intervals["n"][0] < n < inside.intervals["n"][1]
     assert inside.info["extrapolation_decades"] == 0.0 and inside.diagnostics == ()
-    far = ch.propose_size(f, hi_c * 100)
+    far = propose_size(f, hi_c * 100)
     assert far.info["extrapolation_decades"] == pytest.approx(2.0)
     assert [d.code for d in far.diagnostics] == ["EXTRAPOLATION"]
-    below = ch.propose_size(f, lo_c / 10)
+    below = propose_size(f, lo_c / 10)
     assert below.info["extrapolation_decades"] == pytest.approx(-1.0)
     # Chinchilla's budget (70B on 1.4T tokens): our optimum stays near 20 tokens per parameter
-    chin = ch.propose_size(f, 6 * 70e9 * 1.4e12)
+    chin = propose_size(f, 6 * 70e9 * 1.4e12)
     assert 10 < chin.params["tokens_per_param"] < 30
     assert chin.intervals["tokens_per_param"][0] < 20 < chin.intervals["tokens_per_param"][1]
     with pytest.raises(ValueError, match="finite and > 0"):
-        ch.propose_size(f, -1)
+        propose_size(f, -1)
 
 
 def test_propose_size_from_isoflop_fit():
-    iso = ch.fit_isoflop(_isoflop_frame(budgets=np.geomspace(1e18, 1e21, 5)))
-    prop = ch.propose_size(iso, 1e22)
+    iso = fit_isoflop(_isoflop_frame(budgets=np.geomspace(1e18, 1e21, 5)))
+    prop = propose_size(iso, 1e22)
     q = iso.params
     assert prop.params["n"] == pytest.approx(q["n_coef"] * 1e22 ** q["n_exponent"])
     assert prop.info["approach"] == 2 and "loss" not in prop.params
@@ -363,24 +366,24 @@ def test_propose_size_from_isoflop_fit():
 
 def test_flops_convention_is_explicit_and_moves_the_optimum():
     df = _grid_frame().with_columns(flops_per_token=6.6 * pl.col("params"))
-    six = ch.fit_loss_surface(df, n_boot=0)
-    fpt = ch.fit_loss_surface(df, n_boot=0, compute="flops_per_token")
+    six = fit_loss_surface(df, n_boot=0)
+    fpt = fit_loss_surface(df, n_boot=0, compute="flops_per_token")
     assert fpt.params == six.params  # the law does not depend on C
     assert six.info["compute_convention"].startswith("C = 6·N·D")
     assert fpt.info["flops_per_nd"] == pytest.approx(6.6)
     c = 1e21
     assert fpt.optimal(c)[0][0] == pytest.approx(six.optimal(c * 6 / 6.6)[0][0], rel=1e-12)
     iso_df = _isoflop_frame().with_columns(flops_per_token=6.6 * pl.col("params"))
-    iso = ch.fit_isoflop(iso_df, compute="flops_per_token", gap_dex=0.1)
+    iso = fit_isoflop(iso_df, compute="flops_per_token", gap_dex=0.1)
     for s in iso.slices:
         assert s["d_opt"] == pytest.approx(s["flops"] / (6.6 * s["n_opt"]), rel=1e-9)
-    mixed = ch.compare_approaches(iso, six)
+    mixed = compare_approaches(iso, six)
     assert "COMPUTE_CONVENTION_MISMATCH" in {d.code for d in mixed.diagnostics}
     with pytest.raises(ValueError, match="compute='6nd'"):
-        ch.fit_loss_surface(df, compute="6nd")
+        fit_loss_surface(df, compute="6nd")
 
 
-def test_runs_table_columns_status_and_invalid_rows():
+def test_chinchilla_runs_columns_status_and_invalid_rows():
     df = _grid_frame().rename({"params": "params_total"})
     df = df.with_columns(status=pl.lit("completed"))
     bad = pl.DataFrame(
@@ -391,27 +394,27 @@ def test_runs_table_columns_status_and_invalid_rows():
             "status": ["diverged", "completed", "completed"],
         }
     )
-    t = ch.runs_table(pl.concat([df, bad]))
+    t = chinchilla_runs(pl.concat([df, bad]))
     assert t.info["columns"]["params"] == "params_total"
     assert t.info["rows_used"] == 64
     assert t.info["rows_dropped_status"] == 1 and t.info["rows_dropped_invalid"] == 2
     with pytest.raises(ValueError, match="lacks columns"):
-        ch.runs_table(df, loss_col="nope")
+        chinchilla_runs(df, loss_col="nope")
 
 
 def test_results_round_trip_through_json(besiroglu_fit, tmp_path):
     path = tmp_path / "fit.json"
     text = besiroglu_fit.to_json(path)
-    back = ch.ChinchillaFit.load(path)
+    back = ChinchillaFit.load(path)
     assert json.loads(text)["kind"] == "ChinchillaFit"
     assert back.params == besiroglu_fit.params and len(back.samples) == 100
     assert back.intervals == besiroglu_fit.intervals
-    a, b = ch.propose_size(back, 1e23), ch.propose_size(besiroglu_fit, 1e23)
+    a, b = propose_size(back, 1e23), propose_size(besiroglu_fit, 1e23)
     assert a.intervals == b.intervals
-    prop = ch.Proposal.from_dict(json.loads(b.to_json()))
+    prop = SizeProposal.from_dict(json.loads(b.to_json()))
     assert prop.params == b.params and prop.diagnostics == b.diagnostics
-    iso = ch.fit_isoflop(_isoflop_frame())
-    iso_back = ch.IsoFLOPFit.from_dict(json.loads(iso.to_json()))
+    iso = fit_isoflop(_isoflop_frame())
+    iso_back = IsoFLOPFit.from_dict(json.loads(iso.to_json()))
     assert iso_back.params == iso.params
     np.testing.assert_allclose(
         iso_back.optimal_intervals(1e22)["n"], iso.optimal_intervals(1e22)["n"]

@@ -19,10 +19,12 @@ import pytest
 from typer.testing import CliRunner
 
 from scalelab import study
-from scalelab.cli import app
+from scalelab.cli import app, main
 from scalelab.model import args_from_spec, flops_per_token, param_counts
 from scalelab.sweep import expand
-from scalelaws.chinchilla import isoflop as ch
+from scalelaws import find_results
+from scalelaws.chinchilla.fit import ChinchillaFit
+from scalelaws.chinchilla.study import ChinchillaAnalysis
 
 REPO = Path(__file__).resolve().parents[1]
 BESIROGLU = REPO / "tests" / "data" / "besiroglu2024_chinchilla_svg_extracted.csv"
@@ -143,7 +145,7 @@ def test_after_analysis_recovers_the_known_optimum_and_writes_files(iso, tmp_pat
     assert design is iso.QUICK
     assert sorted(res["runs"]["budget_flops"].unique().to_list()) == design.budgets
     assert set(res["runs"]["budget"]) == {"1.5e+11", "3e+11", "6e+11", "1.2e+12"}
-    surf, two = res["fits"]["approach3"], res["fits"]["approach2"]
+    surf, two = res["fits"].approach3, res["fits"].approach2
     assert surf.info["compute"] == two.info["compute"] == "flops_per_token"
     for k in ("alpha", "beta", "E"):
         assert surf.params[k] == pytest.approx(LAW[k], rel=0.05)
@@ -179,10 +181,18 @@ def test_after_analysis_recovers_the_known_optimum_and_writes_files(iso, tmp_pat
         assert r["predicted_lo"] <= r["predicted"] <= r["predicted_hi"]
     iso.write_outputs(root, res, shapes, scores, {"sweep": 1.0})
     doc = json.loads((root / "isoflop.json").read_text())
-    assert doc["kind"] == "chinchilla_fits" and doc["compute"] == "flops_per_token"
-    assert ch.ChinchillaFit.from_dict(doc["approach3"]).params == surf.params
-    assert doc["follow_up"]["scores"]["proposed_beat_neighbours"] is True
+    assert doc["kind"] == "ChinchillaAnalysis" and doc["info"]["compute"] == "flops_per_token"
+    assert ChinchillaFit.from_dict(doc["approach3"]).params == surf.params
+    assert doc["info"]["follow_up"]["scores"]["proposed_beat_neighbours"] is True
     assert doc["proposals"]["approach3"]["params"]["flops"] == c
+    # one Result: Result.load round-trips it and the study's findings list it
+    back = ChinchillaAnalysis.load(root / "isoflop.json")
+    assert back.approach3.params == surf.params and back.to_dict() == doc
+    found = {f.path.name: f for f in find_results(root)}
+    assert found["isoflop.json"].kind == "ChinchillaAnalysis"
+    assert ("approach3.alpha", surf.params["alpha"]) in [
+        r[:2] for r in found["isoflop.json"].param_rows()
+    ]
     md = (root / "isoflop.md").read_text()
     assert "## Follow-up" in md and "beat both neighbours" in md and "| alpha |" in md
     assert (root / "isoflop.png").stat().st_size > 10_000
@@ -206,7 +216,7 @@ def test_a_slice_without_minimum_is_skipped_and_reported(iso, tmp_path):
     )  # fmt: skip
     df.write_parquet(root / "runs.parquet")
     res = iso.analyse(root, n_boot=20)
-    two = res["fits"]["approach2"]
+    two = res["fits"].approach2
     assert [d.subject for d in two.diagnostics if d.code == "SLICE_SKIPPED"] == ["3e+11"]
     assert [s["label"] for s in two.slices] == ["1.5e+11", "6e+11", "1.2e+12"]
     iso.write_outputs(root, res, None, None)
@@ -248,6 +258,14 @@ def _besiroglu_csv(path: Path, budgets: bool = False) -> Path:
     return path
 
 
+def _main(argv: list[str], capsys) -> tuple[int, str, str]:
+    """`scalelab ARGV` through the CLI's one error path (scalelab.errors.run_cli)."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    out = capsys.readouterr()
+    return e.value.code, out.out, out.err
+
+
 def _row_value(output: str, name: str) -> float:
     m = re.search(rf"│ {name}\s+│\s+([-+0-9.e]+) │", output)
     assert m, f"no row {name} in\n{output}"
@@ -270,13 +288,16 @@ def test_cli_fits_besiroglu_approach_3_and_proposes(tmp_path):
         NOTEBOOK_HUBER["alpha"], rel=2e-3
     )
     assert (tmp_path / "fit.png").stat().st_size > 10_000
+    assert ChinchillaAnalysis.load(fit).approach3.params == pytest.approx(
+        doc["approach3"]["params"]
+    )
     out = tmp_path / "size.json"
     res = CliRunner().invoke(
         app, ["propose", "size", "--fit", str(fit), "--flops", "5.88e23", "--out", str(out)]
     )
     assert res.exit_code == 0, res.output
     assert "EXTRAPOLATION" in res.output and "N (parameters)" in res.output
-    n = json.loads(out.read_text())["approach3"]["params"]["n"]
+    n = json.loads(out.read_text())["proposals"]["approach3"]["params"]["n"]
     assert 3e10 < n < 2e11  # Chinchilla's budget: tens of billions of parameters
 
 
@@ -301,32 +322,32 @@ def test_cli_both_approaches_with_a_budget_column(tmp_path):
         (lambda df: df.head(4), ["--approach", "3"], r"only 4 usable runs"),
     ],
 )
-def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, edit, args, message):
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, edit, args, message):
     df = pl.read_csv(_besiroglu_csv(tmp_path / "ok.csv"))
     bad = tmp_path / "bad.csv"
     edit(df).write_csv(bad)
-    res = CliRunner().invoke(app, ["fit", "chinchilla", str(bad), *args])
-    assert res.exit_code == 2, res.output
-    lines = res.stderr.strip().splitlines()
+    code, out, err = _main(["fit", "chinchilla", str(bad), *args], capsys)
+    assert code == 2, out + err
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and re.search(message, lines[0])
-    assert res.stdout == ""
+    assert out == ""
 
 
-def test_cli_bad_paths_exit_2(tmp_path):
+def test_cli_bad_paths_exit_2(tmp_path, capsys):
     for argv in (
         ["fit", "chinchilla", "--runs", str(tmp_path)],
         ["fit", "chinchilla", str(tmp_path / "none.csv")],
         ["fit", "chinchilla"],
         ["propose", "size", "--fit", str(tmp_path / "none.json"), "--flops", "1e20"],
     ):
-        res = CliRunner().invoke(app, argv)
-        assert res.exit_code == 2, (argv, res.output)
-        assert len(res.stderr.strip().splitlines()) == 1 and res.stderr.startswith("error: ")
+        code, out, err = _main(argv, capsys)
+        assert code == 2, (argv, out + err)
+        assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
     (tmp_path / "fit.json").write_text(json.dumps({"kind": "other"}))
-    res = CliRunner().invoke(
-        app, ["propose", "size", "--fit", str(tmp_path / "fit.json"), "--flops", "-1"]
+    code, _, err = _main(
+        ["propose", "size", "--fit", str(tmp_path / "fit.json"), "--flops", "-1"], capsys
     )
-    assert res.exit_code == 2 and "--flops -1" in res.stderr
+    assert code == 2 and "--flops -1" in err
 
 
 def test_params_counts_match_the_design_helpers(iso):

@@ -59,9 +59,9 @@ def zhang(col: str = "steps_to_target_used_in_fit") -> pl.DataFrame:
 def test_every_code_is_registered_with_a_meaning_and_an_action():
     for code, text in CODES.items():
         assert code.isupper() and "->" in text, code  # "what it means -> what to do"
-    from scalelaws.chinchilla import fit as chinchilla_fit
+    from scalelaws.chinchilla import checks as chinchilla_checks
 
-    assert set(chinchilla_fit.CODES) <= set(CODES)  # Chinchilla's codes merged into the table
+    assert set(chinchilla_checks.CODES) <= set(CODES)  # Chinchilla's codes merged into the table
     d = Diagnostic("MISFIT", "warning", "rms 0.03", "check the input", "wsd")
     assert d.line() == "warning MISFIT (wsd): rms 0.03 -> check the input"
 

@@ -1,6 +1,7 @@
 """scalelaws: fit scaling laws to scalelab results (numpy/scipy/statsmodels/polars only).
 
-The public API (docs/laws.md §1 multi-power, §2 critical batch size, §3 knowledge capacity):
+The public API (docs/laws.md §1 multi-power, §2 critical batch size, §3 knowledge capacity,
+§4 Chinchilla):
 
     load_study(path) -> Study                  runs / curves frames with grid.<key> columns
     fit_multipower(curves, ...) -> MultipowerFit
@@ -8,6 +9,10 @@ The public API (docs/laws.md §1 multi-power, §2 critical batch size, §3 knowl
     propose_schedule(fit, total_steps, peak_lr, ...) -> ScheduleProposal
     fit_cbs(table | study=..., ...) -> CBSResult
     fit_capacity(runs, bound_frac=0.9) -> CapacityResult
+    fit_isoflop(runs, ...) -> IsoFLOPFit       Chinchilla approach 2 (docs/laws.md §4)
+    fit_loss_surface(runs, ...) -> ChinchillaFit   Chinchilla approach 3
+    compare_approaches(iso, surf) -> Comparison
+    propose_size(fit, flops) -> SizeProposal   compute-optimal N, D for a budget
     lr_array(name, peak_lr, total_steps, warmup_steps, **params) -> per-update LR
     status_counts(study), grid_keys(study), runs_table(study)     a study at a glance
     find_results(DIR) -> [Finding]             the fit and proposal JSON files in a study folder
@@ -37,6 +42,14 @@ _API = {
     "CBSResult": "scalelaws.critical_batch.fit",
     "fit_capacity": "scalelaws.capacity.fit",
     "CapacityResult": "scalelaws.capacity.fit",
+    "fit_isoflop": "scalelaws.chinchilla.isoflop",
+    "IsoFLOPFit": "scalelaws.chinchilla.isoflop",
+    "fit_loss_surface": "scalelaws.chinchilla.fit",
+    "ChinchillaFit": "scalelaws.chinchilla.fit",
+    "compare_approaches": "scalelaws.chinchilla.propose",
+    "Comparison": "scalelaws.chinchilla.propose",
+    "propose_size": "scalelaws.chinchilla.propose",
+    "SizeProposal": "scalelaws.chinchilla.propose",
     "FitResult": "scalelaws.core.fitting",
     "Diagnostic": "scalelaws.core.diagnostics",
     "lr_array": "scalelaws.schedules",
@@ -51,23 +64,31 @@ _API = {
 __all__ = [
     "CBSResult",
     "CapacityResult",
+    "ChinchillaFit",
+    "Comparison",
     "Curve",
     "Diagnostic",
     "FitResult",
+    "IsoFLOPFit",
     "MultipowerFit",
     "ScheduleProposal",
+    "SizeProposal",
     "Study",
+    "compare_approaches",
     "evaluate_multipower",
     "find_results",
     "find_validation",
     "fit_capacity",
     "fit_cbs",
+    "fit_isoflop",
+    "fit_loss_surface",
     "fit_multipower",
     "grid_keys",
     "load_study",
     "lr_array",
     "predicted_vs_measured",
     "propose_schedule",
+    "propose_size",
     "runs_table",
     "status_counts",
     "write_report",
@@ -75,6 +96,14 @@ __all__ = [
 
 if TYPE_CHECKING:
     from scalelaws.capacity.fit import CapacityResult, fit_capacity
+    from scalelaws.chinchilla.fit import ChinchillaFit, fit_loss_surface
+    from scalelaws.chinchilla.isoflop import IsoFLOPFit, fit_isoflop
+    from scalelaws.chinchilla.propose import (
+        Comparison,
+        SizeProposal,
+        compare_approaches,
+        propose_size,
+    )
     from scalelaws.core.diagnostics import Diagnostic
     from scalelaws.core.fitting import FitResult
     from scalelaws.critical_batch.fit import CBSResult, fit_cbs

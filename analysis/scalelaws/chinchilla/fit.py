@@ -1,5 +1,5 @@
-"""Chinchilla approach 3: the loss surface L(N, D) = E + A/N^α + B/D^β, and the runs table
-that approaches 2 and 3 share. Use it through `scalelaws.chinchilla.isoflop`.
+"""Chinchilla approach 3: fit the loss surface L(N, D) = E + A/N^α + B/D^β
+(scalelaws.chinchilla.law) to one final loss per run.
 
 Hoffmann et al. 2022 (arXiv 2203.15556) §3.3, as re-fitted by Besiroglu et al. 2024
 (arXiv 2404.10102): fit log L̂ = LSE(a − α log N, b − β log D, e) (A = e^a, B = e^b, E = e^e)
@@ -19,153 +19,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from scalelaws.chinchilla.checks import surface_checks
+from scalelaws.chinchilla.law import LAW, LAW_PARAMS, optimal, reported
+from scalelaws.chinchilla.runs import chinchilla_runs
 from scalelaws.core import checks
-from scalelaws.core.diagnostics import CODES as SHARED_CODES
 from scalelaws.core.diagnostics import Diagnostic
-from scalelaws.core.fitting import DELTA, Law, Param, metrics, minimise, single_blas_thread
+from scalelaws.core.fitting import DELTA, metrics, minimise, single_blas_thread
 from scalelaws.core.result import Result
-
-HOFFMANN = "Hoffmann et al. 2022, Training Compute-Optimal Large Language Models, arXiv 2203.15556"
-BESIROGLU = "Besiroglu et al. 2024, Chinchilla Scaling: A replication attempt, arXiv 2404.10102"
-PORIAN = "Porian et al. 2024, Resolving Discrepancies in Compute-Optimal Scaling, arXiv 2406.19146"
-
-# Diagnostic codes of this module (registered, with their meaning and action, in the shared
-# scalelaws.core.diagnostics.CODES).
-CODES: dict[str, str] = {
-    k: SHARED_CODES[k]
-    for k in (
-        "PARAM_AT_BOUND",
-        "NON_IDENTIFIABLE",
-        "TERM_FLAT",
-        "BOOTSTRAP_FAILURES",
-        "NO_INTERVAL",
-        "OPTIMUM_OUTSIDE_SLICE",
-        "SLICE_SKIPPED",
-        "SLICE_SPREAD",
-        "APPROACHES_DISAGREE",
-        "COMPUTE_CONVENTION_MISMATCH",
-        "EXTRAPOLATION",
-    )
-}
-
-COMPUTE: dict[str, str] = {
-    "6ND": "C = 6·N·D (N = the parameter column)",
-    "flops_per_token": "C = flops_per_token·D (FLOPs per token from the model shape: 6N + attention)",
-    "total": "C = the total-FLOPs column as given",
-}
-
-PARAMS = ("E", "A", "B", "alpha", "beta")  # the law, as reported
-
-
-# --------------------------------------------------------------------------- runs table
-
-
-@dataclass(frozen=True)
-class RunsTable:
-    """One row per usable run: N, D, final loss, training compute C, bootstrap group."""
-
-    n: np.ndarray
-    d: np.ndarray
-    loss: np.ndarray
-    flops: np.ndarray
-    groups: np.ndarray
-    info: dict[str, Any]
-
-    @property
-    def flops_per_nd(self) -> float:
-        """k in C = k·N·D: 6 under "6ND", else the median of C/(N·D) over the runs."""
-        return float(np.median(self.flops / (self.n * self.d)))
-
-
-def runs_table(
-    frame: pl.DataFrame,
-    *,
-    params_col: str | None = None,
-    tokens_col: str = "tokens_seen",
-    loss_col: str = "final_eval_loss",
-    flops_col: str = "flops_per_token",
-    compute: str = "6ND",
-    statuses: tuple[str, ...] | None = ("completed",),
-    group_col: str | None = None,
-) -> RunsTable:
-    """Pick and check the columns. `params_col=None` uses `params`, else `params_total`.
-    `flops_col` is read only when compute is "flops_per_token" (FLOPs per token) or "total"
-    (total training FLOPs). Rows whose `status` is not in `statuses` (when the frame has a
-    status column), or with a missing, non-finite or non-positive value, are dropped and
-    counted in info."""
-    if compute not in COMPUTE:
-        raise ValueError(f"compute={compute!r}: use one of {sorted(COMPUTE)} ({COMPUTE})")
-    if not isinstance(frame, pl.DataFrame):
-        raise TypeError(f"expected a polars DataFrame, got {type(frame).__name__}")
-    if params_col is None:
-        params_col = "params" if "params" in frame.columns else "params_total"
-    cols = [params_col, tokens_col, loss_col] + ([flops_col] if compute != "6ND" else [])
-    missing = [c for c in cols + ([group_col] if group_col else []) if c not in frame.columns]
-    if missing:
-        raise ValueError(f"frame lacks columns {missing}; it has {frame.columns}")
-    rows = frame.height
-    if statuses is not None and "status" in frame.columns:
-        frame = frame.filter(pl.col("status").is_in(list(statuses)))
-    by_status = rows - frame.height
-    ok = pl.all_horizontal(
-        [pl.col(c).cast(pl.Float64).is_finite().fill_null(False) for c in cols]
-        + [pl.col(c).cast(pl.Float64).fill_null(0.0) > 0 for c in cols]
-    )
-    frame = frame.filter(ok)
-    n, d, loss = (frame[c].cast(pl.Float64).to_numpy() for c in cols[:3])
-    if compute == "6ND":
-        flops = 6.0 * n * d
-    elif compute == "flops_per_token":
-        flops = frame[flops_col].cast(pl.Float64).to_numpy() * d
-    else:
-        flops = frame[flops_col].cast(pl.Float64).to_numpy()
-    groups = frame[group_col].to_numpy() if group_col else np.arange(frame.height)
-    k = flops / (n * d) if frame.height else np.array([np.nan])
-    info = {
-        "columns": {"params": params_col, "tokens": tokens_col, "loss": loss_col}
-        | ({"flops": flops_col} if compute != "6ND" else {}),
-        "compute": compute,
-        "compute_convention": COMPUTE[compute],
-        "rows": rows,
-        "rows_used": frame.height,
-        "rows_dropped_status": by_status,
-        "rows_dropped_invalid": rows - by_status - frame.height,
-        "flops_per_nd_range": [float(k.min()), float(k.max())],
-    }
-    return RunsTable(n, d, loss, flops, groups, info)
-
-
-# --------------------------------------------------------------------------- the law
-
-# Fit coordinates θ = (a, b, e, α, β); bounds are wide (a, b up to 80 allow α·log N ≈ 60).
-LAW_PARAMS = (
-    Param("a", -10.0, 80.0, 6.0, log=False),
-    Param("b", -10.0, 80.0, 6.0, log=False),
-    Param("e", -10.0, 5.0, 0.5, log=False),
-    Param("alpha", 0.0, 3.0, 0.3, log=False),
-    Param("beta", 0.0, 3.0, 0.3, log=False),
-)
-
-
-def _terms(theta: np.ndarray, x: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, ...]:
-    a, b, e, alpha, beta = theta
-    ln_n, ln_d = x
-    return np.exp(a - alpha * ln_n), np.exp(b - beta * ln_d), np.full_like(ln_n, np.exp(e))
-
-
-def _jacobian(theta: np.ndarray, x: tuple[np.ndarray, np.ndarray]):
-    tn, td, te = _terms(theta, x)
-    jac = np.column_stack([tn, td, te, -x[0] * tn, -x[1] * td])
-    return tn + td + te, jac
-
-
-LAW = Law(
-    name="chinchilla",
-    params=LAW_PARAMS,
-    predict=lambda theta, x: sum(_terms(theta, x)),
-    jacobian=_jacobian,
-    reference=f"{HOFFMANN} §3.3; {BESIROGLU}",
-)
 
 
 def besiroglu_grid() -> np.ndarray:
@@ -193,34 +53,6 @@ def grid_objective(
 
 
 # --------------------------------------------------------------------------- result
-
-
-def _reported(theta: np.ndarray) -> dict[str, float]:
-    a, b, e, alpha, beta = (float(v) for v in theta)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_g = (np.log(alpha) + a - np.log(beta) - b) / (alpha + beta)
-        return {
-            "E": float(np.exp(e)),
-            "A": float(np.exp(a)),
-            "B": float(np.exp(b)),
-            "alpha": alpha,
-            "beta": beta,
-            "n_exponent": beta / (alpha + beta),
-            "d_exponent": alpha / (alpha + beta),
-            "G": float(np.exp(log_g)),
-        }
-
-
-def _optimal(theta: np.ndarray, flops: np.ndarray, k: float) -> tuple[np.ndarray, np.ndarray]:
-    """Closed-form N*, D* for C = k·N·D. θ: (..., 5) -> arrays broadcast over θ's leading axes
-    and `flops`."""
-    theta = np.asarray(theta, float)
-    a, b, _, alpha, beta = (theta[..., i, None] for i in range(5))
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        log_g = (np.log(alpha) + a - np.log(beta) - b) / (alpha + beta)
-        log_c = np.log(np.asarray(flops, float) / k)
-        log_n = log_g + beta / (alpha + beta) * log_c
-        return np.exp(log_n), np.exp(log_c - log_n)
 
 
 @dataclass(frozen=True)
@@ -252,7 +84,7 @@ class ChinchillaFit(Result):
 
     def optimal(self, flops) -> tuple[np.ndarray, np.ndarray]:
         """Compute-optimal (N*, D*) at training compute `flops` (C = k·N·D, k in info)."""
-        n, d = _optimal(self.theta, np.atleast_1d(flops), self.info["flops_per_nd"])
+        n, d = optimal(self.theta, np.atleast_1d(flops), self.info["flops_per_nd"])
         return n, d
 
     def optimal_intervals(self, flops, level: float = 0.95) -> dict[str, np.ndarray]:
@@ -264,7 +96,7 @@ class ChinchillaFit(Result):
             nan = np.full((2, flops.size), np.nan)
             return {"n": nan, "d": nan, "tokens_per_param": nan, "loss": nan}
         s = np.asarray(self.samples, float)
-        n, d = _optimal(s, flops, self.info["flops_per_nd"])  # (S, m)
+        n, d = optimal(s, flops, self.info["flops_per_nd"])  # (S, m)
         loss = np.exp(s[:, [0]]) / n ** s[:, [3]] + np.exp(s[:, [1]]) / d ** s[:, [4]]
         loss = loss + np.exp(s[:, [2]])
         q = [50 * (1 - level), 100 - 50 * (1 - level)]
@@ -301,7 +133,7 @@ def fit_loss_surface(
     effectively used. `n_boot` = 0 skips the bootstrap (no intervals).
     ValueError with fewer runs than the law's 5 parameters, or when N or D does not vary.
     """
-    t = runs_table(
+    t = chinchilla_runs(
         frame,
         params_col=params_col,
         tokens_col=tokens_col,
@@ -345,10 +177,10 @@ def fit_loss_surface(
                     failed += 1
                     continue
                 samples.append(tuple(float(v) for v in th))
-    params = _reported(theta)
+    params = reported(theta)
     intervals: dict[str, tuple[float, float]] = {}
     if samples:
-        rep = [_reported(np.array(s)) for s in samples]
+        rep = [reported(np.array(s)) for s in samples]
         for name in params:
             v = np.array([r[name] for r in rep])
             with np.errstate(invalid="ignore"):  # G is inf for a sample with beta = 0
@@ -356,7 +188,7 @@ def fit_loss_surface(
             intervals[name] = (float(lo), float(hi))
 
     yhat, jac = LAW.jacobian(theta, x)
-    diags = _diagnostics(theta, params, intervals, n_boot, failed, x, yhat)
+    diags = surface_checks(theta, params, intervals, n_boot, failed, x, yhat)
     # the shared core's conditioning check (scalelaws.core.checks; a new law gets it from fitting.fit)
     local, cond = checks.local_identifiability(
         LAW.names, jac / yhat[:, None], np.log(yhat) - np.log(t.loss), None, [False] * 5, theta
@@ -393,61 +225,3 @@ def fit_loss_surface(
         samples=tuple(samples),
         log_residuals=tuple((np.log(t.loss) - np.log(yhat)).tolist()),
     )
-
-
-def wide_interval(
-    name: str, value: float, lo, hi, action: str = "add runs", subject: str | None = None
-) -> list[Diagnostic]:
-    """NON_IDENTIFIABLE when the 95% interval (lo, hi) is wider than |value|."""
-    lo, hi = (float("nan") if v is None else float(v) for v in (lo, hi))
-    if not (np.isfinite(lo) and np.isfinite(hi)) or hi - lo <= abs(value):
-        return []
-    msg = f"{name} = {value:.4g} but its 95% interval ({lo:.4g}, {hi:.4g}) is wider than it"
-    return [Diagnostic("NON_IDENTIFIABLE", "warning", msg, action, subject or name)]
-
-
-def _diagnostics(theta, params, intervals, n_boot, failed, x, yhat) -> list[Diagnostic]:
-    diags = []
-    for name, term, what in zip(("alpha", "beta"), _terms(theta, x), "ND", strict=False):
-        spread = float(np.ptp(term))
-        if spread < 0.01 * float(np.mean(yhat)):
-            diags.append(
-                Diagnostic(
-                    "TERM_FLAT",
-                    "warning",
-                    f"the {what} term varies by {spread:.3g} over the runs, < 1% of the loss: "
-                    f"the fit found no {what} dependence to use",
-                    f"vary {what} over a wider range, or check the runs",
-                    name,
-                )
-            )
-    for p, v in zip(LAW_PARAMS, theta, strict=True):
-        tol = 1e-4 * (p.hi - p.lo)  # L-BFGS-B stops short of a bound on a flat direction
-        if v <= p.lo + tol or v >= p.hi - tol:
-            side = "lower" if v <= p.lo + tol else "upper"
-            diags.append(
-                Diagnostic(
-                    "PARAM_AT_BOUND",
-                    "warning",
-                    f"{p.name} = {v:.4g} is at its {side} bound [{p.lo}, {p.hi}]",
-                    "the data do not constrain it: add runs that vary N and D more widely",
-                    p.name,
-                )
-            )
-    for name in PARAMS:
-        lo, hi = intervals.get(name, (np.nan, np.nan))
-        diags += wide_interval(name, params[name], lo, hi, "read n_exponent and G, or add runs")
-    if n_boot == 0:
-        diags.append(
-            Diagnostic("NO_INTERVAL", "info", "n_boot = 0: no intervals", "pass n_boot >= 200", "")
-        )
-    elif failed:
-        diags.append(
-            Diagnostic(
-                "BOOTSTRAP_FAILURES",
-                "warning" if failed > 0.05 * n_boot else "info",
-                f"{failed} of {n_boot} bootstrap refits did not converge and were skipped",
-                "intervals use the rest; many failures mean a poorly constrained fit",
-            )
-        )
-    return diags

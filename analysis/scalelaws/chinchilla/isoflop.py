@@ -1,16 +1,9 @@
-"""Compute-optimal model size: Chinchilla approaches 2 and 3, side by side, and proposals.
+"""Chinchilla approach 2: isoFLOP profiles (Hoffmann et al. 2022, arXiv 2203.15556, §3.2).
 
-- Approach 2 (Hoffmann et al. 2022, arXiv 2203.15556, §3.2): per FLOP budget, a parabola of
-  final loss in ln N over the isoFLOP slice; its minimum N_opt (95% interval by the delta
-  method from the parabola's OLS covariance, t quantile with n − 3 degrees of freedom); then
-  N_opt ∝ C^n_exponent and D_opt ∝ C^d_exponent by OLS on logs (statsmodels, 95% intervals).
-  Hoffmann's a and b are our n_exponent and d_exponent.
-- Approach 3 (Hoffmann §3.3; Besiroglu et al. 2024, arXiv 2404.10102): L(N, D) = E + A/N^α +
-  B/D^β, in `scalelaws.chinchilla.fit` (re-exported here).
-- `compare_approaches`: approach-2 over approach-3 N* at every budget in the data, and
-  APPROACHES_DISAGREE when their intervals do not overlap.
-- `propose_size`: N, D for a budget from either fit, with intervals and the extrapolation
-  distance.
+Per FLOP budget, a parabola of final loss in ln N over the isoFLOP slice; its minimum N_opt
+(95% interval by the delta method from the parabola's OLS covariance, t quantile with n − 3
+degrees of freedom); then N_opt ∝ C^n_exponent and D_opt ∝ C^d_exponent by OLS on logs
+(statsmodels, 95% intervals). Hoffmann's a and b are our n_exponent and d_exponent.
 
 FLOPs convention (`compute`): "6ND" (C = 6·N·D), "flops_per_token" (C = flops_per_token·D,
 from the model shape: 6N + attention) or "total" (a total-FLOPs column). Porian et al. 2024
@@ -29,45 +22,16 @@ import polars as pl
 import statsmodels.api as sm
 from scipy import stats
 
-from scalelaws.chinchilla.fit import (
-    BESIROGLU,
-    CODES,
-    COMPUTE,
-    HOFFMANN,
-    PORIAN,
-    ChinchillaFit,
-    RunsTable,
-    besiroglu_grid,
-    fit_loss_surface,
-    runs_table,
-    wide_interval,
-)
+from scalelaws.chinchilla.checks import slice_checks, wide_interval
+from scalelaws.chinchilla.law import HOFFMANN
+from scalelaws.chinchilla.runs import ChinchillaRuns, chinchilla_runs
 from scalelaws.core.diagnostics import Diagnostic
 from scalelaws.core.result import Result
-
-__all__ = [
-    "BESIROGLU",
-    "CODES",
-    "COMPUTE",
-    "HOFFMANN",
-    "PORIAN",
-    "ChinchillaFit",
-    "Comparison",
-    "IsoFLOPFit",
-    "Proposal",
-    "besiroglu_grid",
-    "compare_approaches",
-    "fit_isoflop",
-    "fit_loss_surface",
-    "propose_size",
-    "runs_table",
-]
-
 
 # --------------------------------------------------------------------------- approach 2
 
 
-def _slices(t: RunsTable, by_budget: bool, gap_dex: float) -> list[tuple[str, np.ndarray]]:
+def _slices(t: ChinchillaRuns, by_budget: bool, gap_dex: float) -> list[tuple[str, np.ndarray]]:
     """Row indices of each slice, in increasing compute."""
     if by_budget:
         out = [(str(g), np.flatnonzero(t.groups == g)) for g in np.unique(t.groups)]
@@ -80,7 +44,7 @@ def _slices(t: RunsTable, by_budget: bool, gap_dex: float) -> list[tuple[str, np
     return [(g or f"C~{np.exp(np.mean(np.log(t.flops[i]))):.3g}", i) for g, i in out]
 
 
-def _parabola(label: str, t: RunsTable, idx: np.ndarray) -> tuple[dict[str, Any], list]:
+def _parabola(label: str, t: ChinchillaRuns, idx: np.ndarray) -> tuple[dict[str, Any], list]:
     """Fit L = c0 + c1·x + c2·x², x = ln N − mean; minimum and its delta-method interval."""
     n, loss, flops, d = t.n[idx], t.loss[idx], t.flops[idx], t.d[idx]
     c = float(np.exp(np.mean(np.log(flops))))
@@ -102,7 +66,6 @@ def _parabola(label: str, t: RunsTable, idx: np.ndarray) -> tuple[dict[str, Any]
         )
     xs = -c1 / (2 * c2)
     dof = idx.size - 3
-    diags = []
     if dof > 0:
         resid = loss - design @ coef
         cov = float(resid @ resid) / dof * np.linalg.inv(design.T @ design)
@@ -111,15 +74,6 @@ def _parabola(label: str, t: RunsTable, idx: np.ndarray) -> tuple[dict[str, Any]
         lo, hi = xs - half, xs + half
     else:
         lo = hi = float("nan")
-        diags.append(
-            Diagnostic(
-                "NO_INTERVAL",
-                "info",
-                f"{where}: 3 points fit the parabola exactly, so N_opt has no interval",
-                "add a fourth model size at this budget",
-                label,
-            )
-        )
     # FLOPs per token as a function of N within the slice (exactly 6N under "6ND").
     fpt = np.polyfit(np.log(n), np.log(flops / d), 1)
 
@@ -127,27 +81,7 @@ def _parabola(label: str, t: RunsTable, idx: np.ndarray) -> tuple[dict[str, Any]
         return c / float(np.exp(np.polyval(fpt, log_n)))
 
     n_opt = math.exp(xm + xs)
-    if not n.min() <= n_opt <= n.max():
-        diags.append(
-            Diagnostic(
-                "OPTIMUM_OUTSIDE_SLICE",
-                "warning",
-                f"{where}: N_opt = {n_opt:.3g} lies outside the slice's N range "
-                f"[{n.min():.3g}, {n.max():.3g}] (extrapolated)",
-                "add runs beyond that end of the slice, or drop it",
-                label,
-            )
-        )
-    if flops.max() / flops.min() > 1.5:
-        diags.append(
-            Diagnostic(
-                "SLICE_SPREAD",
-                "warning",
-                f"{where}: its runs span {flops.min():.3g} to {flops.max():.3g} FLOPs",
-                "group by a budget column (budget_col) or use a smaller gap_dex",
-                label,
-            )
-        )
+    diags = slice_checks(where, label, n, flops, n_opt, has_interval=dof > 0)
     row = {
         "label": label,
         "flops": c,
@@ -229,7 +163,7 @@ def fit_isoflop(
     than 3 usable slices (the power laws need 3 for an interval)."""
     if on_bad_slice not in ("raise", "skip"):
         raise ValueError(f"on_bad_slice={on_bad_slice!r}: use 'raise' or 'skip'")
-    t = runs_table(
+    t = chinchilla_runs(
         frame,
         params_col=params_col,
         tokens_col=tokens_col,
@@ -287,207 +221,4 @@ def fit_isoflop(
         diagnostics=tuple(diags),
         info=info,
         slices=tuple(rows),
-    )
-
-
-# --------------------------------------------------------------------------- side by side
-
-
-def _disjoint(a: float, a_lo: float, a_hi: float, b: float, b_lo: float, b_hi: float):
-    """True/False when intervals (or a point and an interval) do not/do overlap; None when
-    neither side has an interval. None bounds (NaN after a JSON round trip) count as NaN."""
-    a_lo, a_hi, b_lo, b_hi = (np.nan if v is None else v for v in (a_lo, a_hi, b_lo, b_hi))
-    has_a, has_b = np.isfinite(a_lo) and np.isfinite(a_hi), np.isfinite(b_lo) and np.isfinite(b_hi)
-    if has_a and has_b:
-        return bool(a_hi < b_lo or b_hi < a_lo)
-    if has_a:
-        return bool(not a_lo <= b <= a_hi)
-    if has_b:
-        return bool(not b_lo <= a <= b_hi)
-    return None
-
-
-@dataclass(frozen=True)
-class Comparison(Result):
-    """Approach 2 vs approach 3. params: n_exponent_approach2/3 and geomean_ratio (the
-    geometric mean over budgets of N*_2/N*_3); budgets: per budget flops, n_opt_2 (+ lo, hi),
-    n_opt_3 (+ lo, hi), ratio = n_opt_2/n_opt_3, disagree (None: no interval on either side)."""
-
-    params: dict[str, float]
-    intervals: dict[str, tuple[float, float]]
-    metrics: dict[str, float]
-    diagnostics: tuple[Diagnostic, ...]
-    info: dict[str, Any]
-    budgets: tuple[dict[str, Any], ...] = ()
-
-    def predict(self, flops) -> np.ndarray:
-        """N*_2/N*_3 from the two fitted laws at `flops` (approach-2 power law over the
-        approach-3 closed form)."""
-        c = np.atleast_1d(np.asarray(flops, float))
-        p, k = self.info["approach2"], self.info["approach3"]
-        n2 = p["n_coef"] * c ** p["n_exponent"]
-        n3 = k["G"] * (c / k["flops_per_nd"]) ** k["n_exponent"]
-        return n2 / n3
-
-
-def compare_approaches(iso: IsoFLOPFit, surf: ChinchillaFit) -> Comparison:
-    """N*_2/N*_3 at every approach-2 budget; APPROACHES_DISAGREE (warning) for each budget,
-    and for the exponent, whose intervals do not overlap. Approach-3 intervals come from its
-    bootstrap samples (none when it was fitted with n_boot=0)."""
-    c = np.array([s["flops"] for s in iso.slices])
-    n3, _ = surf.optimal(c)
-    n3_ci = surf.optimal_intervals(c)["n"]
-    rows, diags = [], []
-    if iso.info["compute"] != surf.info["compute"]:
-        diags.append(
-            Diagnostic(
-                "COMPUTE_CONVENTION_MISMATCH",
-                "warning",
-                f"approach 2 used {iso.info['compute']!r}, approach 3 {surf.info['compute']!r}",
-                "fit both with the same compute= convention",
-            )
-        )
-    for s, m3, lo3, hi3 in zip(iso.slices, n3, n3_ci[0], n3_ci[1], strict=True):
-        dis = _disjoint(s["n_opt"], s["n_opt_lo"], s["n_opt_hi"], m3, lo3, hi3)
-        rows.append(
-            {
-                "label": s["label"],
-                "flops": s["flops"],
-                "n_opt_2": s["n_opt"],
-                "n_opt_2_lo": s["n_opt_lo"],
-                "n_opt_2_hi": s["n_opt_hi"],
-                "n_opt_3": float(m3),
-                "n_opt_3_lo": float(lo3),
-                "n_opt_3_hi": float(hi3),
-                "ratio": s["n_opt"] / float(m3),
-                "disagree": dis,
-            }
-        )
-        if dis:
-            diags.append(
-                Diagnostic(
-                    "APPROACHES_DISAGREE",
-                    "warning",
-                    f"at C = {s['flops']:.3g}: approach 2 N* = {s['n_opt']:.3g} "
-                    f"({s['n_opt_lo']:.3g}, {s['n_opt_hi']:.3g}), approach 3 N* = {m3:.3g} "
-                    f"({lo3:.3g}, {hi3:.3g}), ratio {s['n_opt'] / m3:.3g}",
-                    "check the isoFLOP slice brackets its minimum and the loss-surface fit",
-                    s["label"],
-                )
-            )
-    e2, e3 = iso.params["n_exponent"], surf.params["n_exponent"]
-    i2 = iso.intervals.get("n_exponent", (np.nan, np.nan))
-    i3 = surf.intervals.get("n_exponent", (np.nan, np.nan))
-    if _disjoint(e2, *i2, e3, *i3):
-        diags.append(
-            Diagnostic(
-                "APPROACHES_DISAGREE",
-                "warning",
-                f"N* ∝ C^a: approach 2 a = {e2:.3f} ({i2[0]:.3f}, {i2[1]:.3f}), approach 3 "
-                f"beta/(alpha+beta) = {e3:.3f} ({i3[0]:.3f}, {i3[1]:.3f})",
-                "the two approaches scale N* differently; trust neither blindly",
-                "n_exponent",
-            )
-        )
-    ratios = np.array([r["ratio"] for r in rows])
-    return Comparison(
-        params={
-            "n_exponent_approach2": e2,
-            "n_exponent_approach3": e3,
-            "geomean_ratio": float(np.exp(np.mean(np.log(ratios)))),
-        },
-        intervals={"n_exponent_approach2": tuple(i2), "n_exponent_approach3": tuple(i3)},
-        metrics={
-            "max_abs_log10_ratio": float(np.max(np.abs(np.log10(ratios)))),
-            "n_budgets": len(rows),
-            "n_disagree": sum(bool(r["disagree"]) for r in rows),
-        },
-        diagnostics=tuple(diags),
-        info={
-            "method": "ratio N*_2/N*_3 at each approach-2 budget; disagree = 95% intervals "
-            "do not overlap (a point against an interval when one side has none)",
-            "approach2": dict(iso.params) | {"compute": iso.info["compute"]},
-            "approach3": {
-                "G": surf.params["G"],
-                "n_exponent": e3,
-                "flops_per_nd": surf.info["flops_per_nd"],
-                "compute": surf.info["compute"],
-            },
-        },
-        budgets=tuple(rows),
-    )
-
-
-# --------------------------------------------------------------------------- proposals
-
-
-@dataclass(frozen=True)
-class Proposal(Result):
-    """Compute-optimal size for one budget. params: flops, n, d (= tokens, float), tokens
-    (rounded), tokens_per_param, and loss (approach 3 only); intervals 95%."""
-
-    params: dict[str, float]
-    intervals: dict[str, tuple[float, float]]
-    metrics: dict[str, float]
-    diagnostics: tuple[Diagnostic, ...]
-    info: dict[str, Any]
-
-    def predict(self) -> tuple[float, float]:
-        """(N, D) proposed."""
-        return self.params["n"], self.params["d"]
-
-
-def propose_size(fit: ChinchillaFit | IsoFLOPFit, flops: float) -> Proposal:
-    """The compute-optimal N and D (tokens) for a training budget of `flops` FLOPs (in the
-    fit's own convention), with 95% intervals and the distance in decades outside the fitted
-    compute range (EXTRAPOLATION warning when outside)."""
-    flops = float(flops)
-    if not (math.isfinite(flops) and flops > 0):
-        raise ValueError(f"flops = {flops}: a budget must be finite and > 0")
-    if not isinstance(fit, ChinchillaFit | IsoFLOPFit):
-        raise TypeError(f"propose_size takes a ChinchillaFit or IsoFLOPFit, not {type(fit)}")
-    n, d = (float(v[0]) for v in fit.optimal(flops))
-    ci = fit.optimal_intervals(flops)
-    params = {"flops": flops, "n": n, "d": d, "tokens": int(round(d)), "tokens_per_param": d / n}
-    intervals = {"n": tuple(ci["n"][:, 0]), "d": tuple(ci["d"][:, 0])}
-    intervals["tokens_per_param"] = (
-        tuple(ci["tokens_per_param"][:, 0])
-        if "tokens_per_param" in ci
-        else (intervals["d"][0] / intervals["n"][1], intervals["d"][1] / intervals["n"][0])
-    )
-    if isinstance(fit, ChinchillaFit):
-        params["loss"] = float(fit.predict(n, d)[0])
-        intervals["loss"] = tuple(ci["loss"][:, 0])
-    intervals = {k: (float(v[0]), float(v[1])) for k, v in intervals.items()}
-    lo, hi = fit.info["flops_range"]
-    dist = math.log10(flops / hi) if flops > hi else math.log10(flops / lo) if flops < lo else 0.0
-    diags = []
-    if dist:
-        diags.append(
-            Diagnostic(
-                "EXTRAPOLATION",
-                "warning",
-                f"C = {flops:.3g} is {abs(dist):.2f} decades {'above' if dist > 0 else 'below'}"
-                f" the fitted range [{lo:.3g}, {hi:.3g}]",
-                "treat the size as a guess; run a smaller isoFLOP check near this budget",
-            )
-        )
-    approach = 3 if isinstance(fit, ChinchillaFit) else 2
-    return Proposal(
-        params=params,
-        intervals=intervals,
-        metrics={},
-        diagnostics=tuple(diags),
-        info={
-            "approach": approach,
-            "compute": fit.info["compute"],
-            "compute_convention": fit.info["compute_convention"],
-            "flops_range": [lo, hi],
-            "extrapolation_decades": dist,
-            "interval_method": "bootstrap percentiles of the closed form"
-            if approach == 3
-            else "OLS confidence interval of the fitted power laws",
-            "tokens_per_param_interval": "bootstrap" if approach == 3 else "from N and D bounds",
-            "fit_warnings": sorted({x.code for x in fit.warnings}),
-        },
     )

@@ -1,5 +1,6 @@
 """Figures for the Chinchilla fits (matplotlib, Agg). Figures only: every number drawn comes
-from a fit result (`scalelaws.chinchilla.isoflop`) or from the runs; nothing is fitted here.
+from a fit result (scalelaws.chinchilla.isoflop, .fit, .propose) or from the runs; nothing is
+fitted here.
 
 Left panel: final loss against N per isoFLOP budget, with approach 2's parabola in ln N
 (vertex form L = loss_min + curvature·(ln N − ln N_opt)², Hoffmann et al. 2022 §3.2) and the
@@ -133,8 +134,8 @@ def plot_isoflop(
 ) -> Path:
     """isoFLOP figure. `iso`: an IsoFLOPFit (approach 2), `surf`: a ChinchillaFit (approach 3),
     either may be None; `runs`: the fitted runs (anything with arrays .n, .flops, .loss, e.g.
-    scalelaws.chinchilla.isoflop.runs_table(...)); `proposal`: a Proposal; `follow_up`: dicts with
-    n, flops, measured, predicted (the validation runs at the proposal's budget)."""
+    scalelaws.chinchilla.runs.chinchilla_runs(...)); `proposal`: a SizeProposal; `follow_up`:
+    dicts with n, flops, measured, predicted (the validation runs at the proposal's budget)."""
     if iso is None and surf is None:
         raise ValueError("plot_isoflop needs an approach-2 or an approach-3 fit")
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.6))

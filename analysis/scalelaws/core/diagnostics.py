@@ -93,7 +93,7 @@ CODES: dict[str, str] = {
     "guess): undertrained or broken, not a capacity -> train it longer; it is left out of R",
     "RETENTION_UNDEFINED": "the share of bits kept by a quantized copy is undefined or absurd "
     "(fp32 bits <= 0, or the copy holds > 105% of them) -> read the bits, not the share",
-    # Chinchilla (scalelaws.chinchilla.fit / chinchilla; Hoffmann et al. 2022, Besiroglu 2024)
+    # Chinchilla (scalelaws.chinchilla.checks; Hoffmann et al. 2022, Besiroglu et al. 2024)
     "TERM_FLAT": "the N or D term barely varies over the runs; its exponent is not determined "
     "-> vary N or D more widely",
     "BOOTSTRAP_FAILURES": "some bootstrap refits did not converge and were skipped -> many "

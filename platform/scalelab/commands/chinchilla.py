@@ -8,13 +8,13 @@
 Approach 2 (isoFLOP parabolas) and approach 3 (L(N, D) = E + A/N^α + B/D^β) of Hoffmann et
 al. 2022 (arXiv 2203.15556), approach 3 as re-fitted by Besiroglu et al. 2024 (arXiv
 2404.10102); the FLOPs convention is an explicit choice (Porian et al. 2024, arXiv
-2406.19146). Thin: read and check the table, call `scalelaws.chinchilla.isoflop`, print every estimate
-and every diagnostic, write JSON, plot. A user error prints one line and exits 2.
+2406.19146). Parse → scalelaws.chinchilla.study (read_runs, fit_chinchilla, load_analysis,
+propose_sizes) → print every estimate and every diagnostic → write the ChinchillaAnalysis
+JSON (Result.to_json) → plot. Bad input prints one line and exits 2 (scalelab.errors).
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,6 +22,7 @@ from typing import Annotated, Any
 import typer
 
 from scalelab.commands import fit_app, propose_app
+from scalelab.errors import UserError, check_writable
 
 CSV_COLUMNS = {
     "N": "model size in parameters (> 0; say in your notes whether it counts the embedding)",
@@ -38,151 +39,9 @@ RUNS_COLUMNS = (
     "N = params_total (or params with --params non_embedding), D = tokens_seen, loss = "
     "final_eval_loss (--loss-col), flops_per_token; completed trials only"
 )
-APPROACHES = ("2", "3", "both")
+APPROACHES = ("2", "3", "both")  # scalelaws.chinchilla.study.APPROACHES (kept light for --help)
 ISO_COLUMNS = ("C (FLOPs)", "runs", "N range", "N_opt", "N_opt 95%", "D_opt", "loss_min", "note")
-COMPUTES = ("6ND", "flops_per_token", "total")
-
-
-class UserError(ValueError):
-    """Bad input: printed as one line, exit status 2."""
-
-
-def _fail(msg: str) -> typer.Exit:
-    typer.echo(f"error: {' '.join(str(msg).split())}", err=True)
-    return typer.Exit(2)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-# --------------------------------------------------------------------------- input
-
-
-def read_csv_table(path: Path, compute: str):
-    """The CSV as a frame with columns N, D, loss (+ flops_per_token / flops / budget), every
-    value checked (finite, > 0); the first bad cell is a UserError naming its row."""
-    import polars as pl
-
-    if not path.is_file():
-        raise UserError(f"no file at {path}")
-    try:
-        df = pl.read_csv(path)
-    except Exception as e:  # polars raises several types for unreadable CSV
-        raise UserError(f"{path}: not a readable CSV ({type(e).__name__})") from None
-    need = ["N", "D", "loss"]
-    if compute == "total":
-        need.append("flops")
-    elif compute == "flops_per_token" and "flops_per_token" not in df.columns:
-        need.append("flops")  # per token = flops / D
-    missing = [c for c in need if c not in df.columns]
-    if missing:
-        raise UserError(
-            f"{path}: missing column(s) {', '.join(missing)} (has {', '.join(df.columns)}); "
-            f"--compute {compute} needs {', '.join(need)}"
-        )
-    check = need + [c for c in ("flops", "flops_per_token") if c in df.columns and c not in need]
-    for col in check:
-        try:
-            v = df[col].cast(pl.Float64).to_numpy()
-        except Exception:
-            raise UserError(f"{path}: column {col} is not numeric") from None
-        bad = ~(v > 0) | ~(abs(v) < math.inf)
-        if bad.any():
-            i = int(bad.argmax())
-            raise UserError(
-                f"{path}: row {i + 1} has {col} = {df[col][i]}; every {col} must be finite and > 0"
-            )
-    if compute == "flops_per_token" and "flops_per_token" not in df.columns:
-        df = df.with_columns(flops_per_token=pl.col("flops") / pl.col("D"))
-    return df
-
-
-def read_runs_dir(root: Path):
-    """A study folder's runs.parquet (the results-table contract)."""
-    import polars as pl
-
-    path = root / "runs.parquet"
-    if not path.is_file():
-        raise UserError(f"--runs {root}: no runs.parquet (run `scalelab collect {root}`)")
-    return pl.read_parquet(path)
-
-
-def columns(source: str, compute: str, params: str = "total", loss_col: str = "") -> dict:
-    """Keyword arguments naming the columns for scalelaws.chinchilla.isoflop."""
-    if source == "csv":
-        cols = {"params_col": "N", "tokens_col": "D", "loss_col": "loss"}
-        return cols | {"flops_col": "flops" if compute == "total" else "flops_per_token"}
-    return {
-        "params_col": "params_total" if params == "total" else "params",
-        "tokens_col": "tokens_seen",
-        "loss_col": loss_col or "final_eval_loss",
-        "flops_col": "flops_per_token",
-    }
-
-
-def fit_table(
-    frame,
-    cols: dict,
-    *,
-    approach: str = "both",
-    compute: str = "6ND",
-    budget_col: str | None = None,
-    gap_dex: float = 0.1,
-    n_boot: int = 1000,
-    seed: int = 0,
-    skip_bad_slices: bool = False,
-) -> dict[str, Any]:
-    """{"approach2": IsoFLOPFit | None, "approach3": ChinchillaFit | None, "comparison":
-    Comparison | None}. ValueError from the fits (too few runs or slices, ...) propagates;
-    `skip_bad_slices` drops an unusable isoFLOP slice with a SLICE_SKIPPED warning instead."""
-    from scalelaws.chinchilla import isoflop as ch
-
-    iso = surf = cmp = None
-    if approach in ("2", "both"):
-        bad = "skip" if skip_bad_slices else "raise"
-        iso = ch.fit_isoflop(frame, budget_col=budget_col, gap_dex=gap_dex, compute=compute,
-                             on_bad_slice=bad, **cols)  # fmt: skip
-    if approach in ("3", "both"):
-        surf = ch.fit_loss_surface(frame, compute=compute, n_boot=n_boot, seed=seed, **cols)
-    if iso is not None and surf is not None:
-        cmp = ch.compare_approaches(iso, surf)
-    return {"approach2": iso, "approach3": surf, "comparison": cmp}
-
-
-def fits_document(fits: dict, **meta) -> dict:
-    """FIT.json: the fits' to_dict() under approach2 / approach3 / comparison, plus `meta`."""
-    doc = {"kind": "chinchilla_fits", **meta}
-    for key, res in fits.items():
-        doc[key] = res.to_dict() if res is not None else None
-    return doc
-
-
-def load_fits(path: Path) -> dict:
-    """{"approach2": IsoFLOPFit, "approach3": ChinchillaFit} (those present) from FIT.json or
-    from one result's own JSON (kind IsoFLOPFit or ChinchillaFit)."""
-    import json
-
-    from scalelaws.chinchilla import isoflop as ch
-
-    if not path.is_file():
-        raise UserError(f"--fit: no file at {path}")
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"--fit {path}: not JSON ({e.msg} at line {e.lineno})") from None
-    kinds = {"IsoFLOPFit": ("approach2", ch.IsoFLOPFit), "ChinchillaFit": ("approach3", ch.ChinchillaFit)}  # fmt: skip
-    if isinstance(doc, dict) and doc.get("kind") in kinds:
-        key, cls = kinds[doc["kind"]]
-        return {key: cls.from_dict(doc)}
-    out = {}
-    if isinstance(doc, dict):
-        for key, cls in kinds.values():
-            if isinstance(doc.get(key), dict):
-                out[key] = cls.from_dict(doc[key])
-    if not out:
-        raise UserError(f"--fit {path}: holds no approach-2 or approach-3 fit")
-    return out
+COMPUTES = ("6ND", "flops_per_token", "total")  # scalelaws.chinchilla.law.COMPUTE
 
 
 # --------------------------------------------------------------------------- printing
@@ -200,11 +59,12 @@ def _interval(iv, fmt: str = ".4g") -> str:
     return f"[{format(iv[0], fmt)}, {format(iv[1], fmt)}]"
 
 
-def print_fits(console, fits: dict) -> None:
-    """Rich tables of both fits and the comparison, then every diagnostic line."""
+def print_fits(console, res) -> None:
+    """Rich tables of both fits and the comparison of a ChinchillaAnalysis, then every
+    diagnostic line."""
     from rich.table import Table
 
-    surf, iso, cmp = fits.get("approach3"), fits.get("approach2"), fits.get("comparison")
+    surf, iso, cmp = res.approach3, res.approach2, res.comparison
     if surf is not None:
         t = Table(title="Approach 3: L(N, D) = E + A/N^alpha + B/D^beta (95% bootstrap)")
         for c in ("param", "estimate", "95% interval"):
@@ -357,47 +217,43 @@ def fit_chinchilla(
     out: Annotated[Path | None, typer.Option("--out", help="Write FIT.json here.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="PNG: isoFLOP curves, N*(C).")] = None,
 ) -> None:
-    from scalelaws.chinchilla import isoflop as ch
+    from scalelaws.chinchilla import study
 
-    try:
-        if (table is None) == (runs is None):
-            raise UserError("give exactly one of TABLE.csv or --runs DIR")
-        if approach not in APPROACHES:
-            raise UserError(f"--approach {approach!r}: use 2, 3 or both")
-        if compute not in COMPUTES:
-            raise UserError(f"--compute {compute!r}: use one of {', '.join(COMPUTES)}")
-        if params not in ("total", "non_embedding"):
-            raise UserError(f"--params {params!r}: use total or non_embedding")
-        if n_boot < 0:
-            raise UserError(f"--n-boot {n_boot}: must be >= 0 (0 = no intervals)")
-        if table is not None:
-            frame = read_csv_table(table, compute)
-            cols, source = columns("csv", compute), table
-            if budget_col is None and "budget" in frame.columns:
-                budget_col = "budget"
-        else:
-            frame = read_runs_dir(runs)
-            cols, source = columns("runs", compute, params, loss_col), runs / "runs.parquet"
-        if budget_col is not None and budget_col not in frame.columns:
-            raise UserError(f"--budget-col {budget_col!r}: no such column")
-        fits = fit_table(frame, cols, approach=approach, compute=compute, budget_col=budget_col,
-                         gap_dex=gap_dex, n_boot=n_boot, seed=seed,
-                         skip_bad_slices=skip_bad_slices)  # fmt: skip
-    except ValueError as e:  # UserError, and the fits' refusals (too few runs or slices, ...)
-        raise _fail(str(e)) from None
+    if (table is None) == (runs is None):
+        raise UserError("give exactly one of TABLE.csv or --runs DIR")
+    if approach not in APPROACHES:
+        raise UserError(f"--approach {approach!r}: use 2, 3 or both")
+    if compute not in COMPUTES:
+        raise UserError(f"--compute {compute!r}: use one of {', '.join(COMPUTES)}")
+    if params not in ("total", "non_embedding"):
+        raise UserError(f"--params {params!r}: use total or non_embedding")
+    if n_boot < 0:
+        raise UserError(f"--n-boot {n_boot}: must be >= 0 (0 = no intervals)")
+    for path, option in ((out, "--out"), (plot, "--plot")):
+        if path is not None:
+            check_writable(path, option)
+    inp = study.read_runs(table, study=runs, compute=compute, params=params, loss_col=loss_col)
+    res = study.fit_chinchilla(
+        inp.frame,
+        inp.columns,
+        approach=approach,
+        compute=compute,
+        budget_col=budget_col or inp.budget_col,
+        gap_dex=gap_dex,
+        n_boot=n_boot,
+        seed=seed,
+        skip_bad_slices=skip_bad_slices,
+        info=inp.info,
+    )
     console = make_console()
-    print_fits(console, fits)
+    print_fits(console, res)
     if out is not None:
-        from scalelaws.io import write_json
-
-        meta = {"source": str(source), "input_sha256": _sha256(source), "columns": cols}
-        write_json(out, fits_document(fits, compute=compute, **meta))
+        res.to_json(out)
         console.print(f"wrote {out}")
     if plot is not None:
         from scalelaws.chinchilla.plots import plot_isoflop
 
-        rt = ch.runs_table(frame, compute=compute, **cols)
-        plot_isoflop(plot, iso=fits["approach2"], surf=fits["approach3"], runs=rt)
+        plot_isoflop(plot, iso=res.approach2, surf=res.approach3, runs=inp.runs(compute))
         console.print(f"plot: {plot}")
 
 
@@ -410,21 +266,16 @@ def propose_size(
     out: Annotated[Path | None, typer.Option("--out", help="Write the proposals here.")] = None,
 ) -> None:
     """Compute-optimal N and D for a FLOP budget, from every fit in FIT.json."""
-    from scalelaws.chinchilla import isoflop as ch
+    from scalelaws.chinchilla import study
 
-    try:
-        if not (math.isfinite(flops) and flops > 0):
-            raise UserError(f"--flops {flops}: a budget must be finite and > 0")
-        fits = load_fits(fit)
-        props = {k: ch.propose_size(f, flops) for k, f in sorted(fits.items(), reverse=True)}
-    except ValueError as e:
-        raise _fail(str(e)) from None
+    if not (math.isfinite(flops) and flops > 0):
+        raise UserError(f"--flops {flops}: a budget must be finite and > 0")
+    if out is not None:
+        check_writable(out, "--out")
+    res = study.propose_sizes(study.load_analysis(fit), flops, info={"fit": str(fit)})
     console = make_console()
-    for key, prop in props.items():
+    for key, prop in res.proposals.items():
         print_proposal(console, key.replace("approach", "approach "), prop)
     if out is not None:
-        from scalelaws.io import write_json
-
-        doc = {"kind": "chinchilla_proposals", "flops": flops, "fit": str(fit)}
-        write_json(out, doc | {k: p.to_dict() for k, p in props.items()})
+        res.to_json(out)
         console.print(f"wrote {out}")
