@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     import sys
 
     from scalelab.fitprogress import shown
-    from scalelab.hooks import after_command
+    from scalelab.tracking.hooks import after_command
 
     with shown():  # progress bars for bootstrap fits and schedule optimisation on a terminal
         run_cli(after_command(app), sys.argv[1:] if argv is None else argv)

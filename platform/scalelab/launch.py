@@ -24,7 +24,7 @@ import polars as pl
 from scalelab import files, progress, status
 from scalelab.config import SpecError, Trial
 from scalelab.sweep import SweepSpec, expand
-from scalelab.tracking import wandb_on
+from scalelab.tracking.runs import wandb_on
 from scalelaws.study import has_tables
 
 
@@ -240,7 +240,7 @@ def run(
     if pending or not has_tables(root):  # nothing ran: the tables are current
         results.collect(root)
     if pending:  # the study's W&B analysis run, if W&B is on
-        from scalelab.analysis_run import log_quietly
+        from scalelab.tracking.analysis_run import log_quietly
 
         if (run_dir := log_quietly(root, wandb_mode, "study")) and show_progress:
             print(f"\nW&B analysis run: {run_dir}")  # below the live table
@@ -250,7 +250,7 @@ def run(
 def _warm(wandb: bool) -> None:
     importlib.import_module("ray.tune")
     if wandb:
-        from scalelab.analysis_run import warm
+        from scalelab.tracking.analysis_run import warm
 
         try:
             warm()
