@@ -19,7 +19,7 @@ import pytest
 
 from scalelab import launch, reaper, results
 from scalelab.config import DataSpec, ModelSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
-from scalelab.launch import driver
+from scalelab.launch import ray_session
 from scalelab.sweep import SweepSpec
 
 BIN = Path(sys.executable).parent
@@ -41,7 +41,7 @@ def local_ray():
     import ray
 
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
-    session = driver._session_dir()
+    session = ray_session._session_dir()
     yield
     ray.shutdown()
     if session is not None:  # ~1 MB of logs and sockets per run under /tmp/ray
