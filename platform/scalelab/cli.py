@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     """The `scalelab` console script: user errors are one line and exit 2 (errors.py)."""
     import sys
 
-    from scalelab.fitprogress import shown
+    from scalelab.progress import shown
     from scalelab.tracking.hooks import after_command
 
     with shown():  # progress bars for bootstrap fits and schedule optimisation on a terminal
