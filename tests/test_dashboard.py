@@ -19,11 +19,12 @@ from typer.testing import CliRunner
 from wandb_offline import OfflineRun, offline_runs
 
 import scalelaws as sl
-from scalelab import analysis_run, dashboard, tracking
 from scalelab.cli import app, main
 from scalelab.config import OptimSpec, RunConfig, ScheduleSpec, TrialSpec
 from scalelab.sweep import SweepSpec, expand
-from scalelab.tracking import Tracker
+from scalelab.tracking import analysis_run, dashboard
+from scalelab.tracking import runs as tracking
+from scalelab.tracking.runs import Tracker
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -210,7 +211,7 @@ def test_a_fit_on_a_study_logs_an_analysis_run_with_that_fit(study, tmp_path, ca
 WARM_THEN_LOG = """
 import os, sys
 from pathlib import Path
-from scalelab import analysis_run
+from scalelab.tracking import analysis_run
 
 def children():  # this process's child processes, by name
     kids = []

@@ -12,7 +12,7 @@ from rich.console import Console
 
 import scalelaws as sl
 import scalelaws.core.progress as lib
-from scalelab.fitprogress import shown
+from scalelab.progress import shown
 
 
 @pytest.fixture(scope="module")

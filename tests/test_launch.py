@@ -18,6 +18,7 @@ import pytest
 
 from scalelab import launch, reaper, results
 from scalelab.config import DataSpec, ModelSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
+from scalelab.launch import driver, ray_session
 from scalelab.sweep import SweepSpec
 
 BIN = Path(sys.executable).parent
@@ -41,7 +42,7 @@ def local_ray():
     # address="local": a Ray of its own even where RAY_ADDRESS is set or a `ray start` cluster
     # runs on the machine (ray.init() would join that one, and refuse num_cpus)
     ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
-    session = launch._session_dir()
+    session = ray_session._session_dir()
     yield
     ray.shutdown()
     if session is not None:  # ~1 MB of logs and sockets per run under /tmp/ray
@@ -77,7 +78,7 @@ def test_six_trials_with_a_diverging_one_then_rerun_skips_all(local_ray, tmp_pat
         for t in status
     }
 
-    monkeypatch.setattr(launch, "_tune", _no_tune)  # everything is done: nothing runs
+    monkeypatch.setattr(driver, "_tune", _no_tune)  # everything is done: nothing runs
     launch.run(spec, wandb_mode=None, show_progress=False)
     after = {
         t: json.loads((root / "trials" / t / "trial.json").read_text())["finished_at"]
@@ -240,7 +241,7 @@ def test_asha_stops_bad_trials_early_and_records_them_as_stopped(local_ray, tmp_
     curves = pl.read_parquet(root / "curves.parquet")
     for t in stopped:  # the partial curve is kept
         assert curves.filter(pl.col("trial") == t)["step"].max() == steps[t]
-    monkeypatch.setattr(launch, "_tune", _no_tune)
+    monkeypatch.setattr(driver, "_tune", _no_tune)
     launch.run(spec, wandb_mode=None, show_progress=False)  # stopped counts as done
 
 

@@ -83,6 +83,20 @@ def test_no_import_cycles():
     assert cycle is None, " -> ".join(cycle)
 
 
+def test_launch_and_tracking_layers():
+    """Inside scalelab.launch only the package imports the driver, and the code that runs in a
+    trial imports no other launch module; W&B (scalelab.tracking) never reaches launch."""
+    g = _graph()
+    launch = {m for m in g if m.startswith("scalelab.launch.")}
+    jobs = ("folders", "ray_session", "resources", "driver", "trial")
+    assert launch == {f"scalelab.launch.{m}" for m in jobs}
+    assert [m for m in g if "scalelab.launch.driver" in g[m]] == ["scalelab.launch"]
+    assert not g["scalelab.launch.trial"] & launch
+    tracking = [m for m in g if m.startswith("scalelab.tracking")]
+    assert len(tracking) == 5  # the package, runs, analysis_run, dashboard, hooks
+    assert not any(d.startswith("scalelab.launch") for m in tracking for d in g[m])
+
+
 def test_cycle_finder_finds_a_planted_cycle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None

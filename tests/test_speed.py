@@ -22,6 +22,7 @@ from scalelab.config import (
     Trial,
     TrialSpec,
 )
+from scalelab.launch import resources
 from scalelab.model import GPT, ModelArgs, args_from_spec, flops_per_token, param_counts
 from scalelab.train import train
 
@@ -120,7 +121,7 @@ def test_fractional_gpus_pack_trials_on_one_gpu(gpus, fits):
     assert launch.concurrency(trials, {"CPU": 3, "GPU": 1}) == min(3, fits)  # 1 CPU each
     # the trial actor itself asks Ray for the fraction (one-worker trials train in it)
     cfg = {"trial": {"trials": [{"spec": trials[0].to_json()}], "driver_resources": {}}}
-    assert launch._trial_resources(cfg) == {"cpu": 1.0, "gpu": gpus}
+    assert resources._trial_resources(cfg) == {"cpu": 1.0, "gpu": gpus}
     assert launch.footprint(trials[0]) == {"CPU": 1.0, "GPU": gpus}
 
 

@@ -179,8 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     """The `scalelab` console script: user errors are one line and exit 2 (errors.py)."""
     import sys
 
-    from scalelab.fitprogress import shown
-    from scalelab.hooks import after_command
+    from scalelab.progress import shown
+    from scalelab.tracking.hooks import after_command
 
     with shown():  # progress bars for bootstrap fits and schedule optimisation on a terminal
         run_cli(after_command(app), sys.argv[1:] if argv is None else argv)

@@ -199,7 +199,7 @@ class RunConfig:
     checkpoint_every: int = 0  # steps between distributed checkpoints; 0 = off
     # W&B history rows per trial, evenly spaced (on the eval steps where that fits), plus every
     # eval row and the last; 0 = every curve row. Each row costs ~0.5 ms of CPU
-    # (tracking.wandb_cadence); curve.parquet always has all of them.
+    # (tracking.runs.wandb_cadence); curve.parquet always has all of them.
     wandb_rows: int = 50
     # speed switches (README "Speed"); on CPU the defaults change no number
     compile: str | bool = "auto"  # torch.compile each block: "auto" = on for CUDA, off on CPU

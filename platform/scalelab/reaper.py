@@ -1,11 +1,11 @@
 """Stops the embedded local Ray of a `scalelab run` when its driver ends, even by `kill -9`.
 
 Ray's own processes notice a dead driver only after ~1 minute, and the trial runners go on
-training meanwhile. `launch.connect` starts this watcher next to the embedded Ray with a pipe
-on its stdin: the pipe closes when the driver exits, however it exits. The watcher then kills
-what is left of that Ray session (the processes that name its session folder, and their
-descendants) and deletes the folder. `launch.shutdown` uses it for a normal end too: Ray's own
-teardown stops its processes one after another, a second or more.
+training meanwhile. `launch.ray_session.connect` starts this watcher next to the embedded Ray
+with a pipe on its stdin: the pipe closes when the driver exits, however it exits. The watcher
+then kills what is left of that Ray session (the processes that name its session folder, and
+their descendants) and deletes the folder. `launch.ray_session.shutdown` uses it for a normal
+end too: Ray's own teardown stops its processes one after another, a second or more.
 
     python -m scalelab.reaper /tmp/ray/session_2026-12-02_16-33-00_123456_4242 4242
 """

@@ -106,7 +106,7 @@ def run_module(
     )
     after = getattr(module, "after", None)
     if after is not None and run_after(after, root, force=reanalyse):
-        from scalelab.analysis_run import log_quietly  # the hook's fits, in W&B
+        from scalelab.tracking.analysis_run import log_quietly  # the hook's fits, in W&B
 
         if run_dir := log_quietly(root, wandb_mode, "after"):
             print(f"W&B analysis run: {run_dir}")

@@ -1,7 +1,7 @@
 """`scalelab report DIR` and `scalelab dashboard DIR`: where researchers look at a study.
 
-Thin: the page is scalelaws.study.report (it fits nothing), the W&B view is scalelab.dashboard,
-the analysis run scalelab.analysis_run.
+Thin: the page is scalelaws.study.report (it fits nothing), the W&B view is
+scalelab.tracking.dashboard, the analysis run scalelab.tracking.analysis_run.
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ def dashboard(
     _check_study(study)
     if out is not None:
         check_writable(out, "--out")
-    from scalelab import analysis_run
-    from scalelab import dashboard as dash
+    from scalelab.tracking import analysis_run
+    from scalelab.tracking import dashboard as dash
 
     if log if log is not None else not list(study.glob("wandb/*run-*")):
         run_dir = analysis_run.log_analysis(study, reason="dashboard")

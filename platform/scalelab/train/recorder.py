@@ -15,7 +15,7 @@ from pathlib import Path
 from scalelab import files
 from scalelab.config import Trial
 from scalelab.status import FORMAT, HEARTBEAT, HEARTBEAT_S
-from scalelab.tracking import Tracker
+from scalelab.tracking.runs import Tracker
 
 
 def new_record(trial: Trial, **facts) -> dict:

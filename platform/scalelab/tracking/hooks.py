@@ -38,8 +38,8 @@ def after_fit(argv: list[str]) -> None:
     runs, out = option(argv, "--runs"), option(argv, "--out")
     if not runs or not out or not Path(out).is_file():
         return
-    from scalelab import analysis_run
-    from scalelab.tracking import wandb_on
+    from scalelab.tracking import analysis_run
+    from scalelab.tracking.runs import wandb_on
 
     root, mode = Path(runs), os.environ.get("WANDB_MODE")
     if not (wandb_on(mode) or (mode is None and analysis_run.study_uses_wandb(root))):

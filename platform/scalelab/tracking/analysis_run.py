@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import scalelaws as sl
-from scalelab.tracking import LEAN, wandb_on, wandb_session
+from scalelab.tracking.runs import LEAN, wandb_on, wandb_session
 from scalelaws.study import findings
 from scalelaws.study import plots as plots_study
 

@@ -3,7 +3,7 @@
 Sections: loss against step grouped by each grid key; final loss against each grid key;
 parallel coordinates over the grid keys and the final losses; the analysis run's runs table and
 fit plots (analysis_run.py). The trial runs carry every grid key at the top level of their
-config (tracking.grid_config), so `config.<key>` addresses them as W&B's own paths do.
+config (runs.grid_config), so `config.<key>` addresses them as W&B's own paths do.
 
 The view is built with `wandb-workspaces` (`pip install -e '.[wandb-views]'`) and saved with a
 W&B login. Without one (offline, no key) the definition is written to DIR/wandb_view.json:
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import scalelaws as sl
 from scalelab import files
-from scalelab.analysis_run import curves_key
+from scalelab.tracking.analysis_run import curves_key
 
 FORMAT = "scalelab-wandb-view/1"
 LOSSES = ("final_eval_loss", "best_eval_loss")
@@ -34,7 +34,7 @@ SPEC_PATHS = {
 
 
 def config_paths(study) -> dict[str, str]:
-    """{grid key: its W&B config path}: config.<key> (tracking.grid_config), or for old tables
+    """{grid key: its W&B config path}: config.<key> (runs.grid_config), or for old tables
     the spec field behind a varying runs column."""
     keys = sl.grid_keys(study)
     if study.grid_columns:
