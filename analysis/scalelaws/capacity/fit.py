@@ -94,11 +94,7 @@ class CapacityResult(Result):
             "groups": list(self.groups),
             "quantized": self.quantized,
             "warnings": [d.message for d in self.diagnostics if d.code == "FIT_WARNING"],
-            "params": self.params,
-            "intervals": self.intervals,
-            "metrics": self.metrics,
-            "diagnostics": [d.to_dict() for d in self.diagnostics],
-            "info": self.info,
+            **self.convention_dict(),
         }
         return jsonable(doc)
 

@@ -32,6 +32,17 @@ class Result:
             out[f.name] = jsonable(getattr(self, f.name))
         return out
 
+    def convention_dict(self) -> dict[str, Any]:
+        """The convention's five fields as JSON values, for a result type that writes its own
+        to_dict (its own fields first, then these)."""
+        return {
+            "params": self.params,
+            "intervals": self.intervals,
+            "metrics": self.metrics,
+            "diagnostics": [d.to_dict() for d in self.diagnostics],
+            "info": self.info,
+        }
+
     def to_json(self, path: str | Path | None = None) -> str:
         """The result as JSON text; with `path`, also written there atomically."""
         doc = self.to_dict()

@@ -105,11 +105,7 @@ class CBSResult(Result):
             "scaling": {k: v.to_dict() for k, v in self.scaling.items()},
             "scaling_b_crit": {k: v.to_dict() for k, v in self.scaling_b_crit.items()},
             "warnings": [d.message for d in self.diagnostics if d.severity != "info"],
-            "params": self.params,
-            "intervals": self.intervals,
-            "metrics": self.metrics,
-            "diagnostics": [d.to_dict() for d in self.diagnostics],
-            "info": self.info,
+            **self.convention_dict(),
         }
         return jsonable(doc)
 
