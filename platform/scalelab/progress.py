@@ -14,14 +14,15 @@ from rich.live import Live as RichLive
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from scalelab import files, status
-from scalelab.status import FINISHED, STATES
-from scalelab.summary import short_names
+# The study-state modules read trial folders with polars: imported where used, so that
+# `shown` (which `scalelab` enters for every command, --help included) stays cheap.
 
 
 def trial_state(tdir: Path, expected_hash: str | None = None) -> dict:
     """{state, step, total, loss, error} of one trial folder (status.inspect, then the live
     progress.json of a running trial)."""
+    from scalelab import files, status
+
     info = status.inspect(tdir, expected_hash)
     rec = info.record or {}
     out = {
@@ -46,6 +47,8 @@ def trial_state(tdir: Path, expected_hash: str | None = None) -> dict:
 def scan(root: Path, names: list[str] | None = None) -> dict[str, dict]:
     """State of every trial of a study (names and expected hashes from study.json unless
     names are given)."""
+    from scalelab import files
+
     root = Path(root)
     expected: dict[str, str | None] = {}
     if names is None:
@@ -63,6 +66,9 @@ ACTIVE = ("running", "interrupted", "failed", "corrupt", "mismatch")
 
 
 def table(states: dict[str, dict], title: str, show: str = "active") -> Group:
+    from scalelab.status import STATES
+    from scalelab.summary import short_names
+
     counts = {s: sum(v["state"] == s for v in states.values()) for s in STATES}
     head = "  ".join(f"{s}: {counts[s]}" for s in STATES if counts[s] or s == "completed")
     t = Table(title=f"{title}  ({len(states)} trials)  {head}", expand=False)
@@ -86,6 +92,8 @@ def table(states: dict[str, dict], title: str, show: str = "active") -> Group:
 def rate_line(states: dict[str, dict], t0: float, done0: int, now: float | None = None) -> str:
     """`running 2, done 14/300 (completed 13, failed 1), pending 284; 3.1 trials/min, ETA 1h32m`:
     the rate counts trials finished since this run started (t0, with done0 already done)."""
+    from scalelab.status import FINISHED, STATES
+
     now = time.time() if now is None else now
     n = {s: sum(v["state"] == s for v in states.values()) for s in STATES}
     finished = sum(n[s] for s in FINISHED)
@@ -119,6 +127,8 @@ class Live:
 
     def loop(self, stop) -> None:
         import sys
+
+        from scalelab.status import FINISHED
 
         t0 = time.time()
         done0 = sum(v["state"] in FINISHED for v in scan(self.root, self.names).values())
