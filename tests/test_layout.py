@@ -110,3 +110,27 @@ def test_the_module_map_in_the_docs_names_every_package():
         names = set(re.findall(r"\w+", " ".join(entry)))
         modules = {p.stem for p in (SCALELAWS / law).glob("*.py")} - {"__init__"}
         assert modules <= names, f"docs/concepts.md: {law}/ misses {sorted(modules - names)}"
+
+
+def test_every_laws_md_citation_names_a_section():
+    """`docs/laws.md §N` and `§N.M`, wherever cited (code, notebooks, docs), name a heading."""
+    headings = set(
+        re.findall(r"^##+ §?(\d+(?:\.\d+)?) ", (REPO / "docs" / "laws.md").read_text(), re.M)
+    )
+    assert {"1", "1.6", "4", "7"} <= headings
+    files = [
+        p
+        for d in ("platform", "analysis", "experiments", "docs", "tests", "bench")
+        for p in (REPO / d).rglob("*")
+    ]
+    files += [REPO / "README.md"]
+    cited = 0
+    for path in files:
+        if path.suffix not in {".py", ".md", ".ipynb"} or "__pycache__" in path.parts:
+            continue
+        for ref in re.findall(r"laws\.md[^§\n]{0,3}§ ?(\d+(?:\.\d+)?)", path.read_text()):
+            cited += 1
+            assert ref in headings, (
+                f"{path.relative_to(REPO)} cites docs/laws.md §{ref}: no such section"
+            )
+    assert cited > 50
