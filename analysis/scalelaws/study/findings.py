@@ -22,7 +22,7 @@ KNOWN = {
     "CBS.json": "Critical batch size (EWA eval loss)",
     "CBS_raw.json": "Critical batch size (raw eval loss)",
     "capacity.json": "Knowledge capacity",
-    "isoflop.json": "IsoFLOP profiles (Chinchilla approach 2)",
+    "isoflop.json": "Chinchilla: isoFLOP profiles (approach 2) and loss surface (approach 3)",
     "chinchilla.json": "Loss surface L(N, D) (Chinchilla approach 3)",
 }
 NOT_RESULTS = {"study.json", "wandb_view.json"}
