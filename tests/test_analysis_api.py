@@ -542,8 +542,11 @@ def test_public_api_is_lazy_and_complete():
         # a study at a glance, its result files, closed loops, the HTML report (no fitting)
         "status_counts", "grid_keys", "runs_table", "find_results", "find_validation",
         "predicted_vs_measured", "write_report",
+        # held-out predictions against their intervals
+        "backtest",
     }  # fmt: skip
     for cls in ("MultipowerFit", "ScheduleProposal", "CBSResult", "CapacityResult",
-                "IsoFLOPFit", "ChinchillaFit", "Comparison", "SizeProposal"):  # fmt: skip
+                "IsoFLOPFit", "ChinchillaFit", "Comparison", "SizeProposal", "Prediction",
+                "Backtest"):  # fmt: skip
         assert dataclasses.is_dataclass(getattr(sl, cls))
         assert issubclass(getattr(sl, cls), Result)

@@ -18,6 +18,8 @@ The public API (docs/laws.md §1 multi-power, §2 critical batch size, §3 knowl
     find_results(DIR) -> [Finding]             the fit and proposal JSON files in a study folder
     find_validation(DIR), predicted_vs_measured(proposal, runs)   closed loops
     write_report(study) -> DIR/report.html     one self-contained page (no fitting)
+    backtest(data, law=...) -> Backtest        coverage of held-out 90% prediction intervals
+    fit.prediction(...) -> Prediction          a prediction with its interval (every law)
 
 Every result is a frozen dataclass (scalelaws.core.result.Result): params, intervals, metrics,
 diagnostics, info, to_dict(), to_json(path), load(path); predict(...) where the law predicts.
@@ -54,6 +56,9 @@ _API = {
     "Diagnostic": "scalelaws.core.diagnostics",
     "lr_array": "scalelaws.schedules",
     "write_report": "scalelaws.study.report",
+    "backtest": "scalelaws.study.backtest",
+    "Backtest": "scalelaws.study.backtest",
+    "Prediction": "scalelaws.core.prediction",
     "find_results": "scalelaws.study.findings",
     "find_validation": "scalelaws.multipower.closed_loop",
     "predicted_vs_measured": "scalelaws.multipower.closed_loop",
@@ -62,6 +67,7 @@ _API = {
     "status_counts": "scalelaws.study.summary",
 }
 __all__ = [
+    "Backtest",
     "CBSResult",
     "CapacityResult",
     "ChinchillaFit",
@@ -71,9 +77,11 @@ __all__ = [
     "FitResult",
     "IsoFLOPFit",
     "MultipowerFit",
+    "Prediction",
     "ScheduleProposal",
     "SizeProposal",
     "Study",
+    "backtest",
     "compare_approaches",
     "evaluate_multipower",
     "find_results",
@@ -106,6 +114,7 @@ if TYPE_CHECKING:
     )
     from scalelaws.core.diagnostics import Diagnostic
     from scalelaws.core.fitting import FitResult
+    from scalelaws.core.prediction import Prediction
     from scalelaws.critical_batch.fit import CBSResult, fit_cbs
     from scalelaws.multipower.closed_loop import find_validation, predicted_vs_measured
     from scalelaws.multipower.curves import Curve
@@ -113,6 +122,7 @@ if TYPE_CHECKING:
     from scalelaws.multipower.propose import propose_schedule
     from scalelaws.multipower.schedule import ScheduleProposal
     from scalelaws.schedules import lr_array
+    from scalelaws.study.backtest import Backtest, backtest
     from scalelaws.study.findings import find_results
     from scalelaws.study.load import Study, load_study
     from scalelaws.study.report import write_report

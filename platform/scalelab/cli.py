@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from scalelab.commands import backtest as _backtest
 from scalelab.commands import capacity as _capacity  # noqa: F401  (registers `fit capacity`)
 from scalelab.commands import cbs as _cbs  # noqa: F401  (registers `fit cbs`)
 from scalelab.commands import chinchilla as _chinchilla  # noqa: F401  (fit chinchilla, propose size)
@@ -161,6 +162,7 @@ def migrate(
 
 
 app.command()(_report.report)
+app.command()(_backtest.backtest)
 app.command()(_report.dashboard)
 
 

@@ -68,6 +68,12 @@ class CapacityResult(Result):
             raise ValueError("R: not fitted (too few capacity-bound trials); see diagnostics")
         return capacity_law(params, self.params["R"], max_bits)
 
+    def prediction(self, params, max_bits, *, exposures=None, level: float = 0.9):
+        """predict(params, max_bits) with `level` intervals (scalelaws.capacity.predict)."""
+        from scalelaws.capacity.predict import capacity_prediction
+
+        return capacity_prediction(self, params, max_bits, exposures=exposures, level=level)
+
     def extrapolation(self, params) -> tuple[Diagnostic, ...]:
         """EXTRAPOLATION when P lies outside the P range of the trials R was fitted on."""
         from scalelaws.core.checks import extrapolation

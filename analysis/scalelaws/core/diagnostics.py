@@ -93,6 +93,13 @@ CODES: dict[str, str] = {
     "guess): undertrained or broken, not a capacity -> train it longer; it is left out of R",
     "RETENTION_UNDEFINED": "the share of bits kept by a quantized copy is undefined or absurd "
     "(fp32 bits <= 0, or the copy holds > 105% of them) -> read the bits, not the share",
+    # back-tests (scalelaws.study.backtest; docs/laws.md §7 "Prediction intervals")
+    "OVERCONFIDENT": "held-out points fall outside the stated prediction intervals more often "
+    "than the level allows (coverage below level - 10 points) -> read the intervals as too "
+    "narrow; add curves or scales",
+    "UNDERCONFIDENT": "the prediction intervals are uselessly wide (median width above the "
+    "measured value, or 10x the median error while covering above level + 7 points) -> add "
+    "scales so the fit pins the law down",
     # Chinchilla (scalelaws.chinchilla.checks; Hoffmann et al. 2022, Besiroglu et al. 2024)
     "TERM_FLAT": "the N or D term barely varies over the runs; its exponent is not determined "
     "-> vary N or D more widely",

@@ -76,6 +76,18 @@ class CBSResult(Result):
         """Steps to the target of `group` at `batch_size`: S_min + E_min/B."""
         return self.group(group).predict(batch_size)
 
+    def prediction(self, params, tokens=None, *, quantity: str = "cbs", level: float = 0.9):
+        """CBS (or B_crit) at model size(s) `params` (and `tokens`) with `level` prediction
+        intervals; steps_prediction: T(B) of a new size (scalelaws.critical_batch.predict)."""
+        from scalelaws.critical_batch.predict import scaling_prediction
+
+        return scaling_prediction(self.groups, params, tokens, quantity=quantity, level=level)
+
+    def steps_prediction(self, params: float, batch_sizes, *, level: float = 0.9):
+        from scalelaws.critical_batch.predict import steps_prediction
+
+        return steps_prediction(self.groups, params, batch_sizes, level=level)
+
     def extrapolation(self, batch_size, group: str) -> tuple[Diagnostic, ...]:
         """EXTRAPOLATION when `batch_size` lies outside the group's fitted batch sizes."""
         from scalelaws.core.checks import extrapolation

@@ -239,6 +239,13 @@ class MultipowerFit(FitResult):
         """EXTRAPOLATION diagnostics of predict(lr, steps): beyond the fitted steps or LRs."""
         return mplcheck.prediction_extrapolation(self.info.get("fit_range") or {}, lr, steps)
 
+    def prediction(self, lr: np.ndarray, steps=None, *, level: float = 0.9, seed: int = 0):
+        """predict(lr, steps) with `level` prediction intervals: a core Prediction (bootstrap
+        refits plus resampled residuals; scalelaws.multipower.predict)."""
+        from scalelaws.multipower.predict import mpl_prediction
+
+        return mpl_prediction(self, lr, steps, level=level, seed=seed)
+
     @property
     def bootstrap_params(self) -> list[dict[str, float]]:
         """The parameters of every bootstrap refit ([] without a bootstrap)."""
