@@ -209,3 +209,17 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
         lines = [ln for ln in err.splitlines() if ln.strip()]
         assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (argv, err)
         assert want in lines[0], (argv, lines[0])
+
+
+def test_report_shows_the_backtest_section(tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "study"
+    shutil.copytree(DATA / "study_capacity", root)
+    assert "No backtest.json" in sl.write_report(root).read_text()
+    code, out, _ = cli(["backtest", root], capsys)
+    assert code in (0, None) and (root / "backtest.json").is_file()
+    bt = sl.Backtest.load(root / "backtest.json")
+    html = sl.write_report(root).read_text()
+    assert 'id="backtest"' in html and "TOO_FEW_POINTS" in html
+    assert f"{100 * bt.metrics['coverage']:.1f}% of 4 held-out points" in html

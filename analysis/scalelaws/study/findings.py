@@ -25,7 +25,7 @@ KNOWN = {
     "isoflop.json": "Chinchilla: isoFLOP profiles (approach 2) and loss surface (approach 3)",
     "chinchilla.json": "Loss surface L(N, D) (Chinchilla approach 3)",
 }
-NOT_RESULTS = {"study.json", "wandb_view.json"}
+NOT_RESULTS = {"study.json", "wandb_view.json", "backtest.json"}  # backtest: its own section
 
 
 @dataclass(frozen=True)

@@ -64,12 +64,14 @@ def render(study: Study) -> str:
         f"{_e(', '.join(summary.grid_keys(study)) or 'none')} · written "
         f"{dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>",
         '<nav><a href="#status">Status</a><a href="#runs">Runs</a><a href="#curves">Curves</a>'
-        '<a href="#fits">Fits</a><a href="#closed-loop-section">Closed loop</a></nav>',
+        '<a href="#fits">Fits</a><a href="#backtest">Back-test</a>'
+        '<a href="#closed-loop-section">Closed loop</a></nav>',
         _status(study),
         "<h2>Runs</h2>",
         _table(summary.runs_table(study), scroll=True, table_id="runs"),
         _curves(study),
         _fits(study),
+        _backtest(study),
         _closed_loop(study),
     ]
     return (
@@ -157,6 +159,35 @@ def _diagnostics(diags: list[dict]) -> str:
     )
     head = "<tr><th>severity</th><th>code</th><th>message</th><th>what to do</th></tr>"
     return f'<table class="diagnostics">{head}{rows}</table>'
+
+
+def _backtest(study: Study) -> str:
+    """backtest.json (`scalelab backtest DIR`): coverage per split, the worst point, diagnostics."""
+    path = study.root / "backtest.json"
+    head = '<h2 id="backtest">Back-test of the prediction intervals</h2>'
+    if not path.is_file():
+        return (
+            head
+            + f"<p class='note'>No backtest.json: run `scalelab backtest {_e(study.root)}`.</p>"
+        )
+    from scalelaws.study.backtest import Backtest
+
+    bt = Backtest.load(path)
+    m, w = bt.metrics, bt.worst
+    rows = [{"split": s, "coverage": m[f"coverage[{s}]"],
+             "points": sum(r["split"] == s for r in bt.rows)} for s in bt.splits]  # fmt: skip
+    text = (
+        f"<p>{_e(bt.law)}: {100 * m['coverage']:.1f}% of {m['n_points']} held-out points inside "
+        f"the {100 * bt.level:.0f}% prediction intervals; median relative error "
+        f"{m['median_rel_error']:.3g}, worst {m['worst_rel_error']:.3g} ({_e(w.get('held_out'))} "
+        f"at {_e(w.get('x'))}).</p>"
+    )
+    return (
+        head
+        + text
+        + _table(pl.DataFrame(rows))
+        + _diagnostics([d.to_dict() for d in bt.diagnostics])
+    )
 
 
 def _closed_loop(study: Study) -> str:
