@@ -114,27 +114,22 @@ def ols_interval(
     x: np.ndarray, y: np.ndarray, x_new: np.ndarray, *, level: float = 0.9, intercept=True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """OLS of y on the columns of x (plus an intercept), and its `level` prediction interval
-    for a new observation at each row of x_new: ŷ ± t_{n−p}·σ̂·√(1 + x₀ᵀ(XᵀX)⁻¹x₀).
-    Returns (ŷ, lo, hi, info). Needs n > p points (else ValueError)."""
-    from scipy import stats
+    for a new observation at each row of x_new (statsmodels' obs interval:
+    ŷ ± t_{n−p}·σ̂·√(1 + x₀ᵀ(XᵀX)⁻¹x₀)). Returns (ŷ, lo, hi, info). Needs n > p points."""
+    import statsmodels.api as sm
 
     level = check_level(level)
     x = np.asarray(x, float).reshape(len(y), -1)
     x_new = np.asarray(x_new, float).reshape(-1, x.shape[1])
     y = np.asarray(y, float)
     if intercept:
-        x = np.column_stack([np.ones(len(y)), x])
-        x_new = np.column_stack([np.ones(len(x_new)), x_new])
+        x = sm.add_constant(x, has_constant="add")
+        x_new = sm.add_constant(x_new, has_constant="add")
     n, p = x.shape
     if n <= p:
         raise ValueError(f"prediction interval: {n} points for {p} coefficients; need more points")
-    beta, *_ = np.linalg.lstsq(x, y, rcond=None)
-    resid = y - x @ beta
-    sigma = float(np.sqrt(resid @ resid / (n - p)))
-    xtx_inv = np.linalg.pinv(x.T @ x)
-    lev = np.einsum("ij,jk,ik->i", x_new, xtx_inv, x_new)
-    t = float(stats.t.ppf((1 + level) / 2, n - p))
-    yhat = x_new @ beta
-    half = t * sigma * np.sqrt(1 + lev)
-    info = {"method": "ols t-interval", "n": n, "dof": n - p, "sigma": sigma}
-    return yhat, yhat - half, yhat + half, info
+    res = sm.OLS(y, x).fit()
+    frame = res.get_prediction(x_new).summary_frame(alpha=1 - level)
+    info = {"method": "ols t-interval", "n": n, "dof": n - p, "sigma": float(np.sqrt(res.scale))}
+    lo, hi = frame["obs_ci_lower"].to_numpy(), frame["obs_ci_upper"].to_numpy()
+    return frame["mean"].to_numpy(), lo, hi, info
