@@ -252,9 +252,14 @@ def test_isoflop_refuses_bad_slices():
         .then(5.0 - pl.col("final_eval_loss"))
         .otherwise(pl.col("final_eval_loss"))
     )
+    # its lowest losses are now at its ends: not bracketed, so left out by default
+    left = fit_isoflop(flipped, budget_col="budget", n_boot=50)
+    assert [(d.code, d.subject) for d in left.diagnostics] == [("OPTIMUM_NOT_BRACKETED", "1e+19")]
     with pytest.raises(ValueError, match="opens downward"):
-        fit_isoflop(flipped, budget_col="budget")
-    skipped = fit_isoflop(flipped, budget_col="budget", on_bad_slice="skip")
+        fit_isoflop(flipped, budget_col="budget", keep_unbracketed=True)
+    skipped = fit_isoflop(
+        flipped, budget_col="budget", on_bad_slice="skip", keep_unbracketed=True, n_boot=50
+    )
     assert [d.code for d in skipped.diagnostics] == ["SLICE_SKIPPED"]
     assert skipped.metrics["n_slices"] == 3
     with pytest.raises(ValueError, match=">= 3 usable isoFLOP slices"):
@@ -267,9 +272,20 @@ def test_isoflop_flags_extrapolated_minimum_and_three_point_slices():
     c20 = df.filter(pl.col("budget") == 1e20).sort("params").head(4)
     c21 = df.filter(pl.col("budget") == 1e21).sort("params").slice(3, 3)  # 3 points, bracketed
     df = pl.concat([df.filter(pl.col("budget") < 5e19), c20, c21])
-    iso = fit_isoflop(df, budget_col="budget")
+    # by default the unbracketed 1e20 slice is left out of the exponents, and said so
+    left = fit_isoflop(df, budget_col="budget", n_boot=50)
+    assert [s["label"] for s in left.slices] == ["1e+18", "1e+19", "1e+21"]
+    assert [(s["label"], s["reason"][:30]) for s in left.dropped] == [
+        ("1e+20", "its lowest loss is at its larg")
+    ]
+    miss = [d for d in left.diagnostics if d.code == "OPTIMUM_NOT_BRACKETED"]
+    assert [d.subject for d in miss] == ["1e+20"] and "left out" in miss[0].message
+    assert left.metrics["n_dropped"] == 1 and left.metrics["n_slices"] == 3
+    # kept on request: still flagged, and extrapolated as before
+    iso = fit_isoflop(df, budget_col="budget", keep_unbracketed=True, n_boot=50)
     codes = {(d.code, d.subject) for d in iso.diagnostics}
     assert ("OPTIMUM_OUTSIDE_SLICE", "1e+20") in codes
+    assert ("OPTIMUM_NOT_BRACKETED", "1e+20") in codes
     assert ("NO_INTERVAL", "1e+21") in codes
     s20 = next(s for s in iso.slices if s["label"] == "1e+20")
     assert s20["extrapolated"] and s20["n_opt"] > s20["n_max"]
@@ -285,7 +301,11 @@ def test_isoflop_flags_noisy_slices_and_compute_spread():
         .then(pl.col("final_eval_loss") + pl.Series(rng.normal(0, 0.1, df.height)))
         .otherwise(pl.col("final_eval_loss"))
     )
-    iso = fit_isoflop(noisy, budget_col="budget", on_bad_slice="skip")
+    # near its lowest loss the noisy slice's parabola opens downward: skipped, and said so
+    iso = fit_isoflop(noisy, budget_col="budget", on_bad_slice="skip", n_boot=50)
+    assert [(d.code, d.subject) for d in iso.diagnostics] == [("SLICE_SKIPPED", "1e+19")]
+    # one parabola over the whole slice (window_dex=None) has a minimum, with a wide interval
+    iso = fit_isoflop(noisy, budget_col="budget", on_bad_slice="skip", window_dex=None, n_boot=50)
     wide = [d for d in iso.diagnostics if d.code == "NON_IDENTIFIABLE"]
     assert [d.subject for d in wide] == ["1e+19"]
     s = next(s for s in iso.slices if s["label"] == "1e+19")
@@ -419,3 +439,60 @@ def test_results_round_trip_through_json(besiroglu_fit, tmp_path):
     np.testing.assert_allclose(
         iso_back.optimal_intervals(1e22)["n"], iso.optimal_intervals(1e22)["n"]
     )
+
+
+# --------------------------------------------------------------------------- a known floor
+
+
+def test_fix_e_holds_the_floor_and_e_floor_flags_an_implausible_e():
+    """On 64 runs of Hoffmann's law (noise 0.3%): E held at its true 1.69 leaves the other
+    four to fit (alpha, beta within 0.01); a floor of 1.8 above the fitted E, or a fixed E
+    at or above the lowest loss, is flagged or refused."""
+    df = _grid_frame()
+    fixed = fit_loss_surface(df, n_boot=30, fix_e=1.69)
+    assert fixed.params["E"] == 1.69 and fixed.intervals["E"] == (1.69, 1.69)
+    assert fixed.params["alpha"] == pytest.approx(0.34, abs=0.01)
+    assert fixed.params["beta"] == pytest.approx(0.28, abs=0.01)
+    assert fixed.params["n_exponent"] == pytest.approx(0.4516, abs=0.01)
+    assert fixed.info["fix_e"] == 1.69 and not fixed.warnings
+    lo, hi = fixed.intervals["alpha"]
+    assert lo < 0.34 < hi
+    free = fit_loss_surface(df, n_boot=30, e_floor=1.8)
+    flags = [d for d in free.diagnostics if d.code == "E_IMPLAUSIBLE"]
+    assert [(d.severity, d.subject) for d in flags] == [("warning", "E")]
+    assert free.params["E"] < 1.8 and "below the supplied floor 1.8" in flags[0].message
+    assert not any(
+        d.code == "E_IMPLAUSIBLE" for d in fit_loss_surface(df, n_boot=0, e_floor=1.6).diagnostics
+    )
+    # every loss is E plus two positive terms: E held at the lowest loss is refused
+    with pytest.raises(ValueError, match="not below the lowest measured loss"):
+        fit_loss_surface(df, n_boot=0, fix_e=float(df["final_eval_loss"].min()))
+
+
+def test_cli_fix_e_e_floor_and_approach_2_window(tmp_path):
+    from typer.testing import CliRunner
+
+    from scalelab.cli import app
+
+    csv = tmp_path / "runs.csv"
+    g = _grid_frame()
+    g.select(N="params", D="tokens_seen", loss="final_eval_loss").write_csv(csv)
+    out = tmp_path / "fit.json"
+    res = CliRunner().invoke(app, ["fit", "chinchilla", str(csv), "--approach", "3", "--n-boot",
+                                   "10", "--fix-e", "1.69", "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())["approach3"]
+    assert doc["params"]["E"] == 1.69 and doc["info"]["fix_e"] == 1.69
+    res = CliRunner().invoke(app, ["fit", "chinchilla", str(csv), "--approach", "3", "--n-boot",
+                                   "0", "--e-floor", "1.8"])  # fmt: skip
+    assert res.exit_code == 0 and "E_IMPLAUSIBLE (E)" in res.output
+    res = CliRunner().invoke(app, ["fit", "chinchilla", str(csv), "--fix-e", "-1"])
+    assert "--fix-e -1.0: must be finite and > 0" in str(res.exception)  # exit 2 under main
+    iso = tmp_path / "iso.csv"
+    _isoflop_frame().select(
+        N="params", D="tokens_seen", loss="final_eval_loss", budget="budget"
+    ).write_csv(iso)
+    res = CliRunner().invoke(app, ["fit", "chinchilla", str(iso), "--approach", "2", "--n-boot",
+                                   "50", "--keep-unbracketed", "--window-dex", "0"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "window: every run of the slice" in res.output.replace("\n", " ")

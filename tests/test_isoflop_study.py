@@ -204,8 +204,10 @@ def test_after_analysis_recovers_the_known_optimum_and_writes_files(iso, tmp_pat
 
 
 def test_a_slice_without_minimum_is_skipped_and_reported(iso, tmp_path):
-    """A slice whose parabola opens downward (noise) is dropped with SLICE_SKIPPED; the other
-    three budgets still give approach 2, and the report says so."""
+    """A slice whose parabola opens downward (noise) has its lowest losses at its ends: it is
+    left out as not bracketed (OPTIMUM_NOT_BRACKETED; SLICE_SKIPPED before approach 2 fitted
+    near each minimum); the other three budgets still give approach 2, and the report says
+    so."""
     root = tmp_path / "isoflop"
     df = _synthetic_study(iso, root)
     c = pl.col("flops_per_token") * pl.col("grid.tokens")
@@ -217,10 +219,11 @@ def test_a_slice_without_minimum_is_skipped_and_reported(iso, tmp_path):
     df.write_parquet(root / "runs.parquet")
     res = iso.analyse(root, n_boot=20)
     two = res["fits"].approach2
-    assert [d.subject for d in two.diagnostics if d.code == "SLICE_SKIPPED"] == ["3e+11"]
+    assert [d.subject for d in two.diagnostics if d.code == "OPTIMUM_NOT_BRACKETED"] == ["3e+11"]
+    assert [s["label"] for s in two.dropped] == ["3e+11"]
     assert [s["label"] for s in two.slices] == ["1.5e+11", "6e+11", "1.2e+12"]
     iso.write_outputs(root, res, None, None)
-    assert "SLICE_SKIPPED (3e+11)" in (root / "isoflop.md").read_text()
+    assert "OPTIMUM_NOT_BRACKETED (3e+11)" in (root / "isoflop.md").read_text()
     assert (root / "isoflop.png").is_file()
 
 

@@ -22,6 +22,9 @@ CODES: dict[str, str] = {
         "NO_INTERVAL",
         "OPTIMUM_OUTSIDE_SLICE",
         "SLICE_SKIPPED",
+        "OPTIMUM_NOT_BRACKETED",
+        "NOPT_SCATTER",
+        "E_IMPLAUSIBLE",
         "SLICE_SPREAD",
         "APPROACHES_DISAGREE",
         "COMPUTE_CONVENTION_MISMATCH",
@@ -86,6 +89,30 @@ def surface_checks(theta, params, intervals, n_boot, failed, x, yhat) -> list[Di
                 "intervals use the rest; many failures mean a poorly constrained fit",
             )
         )
+    return diags
+
+
+def floor_checks(e, e_iv, floor, min_loss, fix_e=None) -> list[Diagnostic]:
+    """Approach 3's E against what is known: E_IMPLAUSIBLE when E (and its whole interval) is
+    below the supplied floor, or when E is above the lowest measured loss (every run's loss is
+    E plus two positive terms)."""
+    diags = []
+    hi = e_iv[1] if e_iv else e
+    if floor is not None and e < floor and fix_e is None:
+        sure = "and so is its whole 95% interval" if hi < floor else "(its interval reaches it)"
+        diags.append(Diagnostic(
+            "E_IMPLAUSIBLE", "warning" if hi < floor else "info",
+            f"the fitted E = {e:.4g} is below the supplied floor {floor:.4g} {sure}: the fit "
+            "puts loss the data cannot reach in the N and D terms",
+            f"fix E at the floor (fix_e={floor:.4g}) or add runs at larger N and D", "E",
+        ))  # fmt: skip
+    if e > min_loss:
+        diags.append(Diagnostic(
+            "E_IMPLAUSIBLE", "warning",
+            f"the fitted E = {e:.4g} is above the lowest measured loss {min_loss:.4g}, which "
+            "L = E + A/N^alpha + B/D^beta cannot produce", "fix E at a known floor, or check "
+            "the lowest-loss runs", "E",
+        ))  # fmt: skip
     return diags
 
 

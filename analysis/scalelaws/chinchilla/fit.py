@@ -12,14 +12,16 @@ default): N* = G·(C/k)^{β/(α+β)}, D* = (C/k)/N*, G = (αA/(βB))^{1/(α+β)}
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from scalelaws.chinchilla.checks import surface_checks
+from scalelaws.chinchilla.checks import floor_checks, surface_checks
 from scalelaws.chinchilla.law import LAW, LAW_PARAMS, optimal, reported
 from scalelaws.chinchilla.runs import chinchilla_runs
 from scalelaws.core import checks
@@ -123,6 +125,8 @@ def fit_loss_surface(
     seed: int = 0,
     delta: float = DELTA,
     n_starts: int = 8,
+    fix_e: float | None = None,
+    e_floor: float | None = None,
 ) -> ChinchillaFit:
     """Approach 3: fit L(N, D) = E + A/N^α + B/D^β to one final loss per run (module doc).
 
@@ -130,7 +134,10 @@ def fit_loss_surface(
     the fitted compute range and k in C = k·N·D for the closed-form optimum (k = 6 under "6ND",
     else the median of C/(N·D) over the runs). `delta`: Huber threshold on ln L; δ → 0 (say
     1e-8) is least absolute deviations, which Besiroglu et al.'s published point estimate
-    effectively used. `n_boot` = 0 skips the bootstrap (no intervals).
+    effectively used. `n_boot` = 0 skips the bootstrap (no intervals). `fix_e`: hold E at this
+    value (a known floor, e.g. a synthetic grammar's entropy rate in nats/token) and fit the
+    other four. `e_floor`: the loss no model can go below; E_IMPLAUSIBLE when the fitted E is
+    below it (and, with or without it, when E is above the lowest measured loss).
     ValueError with fewer runs than the law's 5 parameters, or when N or D does not vary.
     """
     t = chinchilla_runs(
@@ -151,13 +158,30 @@ def fit_loss_surface(
     for name, v in (("N", t.n), ("D", t.d)):
         if np.unique(v).size < 2:
             raise ValueError(f"{name} takes one value only: its term of L(N, D) cannot be fitted")
+    for name, v in (("fix_e", fix_e), ("e_floor", e_floor)):
+        if v is not None and not (np.isfinite(v) and v > 0):
+            raise ValueError(f"{name}={v}: must be finite and > 0 (nats/token)")
+    law = LAW
+    if fix_e is not None:
+        if fix_e >= float(t.loss.min()):
+            raise ValueError(
+                f"fix_e={fix_e:.4g} is not below the lowest measured loss {t.loss.min():.4g}: "
+                "L = E + A/N^alpha + B/D^beta > E for every run"
+            )
+        e = math.log(fix_e)
+        ps = [
+            dataclasses.replace(p, lo=e, hi=e, init=e) if p.name == "e" else p for p in LAW_PARAMS
+        ]
+        law = dataclasses.replace(LAW, params=tuple(ps))
     x = (np.log(t.n), np.log(t.d))
     k = 6.0 if compute == "6ND" else t.flops_per_nd
     grid = besiroglu_grid()
+    if fix_e is not None:
+        grid = np.unique(np.column_stack([grid[:, :2], np.full(len(grid), e), grid[:, 3:]]), axis=0)
     w = np.ones_like(t.loss)
     first = grid_objective(grid, *x, np.log(t.loss), w, delta)
     best = [grid[i] for i in np.argsort(first)[:n_starts]]
-    theta, fun, finfo = minimise(LAW, x, t.loss, best, delta=delta, max_starts=n_starts)
+    theta, fun, finfo = minimise(law, x, t.loss, best, delta=delta, max_starts=n_starts)
 
     samples, failed = [], 0
     if n_boot > 0:
@@ -170,7 +194,7 @@ def fit_loss_surface(
                 )
                 try:
                     th, _, _ = minimise(
-                        LAW, x, t.loss, [theta], weights=counts[inverse].astype(float),
+                        law, x, t.loss, [theta], weights=counts[inverse].astype(float),
                         delta=delta, max_starts=1,
                     )  # fmt: skip
                 except (RuntimeError, ValueError):
@@ -189,9 +213,19 @@ def fit_loss_surface(
 
     yhat, jac = LAW.jacobian(theta, x)
     diags = surface_checks(theta, params, intervals, n_boot, failed, x, yhat)
+    if fix_e is not None:  # E is held, not at a bound of the data's making
+        diags = [d for d in diags if not (d.code == "PARAM_AT_BOUND" and d.subject == "e")]
+        intervals["E"] = (fix_e, fix_e)
+    diags += floor_checks(params["E"], intervals.get("E"), e_floor, float(t.loss.min()), fix_e)
     # the shared core's conditioning check (scalelaws.core.checks; a new law gets it from fitting.fit)
+    free = [0, 1, 3, 4] if fix_e is not None else [0, 1, 2, 3, 4]  # a held E is no parameter
     local, cond = checks.local_identifiability(
-        LAW.names, jac / yhat[:, None], np.log(yhat) - np.log(t.loss), None, [False] * 5, theta
+        [LAW.names[i] for i in free],
+        (jac / yhat[:, None])[:, free],
+        np.log(yhat) - np.log(t.loss),
+        None,
+        [False] * len(free),
+        theta[free],
     )
     diags += [d for d in local if d.code == "ILL_CONDITIONED"]
     info = {
@@ -199,6 +233,8 @@ def fit_loss_surface(
         "log L̂ = LSE(a - alpha log N, b - beta log D, e), Huber on log loss, L-BFGS-B",
         "reference": LAW.reference,
         "delta": delta,
+        "fix_e": fix_e,
+        "e_floor": e_floor,
         "starts": f"Besiroglu grid ({len(grid)} points) evaluated, L-BFGS-B from the best {n_starts}",
         "interval_method": "95% percentile bootstrap over "
         + (f"groups of {group_col!r}" if group_col else "runs")

@@ -238,12 +238,17 @@ def fit_chinchilla(
     seed: int = 0,
     skip_bad_slices: bool = False,
     info: dict[str, Any] | None = None,
+    window_dex: float | None = 0.6,
+    keep_unbracketed: bool = False,
+    fix_e: float | None = None,
+    e_floor: float | None = None,
 ) -> ChinchillaAnalysis:
     """Approach 2 (fit_isoflop) and/or approach 3 (fit_loss_surface) on `frame`, `columns`
     naming N, D, loss and FLOPs (params_col, tokens_col, loss_col, flops_col), and their
     comparison when both ran. ValueError from the fits (too few runs or slices, ...)
     propagates; `skip_bad_slices` drops an unusable isoFLOP slice with a SLICE_SKIPPED warning
-    instead. `info` (source, ...) is kept in the result's info."""
+    instead; `window_dex`, `keep_unbracketed` and `n_boot`/`seed` go to fit_isoflop, `fix_e`
+    and `e_floor` to fit_loss_surface. `info` (source, ...) is kept in the result's info."""
     if approach not in APPROACHES:
         raise ValueError(f"approach={approach!r}: use '2', '3' or 'both'")
     if n_boot < 0:
@@ -256,9 +261,12 @@ def fit_chinchilla(
     if approach in ("2", "both"):
         bad = "skip" if skip_bad_slices else "raise"
         iso = fit_isoflop(frame, budget_col=budget_col, gap_dex=gap_dex, compute=compute,
-                          on_bad_slice=bad, **columns)  # fmt: skip
+                          on_bad_slice=bad, window_dex=window_dex,
+                          keep_unbracketed=keep_unbracketed, n_boot=n_boot, seed=seed,
+                          **columns)  # fmt: skip
     if approach in ("3", "both"):
-        surf = fit_loss_surface(frame, compute=compute, n_boot=n_boot, seed=seed, **columns)
+        surf = fit_loss_surface(frame, compute=compute, n_boot=n_boot, seed=seed, fix_e=fix_e,
+                                e_floor=e_floor, **columns)  # fmt: skip
     if iso is not None and surf is not None:
         cmp = compare_approaches(iso, surf)
     return ChinchillaAnalysis.of(iso, surf, cmp, info=(info or {}) | {"compute": compute})

@@ -107,6 +107,13 @@ CODES: dict[str, str] = {
     "failures mean a poorly constrained fit",
     "OPTIMUM_OUTSIDE_SLICE": "an isoFLOP minimum is extrapolated -> add runs past that end",
     "SLICE_SKIPPED": "an isoFLOP slice was unusable and skipped -> see the message",
+    "OPTIMUM_NOT_BRACKETED": "an isoFLOP slice's lowest loss is at its smallest or largest size "
+    "(or its fitted minimum lies outside the sizes fitted); it is left out of the exponents "
+    "unless kept -> add sizes past that end",
+    "E_IMPLAUSIBLE": "the fitted irreducible loss E is below a supplied floor or above the "
+    "lowest measured loss -> fix E at a known floor (fix_e) or add runs at larger N and D",
+    "NOPT_SCATTER": "the isoFLOP optima scatter about the power law more than their bootstrap "
+    "errors allow; the exponent intervals are widened -> look for slices trained differently",
     "SLICE_SPREAD": "a slice's runs differ a lot in compute -> pass budget_col or narrow gap_dex",
     "APPROACHES_DISAGREE": "approach-2 and approach-3 optima differ beyond their intervals -> "
     "trust neither blindly; add runs near the optimum",

@@ -1,6 +1,7 @@
 """`scalelab fit chinchilla` and `scalelab propose size`: compute-optimal model size.
 
     scalelab fit chinchilla TABLE.csv [--approach 2|3|both] [--compute 6ND|flops_per_token|total]
+        [--window-dex 0.6] [--keep-unbracketed] [--fix-e E | --e-floor E]
         [--out FIT.json] [--plot FIT.png]
     scalelab fit chinchilla --runs DIR [...]          # a study folder's runs.parquet
     scalelab propose size --fit FIT.json --flops C [--out SIZE.json]
@@ -80,7 +81,7 @@ def print_fits(console, res) -> None:
             f"{i['rows_dropped_status']} by status, {i['rows_dropped_invalid']} invalid"
         )
     if iso is not None:
-        t = Table(title="Approach 2: isoFLOP parabolas in ln N (95% delta-method N_opt)")
+        t = Table(title="Approach 2: isoFLOP parabolas near each minimum (95% delta-method N_opt)")
         for c in ISO_COLUMNS:
             t.add_column(c, justify="right")
         for s in iso.slices:
@@ -94,13 +95,17 @@ def print_fits(console, res) -> None:
                 f"{s['loss_min']:.4f}",
                 "extrapolated" if s["extrapolated"] else "",
             )
+        for s in iso.dropped:
+            t.add_row(f"{s['flops']:.3g}", str(s["n_points"]), f"{s['n_min']:.3g}-{s['n_max']:.3g}",
+                      "-", "-", "-", "-", "left out: not bracketed")  # fmt: skip
         console.print(t)
         p, iv = iso.params, iso.intervals
         console.print(
             f"approach 2: N_opt = {p['n_coef']:.4g}·C^{p['n_exponent']:.4f} "
             f"(exponent 95% {_interval(iv['n_exponent'])}), D_opt = {p['d_coef']:.4g}·"
             f"C^{p['d_exponent']:.4f} ({_interval(iv['d_exponent'])}); "
-            f"{iso.info['compute_convention']}; slicing {iso.info['slicing']}"
+            f"{iso.info['compute_convention']}; slicing {iso.info['slicing']}; window: "
+            f"{iso.info.get('window', 'every run')}; intervals: {iso.info['interval_method']}"
         )
     if cmp is not None:
         t = Table(title="Approach 2 vs 3: N* per budget")
@@ -212,7 +217,38 @@ def fit_chinchilla(
             help="Approach 2: drop a slice with < 3 sizes or no minimum (SLICE_SKIPPED warning).",
         ),
     ] = False,
-    n_boot: Annotated[int, typer.Option("--n-boot", help="Approach-3 bootstrap resamples.")] = 1000,
+    window_dex: Annotated[
+        float,
+        typer.Option(
+            "--window-dex",
+            help="Approach 2: fit each parabola to the sizes within this many decades of N of "
+            "the slice's lowest loss (at least 5 sizes); 0 = every run of the slice.",
+        ),
+    ] = 0.6,
+    keep_unbracketed: Annotated[
+        bool,
+        typer.Option(
+            "--keep-unbracketed",
+            help="Approach 2: use a slice whose lowest loss is at its smallest or largest size "
+            "(left out by default, OPTIMUM_NOT_BRACKETED).",
+        ),
+    ] = False,
+    fix_e: Annotated[
+        float | None,
+        typer.Option(
+            "--fix-e", help="Approach 3: hold E (irreducible loss, nats/token) at this value."
+        ),
+    ] = None,
+    e_floor: Annotated[
+        float | None,
+        typer.Option(
+            "--e-floor",
+            help="Approach 3: the known lowest possible loss; E_IMPLAUSIBLE when E is below it.",
+        ),
+    ] = None,
+    n_boot: Annotated[
+        int, typer.Option("--n-boot", help="Bootstrap resamples (both approaches).")
+    ] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
     out: Annotated[Path | None, typer.Option("--out", help="Write FIT.json here.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="PNG: isoFLOP curves, N*(C).")] = None,
@@ -229,6 +265,11 @@ def fit_chinchilla(
         raise UserError(f"--params {params!r}: use total or non_embedding")
     if n_boot < 0:
         raise UserError(f"--n-boot {n_boot}: must be >= 0 (0 = no intervals)")
+    if not (math.isfinite(window_dex) and window_dex >= 0):
+        raise UserError(f"--window-dex {window_dex}: must be >= 0 (0 = every run)")
+    for v, option in ((fix_e, "--fix-e"), (e_floor, "--e-floor")):
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise UserError(f"{option} {v}: must be finite and > 0 (nats/token)")
     for path, option in ((out, "--out"), (plot, "--plot")):
         if path is not None:
             check_writable(path, option)
@@ -244,6 +285,10 @@ def fit_chinchilla(
         seed=seed,
         skip_bad_slices=skip_bad_slices,
         info=inp.info,
+        window_dex=window_dex or None,
+        keep_unbracketed=keep_unbracketed,
+        fix_e=fix_e,
+        e_floor=e_floor,
     )
     console = make_console()
     print_fits(console, res)
