@@ -130,7 +130,9 @@ def after(root: Path) -> None:
 
     res = sl.fit_capacity(root, bound_frac=0.9)
     res.to_json(root / "capacity.json")
-    plot_capacity_study(list(res.trials), res.ratio.get("estimate"), root / "capacity.png")
+    plot_capacity_study(
+        list(res.trials), res.ratio.get("estimate"), root / "capacity.png", result=res
+    )
     for g in res.groups:
         lo, hi = g["interval"] or (None, None)
         r = "-" if g["estimate"] is None else f"{g['estimate']:.3f} [{lo:.3f}, {hi:.3f}]"

@@ -56,7 +56,7 @@ def after(root):
     )
     fit = sl.fit_multipower(curves)
     fit.to_json(root / "mpl_fit.json")
-    plot_curves(curves, fit.params, root / "mpl_fit.png", law=fit.law)
+    plot_curves(curves, fit.params, root / "mpl_fit.png", law=fit.law, fit=fit)
     prop = sl.propose_schedule(root / "mpl_fit.json", STEPS, PEAK, warmup_steps=WARMUP)
     prop.to_json(root / "proposed_schedule.json")
     plot_proposal(prop, root / "proposed_schedule.png")

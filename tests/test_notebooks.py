@@ -100,6 +100,14 @@ def test_multipower_fits_predicts_proposes_and_closes_the_loop(monkeypatch):
     assert all(p in html for p in ("L0", "alpha", "gamma"))  # the parameter table
     assert "PARAM_AT_BOUND" in text  # the fit's diagnostics are shown
     assert re.search(r"proposed: 0\.\d+ \(0\.\d+, 0\.\d+\)", text)  # with its interval
+    # a held-out schedule's last step with its prediction interval, and the back-test
+    assert re.search(
+        r"wsd\S+ at step 200: predicted 0\.\d+, 90% prediction interval \[0\.\d+, 0\.\d+\]; "
+        r"measured 0\.\d+ \((inside|outside)\)",
+        text,
+    )
+    assert re.search(r"\d+% of \d+ held-out points inside the 90% prediction intervals", text)
+    assert "held-out schedules" in html and "steps &gt; 100" in html  # coverage per split
     assert "closed loop (study_quickstart_validate)" in text
     assert all(s in html for s in ("proposed", "cosine", "wsd"))  # predicted vs measured
     assert images == 3  # fit and prediction, schedules, predicted vs measured
@@ -113,6 +121,10 @@ def test_critical_batch_recovers_the_fixture_b_crit(monkeypatch):
     assert len(re.findall(r"^6K/D=\S+: B_crit = 40\.0 \[", text, re.M)) == 3
     assert len(re.findall(r"^14K/D=\S+: B_crit = 60\.0 \[", text, re.M)) == 3
     assert images == 1 and "params" in text and "steps to target" in text
+    assert re.search(r"CBS at N = 27,888: [\d.]+ sequences, 90% prediction interval \[", text)
+    assert "EXTRAPOLATION (params N)" in text
+    # two model sizes cannot be back-tested: the library's one-line refusal is shown
+    assert "no back-test: backtest cbs: 2 model sizes" in text
 
 
 def test_capacity_reports_r_with_its_interval(monkeypatch):
@@ -123,6 +135,9 @@ def test_capacity_reports_r_with_its_interval(monkeypatch):
     for trial in pl.read_parquet(DATA / "study_capacity" / "runs.parquet")["trial"]:
         assert trial in html  # the per-trial bits table
     assert images == 1
+    assert re.search(r"bits at P = 66,000 \(max 56,034\): [\d,]+, 90% prediction interval", text)
+    assert re.search(r"\d+% of 4 held-out points inside the 90% prediction intervals", text)
+    assert "TOO_FEW_POINTS" in text  # the back-test says 4 points cannot tell 90% from 80%
 
 
 @pytest.mark.parametrize("name", ALL)

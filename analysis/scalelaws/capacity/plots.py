@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from scalelaws.capacity.law import CapacityFit, capacity_law  # noqa: E402
-from scalelaws.core.figures import diagnostics_box, save  # noqa: E402
+from scalelaws.core.figures import band, band_label, diagnostics_box, save  # noqa: E402
 
 
 def plot_capacity(params, bits, max_bits, fit: CapacityFit, path: str | Path) -> Path:
@@ -37,13 +37,22 @@ def plot_capacity(params, bits, max_bits, fit: CapacityFit, path: str | Path) ->
 
 
 def plot_capacity_study(
-    trials: list[dict], ratio: float | None, path: str | Path, diagnostics=()
+    trials: list[dict],
+    ratio: float | None,
+    path: str | Path,
+    diagnostics=(),
+    *,
+    result=None,
+    level: float = 0.9,
 ) -> Path:
     """Capacity study (Allen-Zhu & Li, Fig. 1): left, bits vs P per (data, N), with max bits per
     N, the 2 bits/param line and the fitted R·P; right, R = bits/P vs R_max = max bits/P (R can
     never exceed R_max: points on the diagonal store everything). Marker: exposures.
 
-    trials: dicts with params, bits, max_bits, n_people, exposures, data."""
+    trials: dicts with params, bits, max_bits, n_people, exposures, data. result: the
+    CapacityResult behind `ratio`; with it, R·P gets the shaded `level` prediction interval of
+    a new trial (`result.prediction` at the largest max bits) where the law is R·P, i.e. below
+    that cap; none when R is not fitted."""
     groups = sorted({(t["data"], t["n_people"]) for t in trials})
     exposures = sorted({t["exposures"] for t in trials}, reverse=True)
     markers = dict(zip(exposures, "os^vDP*", strict=False))
@@ -67,6 +76,11 @@ def plot_capacity_study(
     ax.plot(grid, 2 * grid, "k:", lw=1, label="2 bits/param")
     if ratio is not None and np.isfinite(ratio):
         ax.plot(grid, ratio * grid, "k--", lw=1, label=f"fit R = {ratio:.2f}")
+        cap = max(t["max_bits"] for t in trials)
+        pred = _ratio_band(result, grid, cap, level)
+        if pred is not None:
+            below = np.asarray(pred.point) < cap  # where the law is R·P, not the cap
+            band(ax, grid, pred, "k", label=band_label(pred, "R·P, new trial"), where=below)
     ax.set(xscale="log", yscale="log", xlabel="parameters P (used embedding rows)")
     ax.set(ylabel="bits stored (dotted: max per N)", title="bits vs P")
     ax.legend(fontsize=7)
@@ -81,3 +95,13 @@ def plot_capacity_study(
     ax2.legend(fontsize=7)
     diagnostics_box(fig, diagnostics)
     return save(fig, path, dpi=120)
+
+
+def _ratio_band(result, grid, max_bits, level):
+    """result.prediction(grid, max_bits), or None without a result or when R is not fitted."""
+    if result is None:
+        return None
+    try:
+        return result.prediction(grid, max_bits, level=level)
+    except ValueError:  # fewer than 2 capacity-bound trials at that exposure count
+        return None

@@ -1,5 +1,6 @@
 """Figure helpers every law's plots use: the pyplot handle (Agg), legends, the diagnostics box,
-and saving (matplotlib is imported inside the functions, so importing this module is cheap)."""
+prediction bands, and saving (matplotlib is imported inside the functions, so importing this
+module is cheap)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,30 @@ def legend(ax, n: int) -> None:
         ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     elif n:
         ax.legend(fontsize=7)
+
+
+BAND_GID = "prediction-band"  # the gid of every band drawn by `band` (see `bands`)
+
+
+def band(ax, x, prediction, color, label: str | None = None, alpha: float = 0.18, where=None):
+    """Shade a core Prediction's interval [lo, hi] over `x` (the inputs it was made at, on the
+    axes' x scale; `where`: only where this mask holds); returns the PolyCollection. Nothing is
+    computed here: lo and hi are the library's, so the figure shows the interval it states."""
+    poly = ax.fill_between(
+        x, prediction.lo, prediction.hi, where=where, color=color, alpha=alpha, lw=0, label=label
+    )
+    poly.set_gid(BAND_GID)
+    return poly
+
+
+def band_label(prediction, what: str = "") -> str:
+    """The legend entry of a band: "90% prediction interval" (+ " (what)")."""
+    return f"{100 * prediction.level:.0f}% prediction interval" + (f" ({what})" if what else "")
+
+
+def bands(fig) -> list:
+    """The prediction bands (`band`) drawn on the figure's axes, in drawing order."""
+    return [c for ax in fig.axes for c in ax.collections if c.get_gid() == BAND_GID]
 
 
 def diagnostics_box(fig, diagnostics: Sequence, limit: int = 6) -> None:

@@ -10,22 +10,38 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from scalelaws.core.figures import diagnostics_box, legend, save  # noqa: E402
+from scalelaws.core.figures import band, band_label, diagnostics_box, legend, save  # noqa: E402
 from scalelaws.critical_batch.law import CBSFit, steps_model  # noqa: E402
+from scalelaws.critical_batch.predict import scaling_prediction  # noqa: E402
 
 
-def plot_cbs(fits: list[CBSFit], scaling: dict, path: str | Path, diagnostics=()) -> Path:
+def plot_cbs(
+    fits: list[CBSFit], scaling: dict, path: str | Path, diagnostics=(), *, level: float = 0.9
+) -> Path:
     """Left: steps to target vs batch size with the fitted S_min + E_min/B per group.
     Right: CBS vs N (and vs D when D varies) with the power-law fits; groups with an infinite
-    CBS (S_min = 0) are left out there. The fit's warnings go in a box under the panels."""
+    CBS (S_min = 0) are left out there. The CBS-vs-N panel shades the `level` prediction
+    interval of a new group's CBS (scalelaws.critical_batch.predict.scaling_prediction over the
+    groups the law was fitted on); none when it cannot be made (< 3 such groups). The fit's
+    warnings go in a box under the panels."""
     import warnings
 
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")  # inf / empty data on log axes: said by the diagnostics
-        return _plot_cbs(fits, scaling, path, diagnostics)
+        return _plot_cbs(fits, scaling, path, diagnostics, level)
 
 
-def _plot_cbs(fits, scaling, path, diagnostics) -> Path:
+def _scaling_band(fits, grid, level):
+    """The CBS-vs-N prediction interval on `grid` from the groups the scaling law used (T(B)
+    fits off their bounds, as critical_batch.checks.scaling selects), or None."""
+    used = [f for f in fits if f.s_min > 0 and f.e_min > 0]
+    try:
+        return scaling_prediction(used, grid, quantity="cbs", level=level)
+    except ValueError:  # too few groups with a finite CBS and a model size
+        return None
+
+
+def _plot_cbs(fits, scaling, path, diagnostics, level) -> Path:
     panels = 1 + sum(k in scaling for k in ("params", "tokens"))
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2), squeeze=False)
     ax = axes[0, 0]
@@ -61,6 +77,9 @@ def _plot_cbs(fits, scaling, path, diagnostics) -> Path:
         err = np.array([[p[1] - p[2][0], p[2][1] - p[1]] for p in pts], float).T
         ax.errorbar(x, y, yerr=np.clip(err, 0, None), fmt="o", capsize=3)
         grid = np.geomspace(x.min(), x.max(), 100)
+        pred = _scaling_band(fits, grid, level) if key == "params" else None
+        if pred is not None:
+            band(ax, grid, pred, "0.5", label=band_label(pred, "CBS of a new group"))
         ax.plot(
             grid,
             law.coef * (grid / law.x_unit) ** law.exponent,

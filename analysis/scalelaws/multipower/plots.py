@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scalelaws.core.figures import diagnostics_box, legend, pyplot, save
+from scalelaws.core.figures import band, band_label, diagnostics_box, legend, pyplot, save
 
 
 def plot_curves(
@@ -20,10 +20,19 @@ def plot_curves(
     law: str = "multipower",
     title: str = "",
     diagnostics: Sequence = (),
+    *,
+    fit=None,
+    band_roles: Sequence[str] = ("test",),
+    level: float = 0.9,
 ) -> Path:
     """Top: measured loss (dots) and the law (line, evaluated at every step on a dense grid, not
     interpolated between measurements) per curve; bottom: residuals y − ŷ at the measured steps
-    (markers only). Many curves put the legend beside the axes; the fit's warnings go in a box."""
+    (markers only). Many curves put the legend beside the axes; the fit's warnings go in a box.
+
+    fit: the MultipowerFit behind `params`; when it has bootstrap refits, the curves whose role
+    is in `band_roles` (default the held-out test curves; ("fit", "test") for all) get the
+    shaded `level` prediction interval of `fit.prediction` on the same grid. Without a fit or
+    without refits: lines only (the title says which)."""
     from scalelaws.multipower.law import predict
 
     plt = pyplot()
@@ -33,6 +42,8 @@ def plot_curves(
     )  # fmt: skip
     cmap = plt.cm.tab10 if len(curves) <= 10 else plt.cm.viridis
     colors = cmap(np.linspace(0, 1, max(len(curves), 1)))
+    shade = fit is not None and bool(fit.bootstrap_params)
+    shaded = 0
     for cv, col in zip(curves, colors, strict=False):
         steps = np.asarray(cv.steps)
         dense = np.unique(np.linspace(steps.min(), steps.max(), 400).astype(int))
@@ -40,10 +51,21 @@ def plot_curves(
         ax.plot(steps, cv.loss, ".", ms=2, color=col, alpha=0.6)
         ax.plot(dense, predict(params, cv.lr, dense, law), style, lw=1, color=col,
                 label=f"{cv.name} ({cv.role})")  # fmt: skip
+        if shade and cv.role in band_roles:
+            pred = fit.prediction(cv.lr, dense, level=level)
+            band(ax, dense, pred, col, label=None if shaded else band_label(pred))
+            shaded += 1
         axr.plot(steps, cv.loss - predict(params, cv.lr, steps, law), ".", ms=2, color=col)
     ax.set_ylabel("loss")
-    ax.set_title(title or f"{law}: measured (dots) vs law (lines; dashed = test)")
-    legend(ax, len(curves))
+    what = f"{law}: measured (dots) vs law (lines; dashed = test)"
+    if shaded:
+        roles = " and ".join(band_roles)
+        what += (f"\nshaded: {100 * level:.0f}% prediction interval of the {roles} curves "
+                 f"({len(fit.bootstrap_params)} bootstrap refits + residual scatter)")  # fmt: skip
+    elif fit is not None and not shade:
+        what += "\nno prediction interval: the fit has no bootstrap refits"
+    ax.set_title(title or what, **({"fontsize": 9} if "\n" in (title or what) else {}))
+    legend(ax, len(curves) + (shaded > 0))
     axr.axhline(0, color="k", lw=0.5)
     axr.set_xlabel("step")
     axr.set_ylabel("y − ŷ")

@@ -156,9 +156,11 @@ def plot_predicted_vs_measured(table: pl.DataFrame, ax=None):
 def result_png(finding, study: Study) -> bytes | None:
     """The figure of a result (scalelaws.study.findings.Finding): the PNG its hook wrote beside the
     JSON, else drawn from the JSON for a proposal (schedules) or a multi-power fit (the study's
-    curves against the law's prediction); None otherwise. No fitting."""
+    curves against the law's prediction, with the prediction band of the test curves when the
+    JSON holds bootstrap refits); None otherwise. No fitting."""
     if finding.figure is not None:
         return finding.figure.read_bytes()
+    from scalelaws.multipower.fit import MultipowerFit
     from scalelaws.multipower.plots import plot_curves, plot_proposal
     from scalelaws.multipower.schedule import ScheduleProposal
 
@@ -169,7 +171,8 @@ def result_png(finding, study: Study) -> bytes | None:
             if finding.is_proposal:
                 plot_proposal(ScheduleProposal.from_dict(doc), path)
             elif doc.get("law") and doc.get("curves"):
-                plot_curves(_mpl_curves(doc, study), doc["params"], path, law=doc["law"])
+                fit = MultipowerFit.from_dict(doc)  # its bootstrap refits: the bands
+                plot_curves(_mpl_curves(doc, study), doc["params"], path, law=doc["law"], fit=fit)
             else:
                 return None
             return path.read_bytes()

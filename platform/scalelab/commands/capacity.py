@@ -107,7 +107,11 @@ def capacity(
         from scalelaws.capacity.plots import plot_capacity_study
 
         plot_capacity_study(
-            list(res.trials), res.ratio.get("estimate"), plot, diagnostics=res.diagnostics
+            list(res.trials),
+            res.ratio.get("estimate"),
+            plot,
+            diagnostics=res.diagnostics,
+            result=res,
         )
         console.print(f"plot: {plot}")
     console.print(f"wrote {out}")

@@ -166,7 +166,7 @@ def fit_multipower(
     if plot is not None:
         from scalelaws.multipower.plots import plot_curves
 
-        plot_curves(curves, res.params, plot, law=res.law, diagnostics=res.diagnostics)
+        plot_curves(curves, res.params, plot, law=res.law, diagnostics=res.diagnostics, fit=res)
         typer.echo(f"wrote {plot}")
 
 
