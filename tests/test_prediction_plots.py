@@ -143,3 +143,14 @@ def test_capacity_figure_shades_r_times_p_below_the_cap(tmp_path, drawn):
     np.testing.assert_allclose(hi, pred.hi, rtol=1e-9)
     assert hi.max() <= cap  # only where the law is R·P, not the cap
     assert xs.max() < max(t["params"] for t in res.trials) * 1.5  # stops before the grid's end
+
+
+@pytest.mark.parametrize("name", ["study_cbs", "study_capacity"])
+def test_report_draws_cbs_and_capacity_fits_with_their_bands(name, drawn):
+    from scalelaws.study.findings import find_results
+    from scalelaws.study.plots import result_png
+
+    (found,) = find_results(DATA / name)
+    assert result_png(found, sl.load_study(DATA / name))[:4] == b"\x89PNG"
+    (fig,) = drawn
+    assert len(figures.bands(fig)) == 1

@@ -155,9 +155,10 @@ def plot_predicted_vs_measured(table: pl.DataFrame, ax=None):
 
 def result_png(finding, study: Study) -> bytes | None:
     """The figure of a result (scalelaws.study.findings.Finding): the PNG its hook wrote beside the
-    JSON, else drawn from the JSON for a proposal (schedules) or a multi-power fit (the study's
+    JSON, else drawn from the JSON for a proposal (schedules), a multi-power fit (the study's
     curves against the law's prediction, with the prediction band of the test curves when the
-    JSON holds bootstrap refits); None otherwise. No fitting."""
+    JSON holds bootstrap refits), a CBS fit (plot_cbs, with the CBS-vs-N prediction band) or a
+    capacity fit (plot_capacity_study, with the R·P band); None otherwise. No fitting."""
     if finding.figure is not None:
         return finding.figure.read_bytes()
     from scalelaws.multipower.fit import MultipowerFit
@@ -173,6 +174,19 @@ def result_png(finding, study: Study) -> bytes | None:
             elif doc.get("law") and doc.get("curves"):
                 fit = MultipowerFit.from_dict(doc)  # its bootstrap refits: the bands
                 plot_curves(_mpl_curves(doc, study), doc["params"], path, law=doc["law"], fit=fit)
+            elif finding.kind == "cbs":
+                from scalelaws.critical_batch.fit import CBSResult
+                from scalelaws.critical_batch.plots import plot_cbs
+
+                res = CBSResult.from_dict(doc)
+                plot_cbs(list(res.groups), res.scaling, path)
+            elif finding.kind == "capacity":
+                from scalelaws.capacity.fit import CapacityResult
+                from scalelaws.capacity.plots import plot_capacity_study
+
+                res = CapacityResult.from_dict(doc)
+                ratio = res.ratio.get("estimate")
+                plot_capacity_study(list(res.trials), ratio, path, result=res)
             else:
                 return None
             return path.read_bytes()
