@@ -32,11 +32,10 @@ def plot_cbs(
 
 
 def _scaling_band(fits, grid, level):
-    """The CBS-vs-N prediction interval on `grid` from the groups the scaling law used (T(B)
-    fits off their bounds, as critical_batch.checks.scaling selects), or None."""
-    used = [f for f in fits if f.s_min > 0 and f.e_min > 0]
+    """The CBS-vs-N prediction interval on `grid` (over the groups the scaling law used), or
+    None."""
     try:
-        return scaling_prediction(used, grid, quantity="cbs", level=level)
+        return scaling_prediction(fits, grid, quantity="cbs", level=level)
     except ValueError:  # too few groups with a finite CBS and a model size
         return None
 

@@ -24,10 +24,16 @@ QUANTITIES = ("cbs", "b_crit")
 
 
 def _usable(groups, quantity: str):
+    """The groups the scaling law is fitted on (checks.scaling): a finite positive quantity, a
+    model size, and a T(B) fit not at a bound (S_min or E_min = 0 measured no CBS)."""
     out = [
         g
         for g in groups
-        if g.params is not None and np.isfinite(getattr(g, quantity)) and getattr(g, quantity) > 0
+        if g.params is not None
+        and np.isfinite(getattr(g, quantity))
+        and getattr(g, quantity) > 0
+        and g.s_min > 0
+        and g.e_min > 0
     ]
     if len(out) < 3:
         raise ValueError(
