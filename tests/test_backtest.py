@@ -201,7 +201,7 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
         (["backtest", tmp_path / "one.csv"], "1 model sizes"),
         (["backtest", nan], "a.csv"),
         (["backtest", tmp_path / "missing"], "does not exist"),
-        (["backtest", DATA / "study_cbs", "--law", "chinchilla"], "--law"),
+        (["backtest", DATA / "study_cbs", "--law", "kaplan"], "--law"),
         (["backtest", DATA / "study_cbs", "--level", "1.5"], "level=1.5"),
     ]
     for argv, want in cases:

@@ -107,6 +107,24 @@ class ChinchillaFit(Result):
             for name, v in (("n", n), ("d", d), ("tokens_per_param", d / n), ("loss", loss))
         }
 
+    def prediction(self, n=None, d=None, *, flops=None, quantity: str | None = None,
+                   level: float = 0.9, seed: int = 0):  # fmt: skip
+        """A core Prediction with `level` intervals (scalelaws.chinchilla.predict): the loss of
+        a run at (n, d) (bootstrap parameter sets plus a resampled log residual), or with
+        `flops` the compute-optimal N* (quantity "n", the default), D* ("d") at that budget
+        (bootstrap parameter sets: the optimum's own uncertainty), or the loss of a run trained
+        there ("loss")."""
+        from scalelaws.chinchilla.predict import loss_prediction, optimum_prediction
+
+        if flops is not None:
+            if n is not None or d is not None:
+                raise ValueError("prediction: give (n, d) for a loss, or flops for N*, D*")
+            q = quantity or "n"
+            return optimum_prediction(self, flops, quantity=q, level=level, seed=seed)
+        if n is None or d is None or quantity not in (None, "loss"):
+            raise ValueError("prediction: the loss takes both n and d; N*, D* take flops=")
+        return loss_prediction(self, n, d, level=level, seed=seed)
+
 
 # --------------------------------------------------------------------------- fit
 

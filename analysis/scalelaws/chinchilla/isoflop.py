@@ -75,7 +75,9 @@ class IsoFLOPFit(Result):
     (bootstrap, info interval_method). slices: one dict per budget used (flops, n_opt and its
     delta-method interval n_opt_lo/hi, its bootstrap interval n_opt_boot_lo/hi, ln_n_opt_sd,
     weight, d_opt, loss_min, curvature, the window fitted, bracketed, extrapolated, ...).
-    dropped: the slices left out of the exponents (label, flops, N range, reason)."""
+    dropped: the slices left out of the exponents (label, flops, N range, reason). samples:
+    the bootstrap refits (n_exponent, ln n_coef, d_exponent, ln d_coef), before the widening by
+    metrics interval_scale, kept for prediction intervals at new budgets (empty with n_boot=0)."""
 
     params: dict[str, float]
     intervals: dict[str, tuple[float, float]]
@@ -84,6 +86,7 @@ class IsoFLOPFit(Result):
     info: dict[str, Any]
     slices: tuple[dict[str, Any], ...] = ()
     dropped: tuple[dict[str, Any], ...] = ()
+    samples: tuple[tuple[float, ...], ...] = ()
 
     def predict(self, flops) -> tuple[np.ndarray, np.ndarray]:
         """(N_opt, D_opt) at training compute `flops`."""
@@ -107,6 +110,14 @@ class IsoFLOPFit(Result):
             out[key] = np.exp(ci.T)
         return out
 
+    def prediction(self, flops, *, quantity: str = "n", level: float = 0.9, seed: int = 0):
+        """N_opt (quantity "n") or D_opt ("d") at training compute `flops` with `level`
+        prediction intervals for a new slice's fitted optimum: a core Prediction (bootstrap
+        draws of the power law plus the slices' scatter about it; scalelaws.chinchilla.predict)."""
+        from scalelaws.chinchilla.predict import isoflop_prediction
+
+        return isoflop_prediction(self, flops, quantity=quantity, level=level, seed=seed)
+
 
 def _power_laws(fits: list[SliceFit], n_boot: int, seed: int, robust: bool):
     """(params, intervals, metrics, diagnostics, info) of N_opt ∝ C^a and D_opt ∝ C^b from the
@@ -127,7 +138,8 @@ def _power_laws(fits: list[SliceFit], n_boot: int, seed: int, robust: bool):
             out[f"r2_{key}"] = float(res.rsquared)
         for f in fits:
             f.row["weight"] = 1.0 / len(fits)
-        return params, intervals, out, diags, "OLS of ln N_opt and ln D_opt on ln C, t intervals"
+        how = "OLS of ln N_opt and ln D_opt on ln C, t intervals"
+        return params, intervals, out, diags, how, ()
     rng = np.random.default_rng(seed)
     sds, z = noise_scales(fits)
     bn = np.array([draws(f, v, z, n_boot, rng, robust) for f, v in zip(fits, sds, strict=True)])
@@ -152,10 +164,11 @@ def _power_laws(fits: list[SliceFit], n_boot: int, seed: int, robust: bool):
     bd = np.array(
         [c - np.polyval(f.row["fpt_fit"], b) for f, c, b in zip(fits, lc, bn, strict=True)]
     )
-    scatter = {}
+    scatter, kept = {}, []
     for key, y, yb in (("n", ln["n"], bn), ("d", ln["d"], bd)):
         slope, icpt = _wls(lc, y, w)
         sb, ib = _wls(lc, yb, w)
+        kept += [sb, ib]
         chi2 = float(w @ (y - slope * lc - icpt) ** 2)
         red = chi2 / (len(fits) - 2)
         grow = max(1.0, float(np.sqrt(red)))
@@ -186,7 +199,8 @@ def _power_laws(fits: list[SliceFit], n_boot: int, seed: int, robust: bool):
         "squares of ln N_opt and ln D_opt on ln C, weights 1/var(ln N_opt) (bootstrap, floored at "
         "0.2x the median sd); 95% percentile intervals widened by max(1, sqrt(chi2/dof))"
     )
-    return params, intervals, out, diags, how
+    samples = tuple(tuple(float(v) for v in row) for row in np.column_stack(kept))
+    return params, intervals, out, diags, how, samples
 
 
 def fit_isoflop(
@@ -269,7 +283,7 @@ def fit_isoflop(
             "bracketed: add sizes past their ends, or pass keep_unbracketed); add budgets, "
             "or pass budget_col"
         )
-    params, intervals, fit_metrics, more, how = _power_laws(fits, n_boot, seed, robust)
+    params, intervals, fit_metrics, more, how, samples = _power_laws(fits, n_boot, seed, robust)
     diags += more
     for key in ("n", "d"):
         diags += wide_interval(f"{key}_exponent", params[f"{key}_exponent"],
@@ -312,4 +326,5 @@ def fit_isoflop(
         info=info,
         slices=tuple(rows),
         dropped=tuple(dropped),
+        samples=samples,
     )

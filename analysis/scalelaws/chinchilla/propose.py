@@ -140,7 +140,8 @@ def compare_approaches(iso: IsoFLOPFit, surf: ChinchillaFit) -> Comparison:
 @dataclass(frozen=True)
 class SizeProposal(Result):
     """Compute-optimal size for one budget. params: flops, n, d (= tokens, float), tokens
-    (rounded), tokens_per_param, and loss (approach 3 only); intervals 95%."""
+    (rounded), tokens_per_param, and loss (approach 3 only); intervals at info level (95% by
+    default), what they hold in info interval_method."""
 
     params: dict[str, float]
     intervals: dict[str, tuple[float, float]]
@@ -156,9 +157,12 @@ class SizeProposal(Result):
 Proposal = SizeProposal  # the name before scalelaws.chinchilla had a propose module
 
 
-def propose_size(fit: ChinchillaFit | IsoFLOPFit, flops: float) -> SizeProposal:
+def propose_size(
+    fit: ChinchillaFit | IsoFLOPFit, flops: float, *, level: float = 0.95, seed: int = 0
+) -> SizeProposal:
     """The compute-optimal N and D (tokens) for a training budget of `flops` FLOPs (in the
-    fit's own convention), with 95% intervals and the distance in decades outside the fitted
+    fit's own convention), with `level` prediction intervals (scalelaws.chinchilla.predict;
+    info interval_method says what each holds) and the distance in decades outside the fitted
     compute range (EXTRAPOLATION warning when outside)."""
     flops = float(flops)
     if not (math.isfinite(flops) and flops > 0):
@@ -166,17 +170,22 @@ def propose_size(fit: ChinchillaFit | IsoFLOPFit, flops: float) -> SizeProposal:
     if not isinstance(fit, ChinchillaFit | IsoFLOPFit):
         raise TypeError(f"propose_size takes a ChinchillaFit or IsoFLOPFit, not {type(fit)}")
     n, d = (float(v[0]) for v in fit.optimal(flops))
-    ci = fit.optimal_intervals(flops)
     params = {"flops": flops, "n": n, "d": d, "tokens": int(round(d)), "tokens_per_param": d / n}
-    intervals = {"n": tuple(ci["n"][:, 0]), "d": tuple(ci["d"][:, 0])}
-    intervals["tokens_per_param"] = (
-        tuple(ci["tokens_per_param"][:, 0])
-        if "tokens_per_param" in ci
-        else (intervals["d"][0] / intervals["n"][1], intervals["d"][1] / intervals["n"][0])
-    )
+    intervals: dict[str, tuple] = {}
     if isinstance(fit, ChinchillaFit):
-        params["loss"] = float(fit.predict(n, d)[0])
-        intervals["loss"] = tuple(ci["loss"][:, 0])
+        ci = fit.optimal_intervals(flops, level)  # NaN without samples
+        intervals = {k: tuple(ci[k][:, 0]) for k in ("n", "d", "tokens_per_param")}
+        loss = fit.prediction(flops=flops, quantity="loss", level=level, seed=seed)
+        params["loss"] = float(loss.point[0])
+        intervals["loss"] = (loss.lo[0], loss.hi[0])
+    else:
+        for k in ("n", "d"):
+            p = fit.prediction(flops, quantity=k, level=level, seed=seed)
+            intervals[k] = (p.lo[0], p.hi[0])
+        intervals["tokens_per_param"] = (
+            intervals["d"][0] / intervals["n"][1],
+            intervals["d"][1] / intervals["n"][0],
+        )
     intervals = {k: (float(v[0]), float(v[1])) for k, v in intervals.items()}
     lo, hi = fit.info["flops_range"]
     dist = math.log10(flops / hi) if flops > hi else math.log10(flops / lo) if flops < lo else 0.0
@@ -203,10 +212,16 @@ def propose_size(fit: ChinchillaFit | IsoFLOPFit, flops: float) -> SizeProposal:
             "compute_convention": fit.info["compute_convention"],
             "flops_range": [lo, hi],
             "extrapolation_decades": dist,
-            "interval_method": "bootstrap percentiles of the closed form"
-            if approach == 3
-            else "OLS confidence interval of the fitted power laws",
-            "tokens_per_param_interval": "bootstrap" if approach == 3 else "from N and D bounds",
+            "level": level,
+            "interval_method": (
+                "n, d, tokens_per_param: bootstrap percentiles of the closed-form optimum (the "
+                "law's optimum); loss: prediction interval of a run trained there (bootstrap "
+                "parameter sets plus a resampled log residual)"
+                if approach == 3
+                else "n, d: prediction intervals of a new slice's fitted optimum (bootstrap "
+                "draws of the power law plus the slices' scatter about it); tokens_per_param: "
+                "from the n and d bounds"
+            ),
             "fit_warnings": sorted({x.code for x in fit.warnings}),
         },
     )

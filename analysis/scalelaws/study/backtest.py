@@ -9,7 +9,10 @@ Splits per law:
 - cbs: rolling largest scales: fit on the k smallest model sizes (k = 3 .. n − 1), predict
   every larger group's CBS and its steps to target at each batch size;
 - capacity: rolling largest P: per exposure count, fit R on the trials below the k-th
-  largest P, predict the bits of those at or above it.
+  largest P, predict the bits of those at or above it;
+- chinchilla: rolling largest FLOP budgets: approach 3's loss of every held-out run, approach
+  2's N_opt of every held-out isoFLOP slice (scalelaws.study.backtest_chinchilla); calibrated
+  per quantity, each diagnostic naming its quantity.
 
     bt = backtest(["cosine.csv", "constant.csv"], test=["wsd.csv"], warmup_steps=2160)
     bt.metrics["coverage"], bt.metrics["median_rel_error"], bt.worst, bt.diagnostics
@@ -17,7 +20,7 @@ Splits per law:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,7 @@ from scalelaws.core.diagnostics import Diagnostic
 from scalelaws.core.prediction import check_level
 from scalelaws.core.result import Result
 
-LAWS = ("multipower", "cbs", "capacity")
+LAWS = ("multipower", "cbs", "capacity", "chinchilla")
 MIN_POINTS = 10  # fewer held-out points cannot tell 90% coverage from 80%
 LOW_MARGIN, HIGH_MARGIN = 0.10, 0.07  # nominal 90%: coverage in [80%, 97%] is calibrated
 MAX_REL_WIDTH = 1.0  # an interval wider than the measured value itself is useless
@@ -63,7 +66,10 @@ def backtest(data, law: str = "multipower", *, level: float = 0.9, **kw) -> Back
     """Back-test `law` on `data` (module doc). multipower: data are fit curves (files, Curves,
     a curves frame or a Study) with test=..., study=, warmup_steps=, step_offset=, loss=,
     cutoffs=(0.5, 0.75), n_boot=20. cbs: a CBSResult, or what fit_cbs takes (table or
-    study=) with its options. capacity: a CapacityResult, or what fit_capacity takes."""
+    study=) with its options. capacity: a CapacityResult, or what fit_capacity takes.
+    chinchilla: a runs frame (with params_col=, tokens_col=, loss_col=, flops_col=), a CSV as
+    `scalelab fit chinchilla` reads it or a study folder, with approach=, folds=3, compute=,
+    budget_col=, n_boot=200, seed= (scalelaws.study.backtest_chinchilla)."""
     level = check_level(level)
     if law not in LAWS:
         raise ValueError(f"law: unknown {law!r}; use one of {', '.join(LAWS)}")
@@ -71,13 +77,23 @@ def backtest(data, law: str = "multipower", *, level: float = 0.9, **kw) -> Back
         rows, info = _multipower(data, level, **kw)
     elif law == "cbs":
         rows, info = _cbs(data, level, **kw)
-    else:
+    elif law == "capacity":
         rows, info = _capacity(data, level, **kw)
+    else:
+        from scalelaws.study.backtest_chinchilla import chinchilla_rows
+
+        rows, info = chinchilla_rows(data, level, **kw)
+        return summarise(law, level, rows, info, by_quantity=True)
     return summarise(law, level, rows, info)
 
 
-def summarise(law: str, level: float, rows: list[dict], info: dict | None = None) -> Backtest:
-    """A Backtest from held-out rows (predicted, lo, hi, measured, split ...)."""
+def summarise(
+    law: str, level: float, rows: list[dict], info: dict | None = None, by_quantity=False
+) -> Backtest:
+    """A Backtest from held-out rows (predicted, lo, hi, measured, split ...). by_quantity:
+    rows of several quantities (loss, N_opt) are calibrated each on its own (metrics
+    coverage[<quantity>], n_points[...], median_rel_error[...]; diagnostics with the quantity
+    as subject)."""
     if not rows:
         raise ValueError(f"backtest {law}: no held-out point; give more scales or curves")
     pred = np.array([r["predicted"] for r in rows], float)
@@ -106,6 +122,21 @@ def summarise(law: str, level: float, rows: list[dict], info: dict | None = None
     worst = rows[int(np.argmax(rel))]
     err = float(np.median(np.abs(pred - meas)))
     diags = calibration(level, metrics, float(np.median(hi - lo)), err)
+    quantities = list(dict.fromkeys(r["quantity"] for r in rows))
+    if by_quantity and len(quantities) > 1:
+        diags = ()
+        for q in quantities:
+            sel = np.array([r["quantity"] == q for r in rows])
+            m = {"coverage": float(covered[sel].mean()), "n_points": int(sel.sum()),
+                 "median_rel_error": float(np.median(rel[sel])),
+                 "worst_rel_error": float(rel[sel].max()),
+                 "median_rel_width": float(np.median(width[sel]))}  # fmt: skip
+            metrics |= {f"{k}[{q}]": v for k, v in m.items() if k != "worst_rel_error"}
+            e = float(np.median(np.abs(pred - meas)[sel]))
+            diags += tuple(
+                replace(d, subject=q)
+                for d in calibration(level, m, float(np.median((hi - lo)[sel])), e)
+            )
     return Backtest(
         law=law,
         level=level,

@@ -4,6 +4,8 @@ schedules, predict those, and report how often the 90% prediction intervals cove
     scalelab backtest results/cbs                       # CBS.json there: the CBS law
     scalelab backtest refdata/multipower/csv_25 --warmup-steps 2160 --step-offset 1 \\
         --test wsd_20000_24000 --test wsdcon_3         # a folder of step,lr,loss CSVs
+    scalelab backtest runs.csv --law chinchilla       # N, D, loss[, flops, budget] as `fit chinchilla`
+    scalelab backtest results/isoflop --law chinchilla --compute flops_per_token  # runs.parquet
 
 Thin: parse → scalelaws.backtest → print → DIR/backtest.json (or --out). The splits and
 diagnostics are described in scalelaws/study/backtest.py (docs/analysis.md "Back-tests").
@@ -18,7 +20,8 @@ import typer
 
 from scalelab.errors import UserError, check_writable
 
-LAWS = ("auto", "multipower", "cbs", "capacity")
+LAWS = ("auto", "multipower", "cbs", "capacity", "chinchilla")
+COMPUTES = ("6ND", "flops_per_token", "total")  # scalelaws.chinchilla.law.COMPUTE
 
 
 def _law(root: Path, law: str) -> str:
@@ -41,6 +44,10 @@ def _data(root: Path, law: str, tests: list[str], kw: dict):
         return root, {}
     if law == "capacity":
         return root, {}
+    if law == "chinchilla":  # read by scalelaws.chinchilla.study.read_runs, as `fit chinchilla`
+        if root.is_dir() and not (root / "runs.parquet").is_file():
+            raise UserError(f"DIR: {root} has no runs.parquet; give it or a runs CSV")
+        return root, {k: kw[k] for k in ("compute", "folds", "approach", "n_boot", "seed")}
     if (root / "runs.parquet").is_file():
         return root, kw
     files = sorted(root.glob("*.csv"))
@@ -70,7 +77,12 @@ def _table(bt):
 
 
 def backtest(
-    root: Annotated[Path, typer.Argument(help="Study folder, or a folder of step,lr,loss CSVs.")],
+    root: Annotated[
+        Path,
+        typer.Argument(
+            help="Study folder, a folder of step,lr,loss CSVs, or a Chinchilla runs CSV."
+        ),
+    ],
     law: Annotated[str, typer.Option(help=f"One of {', '.join(LAWS)}.")] = "auto",
     test: Annotated[
         list[str] | None, typer.Option("--test", help="CSV folder: a held-out schedule (name).")
@@ -80,7 +92,15 @@ def backtest(
     ] = None,
     step_offset: Annotated[int, typer.Option(help="Files: updates = step + offset.")] = 0,
     level: Annotated[float, typer.Option(help="Level of the prediction intervals.")] = 0.9,
-    bootstrap: Annotated[int, typer.Option(help="Multi-power refits per split.")] = 20,
+    bootstrap: Annotated[
+        int | None, typer.Option(help="Refits per split (multipower 20, chinchilla 200).")
+    ] = None,
+    compute: Annotated[
+        str, typer.Option(help=f"chinchilla: FLOPs convention, one of {', '.join(COMPUTES)}.")
+    ] = "6ND",
+    approach: Annotated[str, typer.Option(help="chinchilla: 2, 3 or both.")] = "both",
+    folds: Annotated[int, typer.Option(help="chinchilla: largest budgets held out, 1..k.")] = 3,
+    seed: Annotated[int, typer.Option(help="chinchilla: bootstrap seed.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Default DIR/backtest.json.")] = None,
 ):
     """Coverage of the prediction intervals on held-out scales, horizons and schedules."""
@@ -90,9 +110,15 @@ def backtest(
         raise UserError(f"DIR: {root} does not exist")
     out = out or (root.parent if root.is_file() else root) / "backtest.json"
     check_writable(out, "--out")
+    if compute not in COMPUTES:
+        raise UserError(f"--compute: {compute!r}; use one of {', '.join(COMPUTES)}")
     law = _law(root, law)
-    kw = {"warmup_steps": warmup_steps, "step_offset": step_offset, "n_boot": bootstrap}
+    n_boot = bootstrap if bootstrap is not None else 200 if law == "chinchilla" else 20
+    kw = {"warmup_steps": warmup_steps, "step_offset": step_offset, "n_boot": n_boot,
+          "compute": compute, "approach": approach, "folds": folds, "seed": seed}  # fmt: skip
     data, kw = _data(root, law, list(test or []), kw)
+    if law == "multipower":
+        kw = {k: v for k, v in kw.items() if k in ("warmup_steps", "step_offset", "n_boot", "test")}
 
     from rich.console import Console
 
@@ -107,6 +133,11 @@ def backtest(
         f"{level:.0%}); median relative error {m['median_rel_error']:.3g}, worst "
         f"{m['worst_rel_error']:.3g} ({bt.worst['held_out']} at {bt.worst['x']:g})"
     )
+    for q in dict.fromkeys(r["quantity"] for r in bt.rows) if law == "chinchilla" else ():
+        typer.echo(
+            f"  {q}: coverage {m[f'coverage[{q}]']:.1%} of {m[f'n_points[{q}]']}, median "
+            f"relative error {m[f'median_rel_error[{q}]']:.3g}"
+        )
     print_diagnostics(bt.diagnostics)
     bt.to_json(out)
     typer.echo(f"wrote {out}")
