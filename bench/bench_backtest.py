@@ -34,6 +34,17 @@ def line(name: str, bt, t0: float) -> None:
           f"({time.time() - t0:.0f} s)")  # fmt: skip
 
 
+def chin_lines(name: str, bt, t0: float) -> None:
+    """A Chinchilla back-test per quantity (loss from approach 3, N_opt from approach 2)."""
+    for q in dict.fromkeys(r["quantity"] for r in bt.rows):
+        rows = [r for r in bt.rows if r["quantity"] == q]
+        cov = np.mean([r["covered"] for r in rows])
+        med = np.median([r["rel_error"] for r in rows])
+        codes = ",".join(d.code for d in bt.diagnostics if d.subject == q) or "-"
+        print(f"{name + ' ' + q:<34} coverage {cov:6.1%}  n {len(rows):5d}  median rel "
+              f"{med:.3g}  {codes}  ({time.time() - t0:.0f} s)")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=50)
@@ -63,6 +74,15 @@ def main() -> None:
     line("study_quickstart MPL", sl.backtest(DATA / "study_quickstart"), t0)
     t0 = time.time()
     line("study_capacity", sl.backtest(DATA / "study_capacity", "capacity"), t0)
+    from test_backtest_chinchilla import epoch_runs
+
+    t0 = time.time()
+    chin_lines("Epoch (Hoffmann runs) Chinchilla", sl.backtest(epoch_runs(), law="chinchilla"), t0)
+    porian = pl.read_csv(DATA / "porian2024_isoflop_slices.csv")
+    for config in porian["config"].unique(maintain_order=True):
+        t0 = time.time()
+        runs = porian.filter(pl.col("config") == config).drop("config")
+        chin_lines(f"Porian {config}", sl.backtest(runs, law="chinchilla"), t0)
     from test_backtest import _cbs_table
 
     t0 = time.time()
