@@ -15,6 +15,7 @@ import scalelaws as sl
 from scalelab.cli import main
 from scalelaws.capacity.predict import ratio_prediction
 from scalelaws.core.prediction import Prediction, ols_interval, predictive_interval
+from scalelaws.multipower.curves import read_curve_file
 
 DATA = Path(__file__).parent / "data"
 REF = Path(__file__).resolve().parents[2] / "shared" / "refdata"
@@ -146,6 +147,24 @@ def test_schaipp_held_out_wsd_and_later_steps_are_covered_within_the_band():
     assert 0.80 <= m["coverage"] <= 0.97, m
     assert m["median_rel_error"] < 0.002
     assert not [x for x in bt.diagnostics if x.code in ("OVERCONFIDENT", "UNDERCONFIDENT")]
+
+
+def test_mpl_oob_scaled_residuals_widen_the_interval_by_the_out_of_bag_ratio():
+    d = DATA / "schaipp2025"
+    fits = [d / f"{s}_lr0.0005.csv" for s in ("constant", "cosine")]
+    res = sl.fit_multipower(fits, warmup_steps=300, n_boot=20)
+    scale = res.info["oob_residual_scale"]
+    assert scale > 1 and res.info["oob_points"] > 0  # unseen curves are predicted worse
+    c = read_curve_file(d / "wsd_lr0.0005.csv", warmup_steps=300)
+    base = res.prediction(c.lr, c.steps)
+    oob = res.prediction(c.lr, c.steps, residuals="oob-scaled")
+    assert oob.point == base.point and np.all(oob.width > base.width)
+    assert oob.info["residual_factor"] == pytest.approx(scale)
+    with pytest.raises(ValueError, match="residuals"):
+        res.prediction(c.lr, c.steps, residuals="loo")
+    plain = sl.fit_multipower(fits, warmup_steps=300, n_boot=0)
+    with pytest.raises(ValueError, match="oob-scaled"):
+        plain.prediction(c.lr, c.steps, residuals="oob-scaled")
 
 
 @pytest.mark.skipif(not (REF / "multipower").is_dir(), reason="no shared refdata")

@@ -110,6 +110,21 @@ def test_bootstrap_intervals_cover_truth_and_shrink_with_noise():
         fit(law, x, y, n_boot=5)
 
 
+def test_bootstrap_records_the_groups_each_refit_drew():
+    law = _power_law(True)
+    x, y, groups = _data(noise=0.004, seed=1)
+    res = fit(law, x, y, groups=groups, n_boot=12, seed=3)
+    counts = np.array(res.info["bootstrap_counts"])
+    n_groups = np.unique(groups).size
+    assert counts.shape == (len(res.info["bootstrap_params"]), n_groups)
+    assert np.all(counts.sum(axis=1) == n_groups) and np.any(counts == 0)
+    # the refit of a resample is the fit that weights each group by its count
+    th = law.vector(res.info["bootstrap_params"][0])
+    w = counts[0][np.unique(groups, return_inverse=True)[1]]
+    again = fit(law, x, y, weights=w, starts=[law.vector(res.params)])
+    assert np.allclose(law.vector(again.params), th, rtol=1e-4)
+
+
 def test_fitresult_json_roundtrip(tmp_path):
     x, y, groups = _data()
     res = fit(_power_law(True), x, y, groups=groups, n_boot=5)

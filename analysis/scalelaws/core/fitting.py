@@ -432,7 +432,9 @@ def bootstrap(
 
     A resample weights each point by (its base weight) × (times its group was drawn) and is
     fitted from θ (the full-data fit). Resamples whose fit fails are skipped and counted;
-    RuntimeError if none succeeds. Returns ({name: (lo, hi)}, info with the refits' parameters).
+    RuntimeError if none succeeds. Returns ({name: (lo, hi)}, info with the refits' parameters
+    and, aligned with them, how often each group was drawn: `bootstrap_counts`, groups in
+    sorted order; a group drawn 0 times is out of bag for that refit).
     progress(done, n_boot) is called after each resample (scalelaws.core.progress).
     """
     y = np.asarray(y, float)
@@ -442,7 +444,7 @@ def bootstrap(
     labels, inverse = np.unique(groups, return_inverse=True)
     base = np.ones_like(y) if weights is None else np.asarray(weights, float)
     rng = np.random.default_rng(seed)
-    samples, failed = [], 0
+    samples, drawn, failed = [], [], 0
     done: dict[bytes, np.ndarray | None] = {}  # a resample drawn before: the same refit
     for i in range(n_boot):
         counts = np.bincount(rng.integers(0, labels.size, labels.size), minlength=labels.size)
@@ -456,6 +458,7 @@ def bootstrap(
             failed += 1
         else:
             samples.append(done[key])
+            drawn.append(counts.tolist())
         if progress is not None:
             progress(i + 1, n_boot)
     if not samples:
@@ -472,4 +475,6 @@ def bootstrap(
         "boot_groups": int(labels.size),
         "level": level,
         "bootstrap_params": rep,  # one reported-parameter dict per successful refit
+        # per successful refit: how often each group (sorted labels) was drawn; 0: out of bag
+        "bootstrap_counts": drawn,
     }

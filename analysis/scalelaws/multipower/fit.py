@@ -239,12 +239,21 @@ class MultipowerFit(FitResult):
         """EXTRAPOLATION diagnostics of predict(lr, steps): beyond the fitted steps or LRs."""
         return mplcheck.prediction_extrapolation(self.info.get("fit_range") or {}, lr, steps)
 
-    def prediction(self, lr: np.ndarray, steps=None, *, level: float = 0.9, seed: int = 0):
+    def prediction(
+        self,
+        lr: np.ndarray,
+        steps=None,
+        *,
+        level: float = 0.9,
+        seed: int = 0,
+        residuals: str = "in-sample",
+    ):
         """predict(lr, steps) with `level` prediction intervals: a core Prediction (bootstrap
-        refits plus resampled residuals; scalelaws.multipower.predict)."""
+        refits plus resampled residuals, "in-sample" or "oob-scaled";
+        scalelaws.multipower.predict)."""
         from scalelaws.multipower.predict import mpl_prediction
 
-        return mpl_prediction(self, lr, steps, level=level, seed=seed)
+        return mpl_prediction(self, lr, steps, level=level, seed=seed, residuals=residuals)
 
     @property
     def bootstrap_params(self) -> list[dict[str, float]]:
@@ -296,7 +305,27 @@ def fit_curves(
         theta, fun, _ = minimise(L, De, De.y, [internal_theta(params, De)], weights=w, max_starts=1)
         params = L.reported(theta, De)
         info.update(polished=True, objective=fun)
+    info.update(oob_residuals(fit_cv, info, law))
     return _result(law, params, curves, res.input_hash, info, res.intervals, res.diagnostics)
+
+
+def oob_residuals(fit_cv: Sequence[Curve], info: Mapping, law: str) -> dict:
+    """Out-of-bag scoring of the bootstrap refits: each refit predicts the fit curves it did not
+    draw (exact predict). Returns {} without a bootstrap or out-of-bag curve, else
+    oob_residual_scale = median |y − ŷ| out of bag / median |y − ŷ| of the same refits on the
+    curves they drew (in bag), and oob_points. The medians keep a few refits that cannot pin
+    the law down (one schedule drawn) from ruling the ratio."""
+    params, counts = info.get("bootstrap_params") or [], info.get("bootstrap_counts") or []
+    oob, inb = [], []
+    for p, cnt in zip(params, counts, strict=True):
+        for c, n in zip(fit_cv, cnt, strict=True):
+            r = np.abs(np.asarray(c.loss, float) - predict(p, c.lr, c.steps, law))
+            (inb if n > 0 else oob).append(r)
+    if not oob or not inb:
+        return {}
+    o, i = np.concatenate(oob), np.concatenate(inb)
+    scale = float(np.median(o) / np.median(i)) if np.median(i) > 0 else float("nan")
+    return {"oob_residual_scale": scale, "oob_points": int(o.size)}
 
 
 def evaluation_result(
