@@ -23,7 +23,13 @@ import numpy as np
 
 from scalelaws.chinchilla.law import LAW, optimal
 from scalelaws.core.diagnostics import Diagnostic
-from scalelaws.core.prediction import Prediction, check_level, ols_interval, predictive_interval
+from scalelaws.core.prediction import (
+    Prediction,
+    check_level,
+    ols_interval,
+    predictive_interval,
+    residuals_only,
+)
 
 QUANTITIES = ("n", "d", "loss")
 
@@ -68,15 +74,7 @@ def loss_prediction(fit, n, d, *, level: float = 0.9, seed: int = 0) -> Predicti
     )
     diags = _extrapolation(fit, fit.info["flops_per_nd"] * n * d)
     if draws is None:
-        diags += (
-            Diagnostic(
-                "NO_INTERVAL",
-                "warning",
-                "the fit has no bootstrap samples (n_boot=0): the interval holds the residual "
-                "scatter only",
-                "refit with n_boot > 0",
-            ),
-        )
+        diags += (residuals_only("refit with n_boot > 0"),)
     return Prediction(
         x=np.column_stack([n, d]).tolist(),
         point=point.tolist(),

@@ -53,6 +53,17 @@ class Prediction(Result):
         return np.asarray(self.hi) - np.asarray(self.lo)
 
 
+def residuals_only(fix: str) -> Diagnostic:
+    """NO_INTERVAL for a prediction whose fit kept no bootstrap draws (`fix`: how to refit)."""
+    return Diagnostic(
+        "NO_INTERVAL",
+        "warning",
+        "the fit has no bootstrap refits: the interval holds residual scatter only, no "
+        "parameter uncertainty",
+        fix,
+    )
+
+
 def check_level(level: float) -> float:
     if not (isinstance(level, int | float) and 0 < level < 1):
         raise ValueError(f"level={level}: must lie strictly between 0 and 1 (e.g. 0.9)")

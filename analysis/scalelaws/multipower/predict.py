@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scalelaws.core.diagnostics import Diagnostic
-from scalelaws.core.prediction import Prediction, dof_inflation, predictive_interval
+from scalelaws.core.prediction import Prediction, dof_inflation, predictive_interval, residuals_only
 from scalelaws.multipower.law import predict
 
 RESIDUALS = ("in-sample", "oob-scaled")
@@ -70,15 +69,7 @@ def mpl_prediction(
     )
     diags = tuple(fit.extrapolation(lr, steps))
     if not boots:
-        diags += (
-            Diagnostic(
-                "NO_INTERVAL",
-                "warning",
-                "the fit has no bootstrap refits: the interval holds residual scatter only, "
-                "no parameter uncertainty",
-                "fit with n_boot >= 20",
-            ),
-        )
+        diags += (residuals_only("fit with n_boot >= 20"),)
     return Prediction(
         x=steps.tolist(),
         point=point.tolist(),
