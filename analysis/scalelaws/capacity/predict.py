@@ -40,10 +40,10 @@ def ratio_prediction(
     lo = np.where(capped, np.minimum(np.minimum(lo, cap), sat_lo), lo)
     hi = np.minimum(hi, cap)
     return Prediction(
-        x=p_new.tolist(),
-        point=np.minimum(yhat, cap).tolist(),
-        lo=lo.tolist(),
-        hi=hi.tolist(),
+        x=p_new,
+        point=np.minimum(yhat, cap),
+        lo=lo,
+        hi=hi,
         level=level,
         info=info
         | {

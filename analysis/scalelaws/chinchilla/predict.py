@@ -76,10 +76,10 @@ def loss_prediction(fit, n, d, *, level: float = 0.9, seed: int = 0) -> Predicti
     if draws is None:
         diags += (residuals_only("refit with n_boot > 0"),)
     return Prediction(
-        x=np.column_stack([n, d]).tolist(),
-        point=point.tolist(),
-        lo=lo.tolist(),
-        hi=hi.tolist(),
+        x=np.column_stack([n, d]),
+        point=point,
+        lo=lo,
+        hi=hi,
         level=level,
         diagnostics=diags,
         info={
@@ -110,7 +110,7 @@ def optimum_prediction(
     if quantity == "loss":
         p = loss_prediction(fit, n, d, level=level, seed=seed)
         info = p.info | {"at": "the approach-3 optimum (N*, D*) of each budget"}
-        return Prediction(x=c.tolist(), point=p.point, lo=p.lo, hi=p.hi, level=level,
+        return Prediction(x=c, point=p.point, lo=p.lo, hi=p.hi, level=level,
                           diagnostics=p.diagnostics, info=info)  # fmt: skip
     if not fit.samples:
         raise ValueError(
@@ -124,10 +124,10 @@ def optimum_prediction(
     lo, hi = np.nanpercentile(v, q, axis=0)
     point = n if quantity == "n" else d
     return Prediction(
-        x=c.tolist(),
-        point=point.tolist(),
-        lo=lo.tolist(),
-        hi=hi.tolist(),
+        x=c,
+        point=point,
+        lo=lo,
+        hi=hi,
         level=level,
         diagnostics=_extrapolation(fit, c),
         info={
@@ -187,10 +187,10 @@ def isoflop_prediction(
         lo, hi = np.exp(lo), np.exp(hi)
         info |= ols | {"method": "OLS t-interval of ln optimum on ln C (fit without bootstrap)"}
     return Prediction(
-        x=c.tolist(),
-        point=np.asarray(point).tolist(),
-        lo=np.asarray(lo).tolist(),
-        hi=np.asarray(hi).tolist(),
+        x=c,
+        point=point,
+        lo=lo,
+        hi=hi,
         level=level,
         diagnostics=_extrapolation(fit, c),
         info=info,

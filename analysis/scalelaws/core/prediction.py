@@ -43,6 +43,10 @@ class Prediction(Result):
     diagnostics: tuple[Diagnostic, ...] = ()
     info: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for name in ("x", "point", "lo", "hi"):  # arrays in, JSON-ready lists kept
+            object.__setattr__(self, name, np.asarray(getattr(self, name)).tolist())
+
     def covers(self, measured) -> np.ndarray:
         """Per point: lo <= measured <= hi."""
         m = np.asarray(measured, float)

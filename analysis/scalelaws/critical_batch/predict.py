@@ -75,9 +75,9 @@ def scaling_prediction(
     )
     return Prediction(
         x=x,
-        point=np.exp(yhat).tolist(),
-        lo=np.exp(lo).tolist(),
-        hi=np.exp(hi).tolist(),
+        point=np.exp(yhat),
+        lo=np.exp(lo),
+        hi=np.exp(hi),
         level=level,
         diagnostics=_extrapolation(gs, n_new),
         info=info
@@ -118,10 +118,10 @@ def steps_prediction(
     q = (1 - level) / 2
     lo, hi = np.exp(np.quantile(draws, [q, 1 - q], axis=0))
     return Prediction(
-        x=b.tolist(),
-        point=(s0 + e0 / b).tolist(),
-        lo=lo.tolist(),
-        hi=hi.tolist(),
+        x=b,
+        point=s0 + e0 / b,
+        lo=lo,
+        hi=hi,
         level=level,
         diagnostics=_extrapolation(gs, np.array([params], float)),
         info={

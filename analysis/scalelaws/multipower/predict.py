@@ -71,10 +71,10 @@ def mpl_prediction(
     if not boots:
         diags += (residuals_only("fit with n_boot >= 20"),)
     return Prediction(
-        x=steps.tolist(),
-        point=point.tolist(),
-        lo=lo.tolist(),
-        hi=hi.tolist(),
+        x=steps,
+        point=point,
+        lo=lo,
+        hi=hi,
         level=level,
         diagnostics=diags,
         info={
