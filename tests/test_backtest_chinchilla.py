@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from test_backtest import cli  # scalelab's exit code, stdout, stderr
 
 import scalelaws as sl
-from scalelab.cli import main
 from scalelaws.chinchilla.fit import ChinchillaFit, fit_loss_surface
 from scalelaws.chinchilla.isoflop import IsoFLOPFit, fit_isoflop
 from scalelaws.chinchilla.propose import propose_size
@@ -151,13 +151,6 @@ def test_porian_configurations_backtest(config):
 
 
 # --------------------------------------------------------------------------- bad input
-
-
-def cli(argv, capsys):
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return e.value.code, out.out, out.err
 
 
 def test_cli_bad_input_is_one_line(tmp_path, capsys):
