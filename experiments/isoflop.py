@@ -254,19 +254,39 @@ def design_of(runs) -> Design:
     return DESIGNS[names[0]]
 
 
-def analyse(root: Path, runs=None, n_boot: int | None = None) -> dict[str, Any]:
+def entropy_rate(design: Design) -> float:
+    """The design's grammar's entropy rate (nats/token; scalelab.data.pcfg): no model beats it,
+    so it is approach 3's known floor E."""
+    from scalelab import data
+
+    b = design.base.data
+    return float(data.build(b.name, seed=b.seed, **b.params).entropy_rate()["entropy_rate"])
+
+
+def analyse(
+    root: Path, runs=None, n_boot: int | None = None, floor: float | None = None
+) -> dict[str, Any]:
     """Both fits on the study's runs (budget slices, flops_per_token convention) and their
-    comparison (a ChinchillaAnalysis), and proposals at follow_up_budget from both. A slice without a minimum is
-    skipped and reported (SLICE_SKIPPED), not fatal. `n_boot`: the design's unless given."""
+    comparison (a ChinchillaAnalysis), approach 3 with E held at `floor` (the grammar's entropy
+    rate unless given), and a free-E approach-3 fit beside it (`free`, E_IMPLAUSIBLE when its E
+    is below the floor); proposals at follow_up_budget from all three. A slice without a
+    minimum is skipped and reported (SLICE_SKIPPED), not fatal. `n_boot`: the design's unless
+    given."""
+    from scalelaws.chinchilla.propose import propose_size
     from scalelaws.chinchilla.study import fit_chinchilla, propose_sizes
 
     runs = load_runs(root) if runs is None else runs
     design = design_of(runs)
-    fits = fit_chinchilla(runs, FIT_COLUMNS, compute=COMPUTE, budget_col="budget",
-                          n_boot=design.n_boot if n_boot is None else n_boot,
-                          skip_bad_slices=True)  # fmt: skip
-    props = propose_sizes(fits, design.follow_up_budget).proposals  # approach3, approach2
-    return {"design": design, "runs": runs, "fits": fits, "proposals": props}
+    floor = entropy_rate(design) if floor is None else floor
+    kw = {"compute": COMPUTE, "n_boot": design.n_boot if n_boot is None else n_boot}
+    fits = fit_chinchilla(runs, FIT_COLUMNS, budget_col="budget", skip_bad_slices=True,
+                          fix_e=floor, e_floor=floor, **kw)  # fmt: skip
+    free = fit_chinchilla(runs, FIT_COLUMNS, approach="3", e_floor=floor, **kw).approach3
+    c = design.follow_up_budget
+    props = propose_sizes(fits, c).proposals  # approach3 (E held), approach2
+    props["approach3_free_e"] = propose_size(free, c)
+    return {"design": design, "runs": runs, "fits": fits, "free": free, "floor": floor,
+            "proposals": props}  # fmt: skip
 
 
 def follow_up(design: Design, n_star: float, root: Path) -> tuple[SweepSpec, list[dict]]:
@@ -301,22 +321,19 @@ def follow_up(design: Design, n_star: float, root: Path) -> tuple[SweepSpec, lis
     return spec, shapes
 
 
-def predicted_loss(surf, n: float, d: float) -> tuple[float, float, float]:
-    """Approach-3 L(N, D) and its 95% bootstrap interval (from the fit's resamples)."""
-    import numpy as np
+def predicted_loss(surf, n: float, d: float, level: float = 0.9) -> tuple[float, float, float]:
+    """Approach-3 L(N, D) and its `level` prediction interval (scalelaws.chinchilla.predict:
+    bootstrap parameter sets plus a resampled residual)."""
+    from scalelaws.chinchilla.predict import loss_prediction
 
-    pred = float(surf.predict(n, d)[0])
-    if not surf.samples:
-        return pred, float("nan"), float("nan")
-    s = np.asarray(surf.samples, float)  # (a, b, e, alpha, beta) per resample
-    loss = np.exp(s[:, 2]) + np.exp(s[:, 0] - s[:, 3] * math.log(n))
-    loss += np.exp(s[:, 1] - s[:, 4] * math.log(d))
-    lo, hi = np.percentile(loss, [2.5, 97.5])
-    return pred, float(lo), float(hi)
+    p = loss_prediction(surf, n, d, level=level)
+    return float(p.point[0]), float(p.lo[0]), float(p.hi[0])
 
 
-def score(surf, shapes: list[dict], follow_runs) -> dict[str, Any]:
-    """Predicted vs measured final loss per follow-up shape; did the proposal win?"""
+def score(surf, shapes: list[dict], follow_runs, free=None) -> dict[str, Any]:
+    """Predicted (90% prediction interval) vs measured final loss per follow-up shape, from
+    `surf` and, when given, the free-E fit `free` (`*_free` keys); did the proposal win, and
+    how many measured losses fell inside each fit's interval?"""
     import polars as pl
 
     rows = []
@@ -337,6 +354,9 @@ def score(surf, shapes: list[dict], follow_runs) -> dict[str, Any]:
                 "error": float(r["final_eval_loss"]) - pred,
             }
         )  # fmt: skip
+        if free is not None:
+            pf, lf, hf = predicted_loss(free, r["params_total"], r["tokens_seen"])
+            rows[-1] |= {"predicted_free": pf, "predicted_free_lo": lf, "predicted_free_hi": hf}
     by = {r["role"]: r for r in rows}
     best_other = min(by["below"]["measured"], by["above"]["measured"])
     best_pred = min(rows, key=lambda r: r["predicted"])["role"]
@@ -346,6 +366,12 @@ def score(surf, shapes: list[dict], follow_runs) -> dict[str, Any]:
         "best_predicted": best_pred,
         "proposed_beat_neighbours": by["proposed"]["measured"] < best_other,
         "margin": best_other - by["proposed"]["measured"],  # > 0: the proposal won by this
+        "covered": sum(r["predicted_lo"] <= r["measured"] <= r["predicted_hi"] for r in rows),
+        "covered_free": sum(
+            r["predicted_free_lo"] <= r["measured"] <= r["predicted_free_hi"] for r in rows
+        )
+        if free is not None
+        else None,
     }
 
 
@@ -378,13 +404,11 @@ def report(res: dict[str, Any], scores: dict | None, wall_s: dict | None = None)
             f"{r['params_total']:,} | {r['tokens_seen']:,} | {r['steps_done']:,} | "
             f"{_f4(r['final_eval_loss'])} |"
         )
-    lines += ["", "## Approach 3: L(N, D) = E + A/N^α + B/D^β", "",
-              "| param | estimate | 95% bootstrap |", "|---|---|---|"]  # fmt: skip
-    for k in ("E", "A", "B", "alpha", "beta", "n_exponent", "d_exponent", "G"):
-        lines.append(f"| {k} | {surf.params[k]:.5g} | {_iv(surf.intervals.get(k), '.5g')} |")
+    h = res["floor"]
+    lines += _surface_table(f"Approach 3: L(N, D) = E + A/N^α + B/D^β, E held at the grammar's "
+                            f"entropy rate {h:.4f}", surf)  # fmt: skip
+    lines += _surface_table("Approach 3 with E free (for comparison)", res["free"])
     m = surf.metrics
-    lines += ["", f"{m['n_points']} runs, R² {m['r2']:.4f}, RMSE {m['rmse']:.4f}, "
-              f"{surf.info['n_boot']} resamples ({surf.info['boot_failed']} failed).", ""]  # fmt: skip
     lines += ["## Approach 2: parabola in ln N per budget", "",
               "| C (FLOPs) | runs | N range | N_opt | N_opt 95% | D_opt | loss at N_opt |",
               "|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -419,35 +443,60 @@ def report(res: dict[str, Any], scores: dict | None, wall_s: dict | None = None)
         q, qi = prop.params, prop.intervals
         loss = f"{q['loss']:.4f} {_iv(qi.get('loss'))}" if "loss" in q else "-"
         lines.append(
-            f"| {key.replace('approach', 'approach ')} | {q['n']:.4g} | {_iv(qi['n'])} | "
+            f"| {FROM[key]} | {q['n']:.4g} | {_iv(qi['n'])} | "
             f"{q['d']:.4g} | {q['tokens_per_param']:.3g} | {loss} |"
         )
     if scores is not None:
         lines += ["", "## Follow-up at the proposal's budget (one seed)", "",
-                  "| shape | role | N | D | predicted (approach 3) | measured | measured − predicted |",
+                  "Predicted final loss with 90% prediction intervals.", "",
+                  "| shape | role | N | D | approach 3, E held | approach 3, E free | measured |",
                   "|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in scores["rows"]:
+            free = "-"
+            if "predicted_free" in r:
+                free = f"{r['predicted_free']:.4f} "
+                free += _iv((r["predicted_free_lo"], r["predicted_free_hi"]))
             lines.append(
                 f"| {tuple(r['shape'])} | {r['role']} | {r['n']:,.0f} | {r['d']:,.0f} | "
                 f"{r['predicted']:.4f} {_iv((r['predicted_lo'], r['predicted_hi']))} | "
-                f"{r['measured']:.4f} | {r['error']:+.4f} |"
+                f"{free} | {r['measured']:.4f} |"
             )
         won = "beat" if scores["proposed_beat_neighbours"] else "did not beat"
+        n = len(scores["rows"])
+        cov = f"{scores['covered']} of {n} measured losses inside the E-held intervals"
+        if scores.get("covered_free") is not None:
+            cov += f", {scores['covered_free']} of {n} inside the E-free ones"
         lines += [
             "",
             f"The proposed shape {won} both neighbours: margin {scores['margin']:+.4f} "
             f"(best neighbour − proposed; > 0 means the proposal won). Lowest measured: "
             f"{scores['best_measured']}; lowest predicted: {scores['best_predicted']}. "
-            f"Approach-3 residual RMSE over the sweep: {m['rmse']:.4f}.",
+            f"{cov}. Approach-3 (E held) residual RMSE over the sweep: {m['rmse']:.4f}.",
         ]
     if wall_s:
         lines += ["", "Wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in wall_s.items())]
     parts = [(k, getattr(fits, k)) for k in ("approach3", "approach2", "comparison")]
+    parts.append(("approach3 (E free)", res["free"]))
     diags = [(k, d) for k, part in parts for d in (part.diagnostics if part is not None else ())]
-    diags += [(f"proposal from {k}", d) for k, p in res["proposals"].items() for d in p.diagnostics]
+    diags += [(f"proposal from {FROM[k]}", d) for k, p in res["proposals"].items()
+              for d in p.diagnostics]  # fmt: skip
     lines += ["", "## Diagnostics", ""]
     lines += [f"- {k}: {d.line()}" for k, d in diags] or ["- none"]
     return "\n".join(lines) + "\n"
+
+
+FROM = {"approach3": "approach 3 (E held)", "approach2": "approach 2",
+        "approach3_free_e": "approach 3 (E free)"}  # fmt: skip
+
+
+def _surface_table(title: str, surf) -> list[str]:
+    """An approach-3 fit's parameters with 95% bootstrap intervals and its fit quality."""
+    lines = ["", f"## {title}", "", "| param | estimate | 95% bootstrap |", "|---|---|---|"]
+    for k in ("E", "A", "B", "alpha", "beta", "n_exponent", "d_exponent", "G"):
+        lines.append(f"| {k} | {surf.params[k]:.5g} | {_iv(surf.intervals.get(k), '.5g')} |")
+    m = surf.metrics
+    return lines + ["", f"{m['n_points']} runs, R² {m['r2']:.4f}, RMSE {m['rmse']:.4f}, "
+                    f"{surf.info['n_boot']} resamples ({surf.info['boot_failed']} failed).", ""]  # fmt: skip
 
 
 def _f4(v) -> str:
@@ -475,6 +524,8 @@ def write_outputs(root: Path, res: dict[str, Any], shapes: list[dict] | None,
             "scores": scores,
         },
         "wall_s": wall_s or {},
+        "entropy_rate": res["floor"],  # approach 3's E is held here
+        "approach3_free_e": res["free"].to_dict(),
     }
     fits.replace(proposals=res["proposals"], info=fits.info | info).to_json(
         Path(root) / "isoflop.json"
@@ -500,7 +551,7 @@ def after(root: Path) -> None:
     console = make_console()
     print_fits(console, res["fits"])
     for key, prop in res["proposals"].items():
-        print_proposal(console, key.replace("approach", "approach "), prop)
+        print_proposal(console, FROM[key], prop)
     spec, shapes = follow_up(res["design"], res["proposals"]["approach3"].params["n"], root)
     write_outputs(root, res, shapes, None)  # the fits survive a failed follow-up
     t1 = time.time()
@@ -508,7 +559,8 @@ def after(root: Path) -> None:
     print(f"follow-up at C = {shapes[0]['flops']:.3g} FLOPs: {shown} -> {spec.storage}")
     check = launch.run(spec, wandb_mode=None, show_progress=False)
     t2 = time.time()
-    scores = score(res["fits"].approach3, shapes, pl.read_parquet(check / "runs.parquet"))
+    follow_runs = pl.read_parquet(check / "runs.parquet")
+    scores = score(res["fits"].approach3, shapes, follow_runs, free=res["free"])
     wall = {"analysis": t1 - t0, "follow-up sweep": t2 - t1}
     write_outputs(root, res, shapes, scores, wall)
     print((Path(root) / "isoflop.md").read_text())

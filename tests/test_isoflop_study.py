@@ -30,9 +30,11 @@ REPO = Path(__file__).resolve().parents[1]
 BESIROGLU = REPO / "tests" / "data" / "besiroglu2024_chinchilla_svg_extracted.csv"
 # Besiroglu et al.'s notebook, cell 18: Huber δ = 1e-3 from the 4500-point grid, 240 runs
 NOTEBOOK_HUBER = {"E": 1.81724, "alpha": 0.34731, "beta": 0.36718}
-# a known law whose optimum lies inside every window of the quick design (0.37 ≈ the PCFG's
-# entropy rate): N* ∝ C^(β/(α+β)) = C^0.75
-LAW = {"E": 0.37, "A": 1.0, "B": 1400.0, "alpha": 0.25, "beta": 0.75}
+# the quick grammar's entropy rate (scalelab.data.pcfg, Monte Carlo over 200 sentences)
+ENTROPY_RATE = 0.37388
+# a known law whose optimum lies inside every window of the quick design, E at the entropy
+# rate (the floor analyse() holds E at): N* ∝ C^(β/(α+β)) = C^0.75
+LAW = {"E": ENTROPY_RATE, "A": 1.0, "B": 1400.0, "alpha": 0.25, "beta": 0.75}
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +149,13 @@ def test_after_analysis_recovers_the_known_optimum_and_writes_files(iso, tmp_pat
     assert set(res["runs"]["budget"]) == {"1.5e+11", "3e+11", "6e+11", "1.2e+12"}
     surf, two = res["fits"].approach3, res["fits"].approach2
     assert surf.info["compute"] == two.info["compute"] == "flops_per_token"
-    for k in ("alpha", "beta", "E"):
-        assert surf.params[k] == pytest.approx(LAW[k], rel=0.05)
+    # E held at the grammar's entropy rate; the free-E fit beside it recovers the same law
+    assert res["floor"] == pytest.approx(ENTROPY_RATE, abs=2e-4)
+    assert surf.params["E"] == res["floor"] and surf.info["fix_e"] == res["floor"]
+    for fit in (surf, res["free"]):
+        for k in ("alpha", "beta", "E"):
+            assert fit.params[k] == pytest.approx(LAW[k], rel=0.05)
+    assert res["free"].info["fix_e"] is None and res["free"].info["e_floor"] == res["floor"]
     assert surf.params["n_exponent"] == pytest.approx(0.75, abs=0.03)
     # approach 2: every slice brackets its minimum, N* ∝ C^0.75 within its interval
     assert not any(s["extrapolated"] for s in two.slices)
@@ -173,18 +180,23 @@ def test_after_analysis_recovers_the_known_optimum_and_writes_files(iso, tmp_pat
         [_runs_row(iso, design, tuple(s["shape"]), s["point"]["tokens"], spec.name, 0.0)
          for s in shapes]
     )  # fmt: skip
-    scores = iso.score(surf, shapes, fu)
+    scores = iso.score(surf, shapes, fu, free=res["free"])
     assert scores["proposed_beat_neighbours"] and scores["margin"] > 0
     assert scores["best_measured"] == scores["best_predicted"] == "proposed"
     for r in scores["rows"]:
         assert r["measured"] == pytest.approx(r["predicted"], rel=0.01)
+        assert r["measured"] == pytest.approx(r["predicted_free"], rel=0.01)
         assert r["predicted_lo"] <= r["predicted"] <= r["predicted_hi"]
+    assert scores["covered"] == scores["covered_free"] == 3
     iso.write_outputs(root, res, shapes, scores, {"sweep": 1.0})
     doc = json.loads((root / "isoflop.json").read_text())
     assert doc["kind"] == "ChinchillaAnalysis" and doc["info"]["compute"] == "flops_per_token"
     assert ChinchillaFit.from_dict(doc["approach3"]).params == surf.params
     assert doc["info"]["follow_up"]["scores"]["proposed_beat_neighbours"] is True
     assert doc["proposals"]["approach3"]["params"]["flops"] == c
+    assert set(doc["proposals"]) == {"approach3", "approach2", "approach3_free_e"}
+    assert doc["info"]["entropy_rate"] == res["floor"]
+    assert ChinchillaFit.from_dict(doc["info"]["approach3_free_e"]).params == res["free"].params
     # one Result: Result.load round-trips it and the study's findings list it
     back = ChinchillaAnalysis.load(root / "isoflop.json")
     assert back.approach3.params == surf.params and back.to_dict() == doc
@@ -195,6 +207,8 @@ def test_after_analysis_recovers_the_known_optimum_and_writes_files(iso, tmp_pat
     ]
     md = (root / "isoflop.md").read_text()
     assert "## Follow-up" in md and "beat both neighbours" in md and "| alpha |" in md
+    assert "E held at the grammar's entropy rate 0.37" in md and "E free (for comparison)" in md
+    assert "3 of 3 measured losses inside the E-held intervals, 3 of 3 inside the E-free" in md
     assert (root / "isoflop.png").stat().st_size > 10_000
     # the saved fits feed `scalelab propose size`
     out = CliRunner().invoke(app, ["propose", "size", "--fit", str(root / "isoflop.json"),

@@ -173,7 +173,9 @@ class ChinchillaAnalysis(Result):
         proposals = dict(sorted((proposals or {}).items(), key=lambda kv: order.get(kv[0], 2)))
         parts = {"approach2": approach2, "approach3": approach3, "comparison": comparison}
         named = [(k, LABELS[k], r) for k, r in parts.items() if r is not None]
-        named += [(f"{k}.proposal", f"proposal from {LABELS[k]}", p) for k, p in proposals.items()]
+        named += [
+            (f"{k}.proposal", f"proposal from {LABELS.get(k, k)}", p) for k, p in proposals.items()
+        ]  # a caller's own proposals (e.g. from a second approach-3 fit) keep their key
         params, intervals, metrics, diags = {}, {}, {}, []
         for key, label, res in named:
             params |= {f"{key}.{k}": v for k, v in res.params.items()}
