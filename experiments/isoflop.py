@@ -19,15 +19,17 @@ proposals at 4× the largest budget, and a follow-up sweep at that budget: the l
 nearest the approach-3 N* and the rungs just below and above it. Writes ROOT/isoflop.md,
 ROOT/isoflop.json and ROOT/isoflop.png; the follow-up lands in results/<study>_follow_up.
 
-Measured (quick, 2 shared cores, 2026-11-23): 28 min end to end (sweep of 20 trials ~18 min,
-fits 26 s, follow-up 9.5 min). Every slice had an interior minimum; N* ∝ C^0.60 (approach 2,
-95% [0.31, 0.89]) and C^0.55 (approach 3, [0.39, 0.75]); the proposed 111K shape beat its
-neighbours at 4.8e12 FLOPs by 0.0011 nats only, and approach 3 predicted all three losses
-~0.035-0.040 too low (its E = 0.076 sits far below the grammar's entropy rate 0.374).
+Approach 3 holds E at the grammar's entropy rate (the known floor; a free-E fit is kept
+beside it), and the follow-up is scored against both with 90% prediction intervals.
+Measured (quick, 2 shared cores, 2026-12-06; docs/chinchilla.md): N* ∝ C^0.59 (approach 3,
+E held, 95% [0.47, 0.74]) and C^0.65 (approach 2, [0.25, 0.85]); the proposed 111K shape
+beat its neighbours at 4.8e12 FLOPs by 0.0011 nats only; the held-E fit's intervals covered
+all three measured losses (over-predicting by 0.006-0.018), the free-E fit's none (E = 0.076,
+far below the entropy rate 0.374; under-predicting by 0.034-0.040).
 
     scalelab run experiments/isoflop.py --no-wandb                    # quick (2 CPU cores)
     scalelab run experiments/isoflop.py --preset cluster --no-wandb   # GPUs (declared, not run)
-    scalelab fit chinchilla --runs results/isoflop --compute flops_per_token --out FIT.json
+    scalelab fit chinchilla --runs results/isoflop --compute flops_per_token --fix-e 0.3739 --out FIT.json
 """
 
 from __future__ import annotations
