@@ -88,7 +88,7 @@ def test_launch_and_tracking_layers():
     trial imports no other launch module; W&B (scalelab.tracking) never reaches launch."""
     g = _graph()
     launch = {m for m in g if m.startswith("scalelab.launch.")}
-    jobs = ("folders", "ray_session", "resources", "driver", "trial")
+    jobs = ("folders", "ray_session", "resources", "forks", "driver", "trial")
     assert launch == {f"scalelab.launch.{m}" for m in jobs}
     assert [m for m in g if "scalelab.launch.driver" in g[m]] == ["scalelab.launch"]
     assert not g["scalelab.launch.trial"] & launch

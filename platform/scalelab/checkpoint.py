@@ -2,6 +2,8 @@
 
 Layout under the trial folder:
     ckpt/step_000123/{.metadata, *.distcp, meta.json, curve.parquet, manifest.json}
+    forks/step_000400/...   the same, saved where another trial forks (prefix.py); kept when
+                            the trial ends, removed by the driver once every branch finished
 A checkpoint is written to `ckpt/tmp-step_*`, then its manifest (sha256 and size of every
 file), then renamed when complete, so a kill mid-save leaves the previous checkpoint intact.
 Resume verifies the manifest first and refuses a checkpoint whose files differ from it (a
@@ -92,10 +94,12 @@ def save(
     extra: dict,
     rows: list[dict],
     rank: int,
-    keep: int = 1,
+    keep: int | None = 1,
+    folder: str = "ckpt",
 ) -> None:
-    """Collective: every rank calls it. `rows` (the curve so far) matter on rank 0 only."""
-    root = Path(trial_dir) / "ckpt"
+    """Collective: every rank calls it. `rows` (the curve so far) matter on rank 0 only.
+    `keep`: the newest checkpoints kept in `folder` (None: all)."""
+    root = Path(trial_dir) / folder
     final = root / f"step_{step:07d}"
     tmp = root / f"tmp-step_{step:07d}"
     dcp, get_state_dict, _ = _dcp()
@@ -107,7 +111,7 @@ def save(
         files.write_json(tmp / "meta.json", {"step": step, "rng": rng, **extra.get("meta", {})})
         write_manifest(tmp)
         tmp.rename(final)
-        for old in sorted(root.glob("step_*"))[:-keep]:
+        for old in sorted(root.glob("step_*"))[:-keep] if keep else []:
             shutil.rmtree(old, ignore_errors=True)
     parallel.barrier()
 
@@ -142,5 +146,23 @@ def clear(trial_dir: Path) -> None:
 
 
 def clear_partial(trial_dir: Path) -> None:
-    for tmp in (Path(trial_dir) / "ckpt").glob("tmp-*"):
-        shutil.rmtree(tmp, ignore_errors=True)
+    for folder in ("ckpt", FORKS):
+        for tmp in (Path(trial_dir) / folder).glob("tmp-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+FORKS = "forks"
+
+
+def fork_path(trial_dir: Path, step: int) -> Path:
+    """Where a trunk saves its state after `step` updates for the trials that fork there."""
+    return Path(trial_dir) / FORKS / f"step_{step:07d}"
+
+
+def clear_fork(trial_dir: Path, step: int) -> None:
+    path = fork_path(trial_dir, step)
+    shutil.rmtree(path, ignore_errors=True)
+    try:
+        path.parent.rmdir()  # the last one: no empty forks/ left behind
+    except OSError:
+        pass

@@ -204,6 +204,8 @@ class RunConfig:
     # speed switches (README "Speed"); on CPU the defaults change no number
     compile: str | bool = "auto"  # torch.compile each block: "auto" = on for CUDA, off on CPU
     activation_checkpointing: bool = False  # recompute block activations in backward
+    # train updates that trials share once, and fork the rest from a checkpoint (prefix.py)
+    share_prefixes: bool = True
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -241,6 +243,11 @@ class RunConfig:
             self.compile == "auto" or isinstance(self.compile, bool),
             "compile",
             f"must be 'auto', true or false, got {self.compile!r}",
+        )
+        _need(
+            isinstance(self.share_prefixes, bool),
+            "share_prefixes",
+            f"must be true or false, got {self.share_prefixes!r}",
         )
         _need(
             isinstance(self.activation_checkpointing, bool),

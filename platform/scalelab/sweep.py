@@ -51,6 +51,7 @@ class SweepSpec:
     max_failures: int = 1  # retries of a failed trial (Tune) and of a failed worker group (Train)
     asha: dict | None = None  # e.g. {"metric": "eval_loss", "grace_period": 100}; None = full runs
     driver_resources: dict = field(default_factory=dict)  # custom Ray resources for each trial
+    keep_forks: bool = False  # keep shared-prefix checkpoints after every branch has finished
 
     def validate(self) -> SweepSpec:
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][\w.-]*", self.name):
@@ -76,6 +77,8 @@ class SweepSpec:
         _check_overlaps(list(self.grid), "grid")
         if not isinstance(self.max_failures, int) or self.max_failures < 0:
             raise SpecError("max_failures: must be an int >= 0")
+        if not isinstance(self.keep_forks, bool):
+            raise SpecError(f"keep_forks: must be true or false, got {self.keep_forks!r}")
         if self.asha is not None:
             unknown = set(self.asha) - {"metric", "grace_period", "reduction_factor"}
             if unknown:

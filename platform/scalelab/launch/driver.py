@@ -4,7 +4,9 @@ One-worker trials train inside the trial process. Multi-worker trials build a To
 inside the trial (Ray Train V2: `Tuner(TorchTrainer)` is gone) whose metrics reach Tune via
 TuneReportCallback. Every trial writes into `<study>/trials/<trial name>/`; a trial whose
 trial.json says completed/diverged (same content hash) is skipped, so running a study again
-resumes it, and an interrupted trial resumes from its last checkpoint.
+resumes it, and an interrupted trial resumes from its last checkpoint. Trials that share
+their first updates run in waves (one Tuner per wave): trunks first, then the branches that
+fork from their checkpoints (forks.py, scalelab.prefix).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from pathlib import Path
 
 import polars as pl
 
-from scalelab import files, progress
+from scalelab import files, prefix, progress
 from scalelab.config import SpecError
+from scalelab.launch import forks
 from scalelab.launch.folders import (
     check_not_legacy,
     is_done,
@@ -51,16 +54,25 @@ def run(
     root.mkdir(parents=True, exist_ok=True)
     write_study_json(root, spec, trials)
     pending = [t for t in trials if not is_done(root, t)]
+    plan = prefix.plan([] if spec.asha else trials)  # ASHA stops trials one by one: no trunks
+    files.write_json(root / "prefix.json", plan.to_dict())
     if show_progress:
         print(
             f"study {spec.name}: {len(trials)} trials, {len(trials) - len(pending)} done, "
             f"{len(pending)} to run -> {root}"
         )
+        if plan.forks and pending:
+            trained, full = forks.trained_steps(pending, plan, root)
+            print(f"shared prefixes: trains {trained:,} of {full:,} trial steps "
+                  f"({trained / full:.0%}); {len(plan.forks)} trials fork from "
+                  f"{len(plan.fork_steps)} trunks")  # fmt: skip
     if pending:
         try:
-            _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurrent)
+            _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurrent, plan)
         finally:
             shutdown()
+    if plan.forks and not spec.keep_forks:
+        forks.clean(root, trials, plan)
     if pending or not has_tables(root):  # nothing ran: the tables are current
         results.collect(root)
     if pending:  # the study's W&B analysis run, if W&B is on
@@ -82,7 +94,7 @@ def _warm(wandb: bool) -> None:
             pass
 
 
-def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurrent) -> None:
+def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurrent, plan):
     # Tune's import (~1 s of CPU) runs while ray.init waits for Ray's processes to come up
     # (~4 s, about half of 2 cores idle): ray.init stays in the main thread, where it sets
     # its signals. With W&B on, the study's analysis run at the end is warmed up there too.
@@ -95,7 +107,6 @@ def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurre
         resources = connect(pending, num_cpus)
     finally:
         importing.join()
-    from ray import tune
 
     try:
         check_devices(pending, resources)
@@ -106,7 +117,29 @@ def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurre
         # a cluster's autoscaler starts nodes for pending demands: say what is awaited
         print(f"waiting for the autoscaler: {e}", flush=True)
         n = len(pending)
-    n = min(max_concurrent or n, len(pending))
+    view = progress.Live(root, pending, concurrency=n) if show_progress else None
+    stop = threading.Event()
+    thread = threading.Thread(target=view.loop, args=(stop,), daemon=True) if view else None
+    if thread:
+        thread.start()
+    by_name = {t.name: t for t in expand(spec)}
+    try:
+        for i, wave in enumerate(forks.waves(pending, plan)):
+            if i:  # branches whose trunk ended before the fork end here, saying so
+                wave = forks.end_orphans(root, wave, plan, by_name)
+            if wave:
+                _fit_wave(spec, wave, root, wandb_mode, min(max_concurrent or n, len(wave)),
+                          plan, by_name, f"{spec.name}-{i}" if i else spec.name)  # fmt: skip
+    finally:
+        stop.set()
+        if thread:
+            thread.join()
+
+
+def _fit_wave(spec, wave, root, wandb_mode, n, plan, by_name, name) -> None:
+    """One Tuner over the trials of one wave (all of them when nothing is shared)."""
+    from ray import tune
+
     trainable = tune.with_resources(_trial_fn, _trial_resources)
     common = {
         "wandb": wandb_mode,
@@ -116,16 +149,23 @@ def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurre
         "asha": bool(spec.asha),
     }
     configs = [
-        {"trials": [{"spec": t.to_json(), "dir": str(trial_dir(root, t))} for t in group], **common}
-        for group in bundles(pending, n, bool(spec.asha))
-    ]
+        {
+            "trials": [
+                {"spec": t.to_json(), "dir": str(trial_dir(root, t)),
+                 **forks.fork_config(root, t, plan, by_name)}
+                for t in group
+            ],
+            **common,
+        }
+        for group in bundles(wave, n, bool(spec.asha))
+    ]  # fmt: skip
     scheduler = None
     if spec.asha:
         from ray.tune.schedulers import ASHAScheduler
 
         scheduler = ASHAScheduler(
             time_attr="step",
-            max_t=max(t.spec.total_steps for t in pending),
+            max_t=max(t.spec.total_steps for t in wave),
             grace_period=spec.asha.get("grace_period", 1),
             reduction_factor=spec.asha.get("reduction_factor", 3),
         )
@@ -143,24 +183,14 @@ def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurre
             trial_dirname_creator=_bundle_name,
         ),
         run_config=tune.RunConfig(
-            name=spec.name,
+            name=name,
             storage_path=str(root / "_ray"),
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             callbacks=[_quiet_progress()],
         ),
     )
-    view = progress.Live(root, pending, concurrency=n) if show_progress else None
-    stop = threading.Event()
-    thread = threading.Thread(target=view.loop, args=(stop,), daemon=True) if view else None
-    if thread:
-        thread.start()
-    try:
-        grid = tuner.fit()
-    finally:
-        stop.set()
-        if thread:
-            thread.join()
+    grid = tuner.fit()
     if scheduler is not None:
         _mark_stopped(grid)
 

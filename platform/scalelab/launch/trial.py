@@ -80,6 +80,8 @@ def _run_bundle(items: list[dict]) -> None:
                 flush_curve=cfg["asha"],
                 record_extra={"driver_node": cfg["driver_node"]},
                 on_log=_report_to_tune if cfg["asha"] else None,
+                fork_steps=cfg.get("fork_steps", ()),
+                fork_from=cfg.get("fork_from"),
             )
         except Exception as e:  # trial.json already says failed, with the error
             failed.append(f"{trial.name}: {type(e).__name__}: {e}")
@@ -114,6 +116,8 @@ def _worker_fn(cfg: dict) -> None:
         wandb_mode=cfg["wandb"],
         record_extra={"driver_node": cfg["driver_node"], "rank_nodes": _rank_nodes()},
         on_log=lambda row: ray_train.report({k: v for k, v in row.items() if v is not None}),
+        fork_steps=cfg.get("fork_steps", ()),
+        fork_from=cfg.get("fork_from"),
     )
 
 

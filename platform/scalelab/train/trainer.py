@@ -137,6 +137,7 @@ class Loop:
         self.eval_rows = torch.tensor_split(eval_tokens, s.world)[s.rank].to(s.device)
         self.diverge_at = spec.diverge_loss or 2 * math.log(s.source.vocab_size) + 1
         self.noise_value: float | None = None
+        self.fork_steps: set[int] = set()  # other trials start from this one's state there
         self.crash_at = int(os.environ.get("SCALELAB_KILL_AT_STEP", "0"))  # fault injection
 
     def loss_fn(self, mb: torch.Tensor) -> torch.Tensor:
@@ -181,7 +182,9 @@ class Loop:
     def run_steps(self, start: int) -> None:
         """One host sync per logged row: the steps since the last row are read then, in order,
         moving the noise scale and checking divergence step by step. A diverging trial so runs
-        up to log_every - 1 updates past its first bad step, and records that step as before."""
+        up to log_every - 1 updates past its first bad step, and records that step as before.
+        At a fork step (another trial starts from here) the steps are read too, and the state
+        saved, whether or not a row is due: reading early changes no number."""
         spec, run = self.spec, self.run
         t_log, tok_log = time.time(), start * spec.tokens_per_step
         self.s.model.train()
@@ -189,7 +192,9 @@ class Loop:
         for step in range(start, spec.total_steps):
             pending.append((step, self.step(step)))
             last = step + 1 == spec.total_steps
-            if (step + 1) % run.log_every and (step + 1) % run.eval_every and not last:
+            due = not ((step + 1) % run.log_every and (step + 1) % run.eval_every and not last)
+            fork = step + 1 in self.fork_steps
+            if not (due or fork):
                 continue
             read_all([st for _, st in pending])  # one device -> host copy
             for at, st in pending:
@@ -201,25 +206,28 @@ class Loop:
                 if bad:
                     break
             pending.clear()
-            now = time.time()
-            tokens = done * spec.tokens_per_step
-            row = {
-                "step": done,
-                "tokens": tokens,
-                "lr": float(self.lrs[done - 1]),
-                "train_loss": train_loss,
-                "eval_loss": None,
-                "ewa_eval_loss": None,
-                "grad_norm": gn,
-                "noise_scale": self.noise_value,
-                "tokens_per_s": (tokens - tok_log) / max(now - t_log, 1e-9),
-                "elapsed_s": now - self.rec.t_start,
-            }
-            t_log, tok_log = now, tokens
-            if bad:
-                self.rec.rows.append(row)
-                raise Diverged(f"train loss {train_loss:.4g} at step {done}")
-            self.log_row(row, done, last)
+            if due or bad:
+                now = time.time()
+                tokens = done * spec.tokens_per_step
+                row = {
+                    "step": done,
+                    "tokens": tokens,
+                    "lr": float(self.lrs[done - 1]),
+                    "train_loss": train_loss,
+                    "eval_loss": None,
+                    "ewa_eval_loss": None,
+                    "grad_norm": gn,
+                    "noise_scale": self.noise_value,
+                    "tokens_per_s": (tokens - tok_log) / max(now - t_log, 1e-9),
+                    "elapsed_s": now - self.rec.t_start,
+                }
+                t_log, tok_log = now, tokens
+                if bad:
+                    self.rec.rows.append(row)
+                    raise Diverged(f"train loss {train_loss:.4g} at step {done}")
+                self.log_row(row, done, last)
+            if fork:
+                self.save(step + 1, fork=True)
 
     def log_row(self, row: dict, done: int, last: bool) -> None:
         spec, run = self.spec, self.run
@@ -238,18 +246,25 @@ class Loop:
         if done == self.crash_at and self.s.rank == 0:  # as if the OOM killer hit
             os.kill(os.getpid(), signal.SIGKILL)
 
-    def save(self, done: int) -> None:
+    def save(self, done: int, fork: bool = False) -> None:
+        """The resume checkpoint (the newest only), or a fork checkpoint (kept) with `fork`."""
         s = self.s
         extra = {"meta": {"noise": [*self.noise.state(), self.noise_value]}}
+        if "forked_from" in self.rec.record:  # provenance survives a resume
+            extra["meta"]["forked_from"] = self.rec.record["forked_from"]
         if s.ewa:
             extra["tensors"] = {"ewa": s.ewa}
-        checkpoint.save(self.rec.out, done, s.model, s.opt, extra, self.rec.rows, s.rank)
+        where = {"keep": None, "folder": checkpoint.FORKS} if fork else {}
+        checkpoint.save(self.rec.out, done, s.model, s.opt, extra, self.rec.rows, s.rank, **where)
 
 
-def resume_state(s: Setup, out: Path, noise: NoiseScale, record: dict):
+def resume_state(s: Setup, out: Path, noise: NoiseScale, record: dict, fork: dict | None = None):
     """(first step, curve rows so far, noise value) from the newest good checkpoint. One whose
     files do not match its manifest is moved aside (recorded in `record`), and the next older
-    one is tried, else the trial starts from step 0."""
+    one is tried; then the trunk's checkpoint at the fork step (`fork`: its "path", "trial",
+    "content_hash", "step"), recorded as `forked_from`; else the trial starts from step 0. A
+    damaged fork checkpoint is left for the driver and recorded: the trial trains its prefix
+    itself, with the same numbers."""
     for ckpt in reversed(checkpoint.candidates(out)):
         try:
             checkpoint.verify(ckpt)
@@ -260,10 +275,25 @@ def resume_state(s: Setup, out: Path, noise: NoiseScale, record: dict):
                 checkpoint.move_aside(ckpt)
             parallel.barrier()
             continue
-        meta, rows = checkpoint.load(ckpt, s.model, s.opt, {"ewa": s.ewa} if s.ewa else None)
-        noise.load(meta["noise"])
+        meta, rows = _load(s, ckpt, noise)
+        if "forked_from" in meta:
+            record["forked_from"] = meta["forked_from"]
         return meta["step"], rows, meta["noise"][2]
+    if fork:
+        try:
+            meta, rows = _load(s, Path(fork["path"]), noise)
+        except (checkpoint.BadCheckpoint, OSError) as e:
+            record["fork_checkpoint_bad"] = f"{type(e).__name__}: {e}"
+        else:
+            record["forked_from"] = {k: fork[k] for k in ("trial", "content_hash", "step")}
+            return meta["step"], rows, meta["noise"][2]
     return 0, [], None
+
+
+def _load(s: Setup, ckpt: Path, noise: NoiseScale) -> tuple[dict, list[dict]]:
+    meta, rows = checkpoint.load(ckpt, s.model, s.opt, {"ewa": s.ewa} if s.ewa else None)
+    noise.load(meta["noise"])
+    return meta, rows
 
 
 def train(
@@ -276,11 +306,16 @@ def train(
     resume: bool = True,
     flush_curve: bool = False,
     record_extra: dict | None = None,
+    fork_steps: tuple[int, ...] | list[int] = (),
+    fork_from: dict | None = None,
 ) -> dict:
     """Train one trial; return its trial.json record (on every rank).
 
     on_log(row) is called on every rank at each eval step and at the end (Ray reporting).
     flush_curve rewrites curve.parquet at every eval, for trials a scheduler may stop early.
+    fork_steps: save a fork checkpoint after these updates (DIR/forks/, kept at the end).
+    fork_from: start from a trunk's fork checkpoint ({"path", "trial", "content_hash",
+    "step"}) unless the trial has a checkpoint of its own (prefix.py).
     """
     t_start = time.time()
     trial = spec if isinstance(spec, Trial) else Trial(spec, run or RunConfig())
@@ -299,7 +334,9 @@ def train(
         raise
     rec = Recorder(out, new_record(trial, **facts, **(record_extra or {})), s.rank, t_start)
     try:  # anything after the start ends the trial as failed (never "running"), then re-raises
-        status, error, diverged_step = _run(s, rec, out, resume, wandb_mode, on_log, flush_curve)
+        status, error, diverged_step = _run(
+            s, rec, out, resume, wandb_mode, on_log, flush_curve, fork_steps, fork_from
+        )
     except Exception as e:
         rec.finish("failed", f"{type(e).__name__}: {e}")
         raise
@@ -312,20 +349,24 @@ def train(
     return record
 
 
-def _run(s: Setup, rec: Recorder, out: Path, resume, wandb_mode, on_log, flush_curve):
-    """Resume, train, measure knowledge: (status, error, diverged step)."""
+def _run(s: Setup, rec, out, resume, wandb_mode, on_log, flush_curve, fork_steps, fork_from):
+    """Resume (or fork), train, measure knowledge: (status, error, diverged step)."""
     if s.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         checkpoint.clear_partial(out)
     parallel.barrier()
     noise = NoiseScale()
-    start, rows, noise_value = resume_state(s, out, noise, rec.record) if resume else (0, [], None)
-    if start:
+    start, rows, noise_value = (
+        resume_state(s, out, noise, rec.record, fork_from) if resume else (0, [], None)
+    )
+    forked = rec.record.get("forked_from")
+    if start and not (forked and forked["step"] == start):
         rec.record["resumed_from"] = start
     rec.rows = rows
     rec.start(s.trial, wandb_mode)
     loop = Loop(s, rec, noise, on_log, flush_curve)
     loop.noise_value = noise_value
+    loop.fork_steps = {k for k in fork_steps if start < k < s.trial.spec.total_steps}
     try:
         loop.run_steps(start)
     except Diverged as e:

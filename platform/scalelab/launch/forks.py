@@ -1,0 +1,146 @@
+"""Shared prefixes at run time (scalelab.prefix builds the tree): trials run in waves by fork
+depth, each branch starts from its trunk's fork checkpoint, a trunk that ended before the fork
+ends its branches with a status that says so, and fork checkpoints go once every branch is
+done (docs/training.md, "Shared prefixes").
+
+A branch whose trunk checkpoint is missing or damaged trains its prefix itself: the same
+numbers, only slower. A rerun rebuilds the tree from the specs: finished trials are skipped,
+and a pending branch of a finished trunk forks from the checkpoint that is still on disk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from scalelab import checkpoint, files, status
+from scalelab.config import Trial
+from scalelab.launch.folders import is_done, trial_dir
+from scalelab.prefix import Plan
+
+
+def waves(pending: list[Trial], plan: Plan) -> list[list[Trial]]:
+    """`pending` in waves: a branch runs one wave after its trunk when the trunk is pending."""
+    names = {t.name for t in pending}
+
+    def depth(name: str) -> int:
+        f = plan.forks.get(name)
+        return 0 if f is None or f.parent not in names else 1 + depth(f.parent)
+
+    out: dict[int, list[Trial]] = {}
+    for t in pending:
+        out.setdefault(depth(t.name), []).append(t)
+    return [out[k] for k in sorted(out)]
+
+
+def trained_steps(pending: list[Trial], plan: Plan, root: Path) -> tuple[int, int]:
+    """(updates this run trains, updates the pending trials would train from scratch)."""
+    names = {t.name for t in pending}
+    full = sum(t.spec.total_steps for t in pending)
+    saved = 0
+    for t in pending:
+        f = plan.forks.get(t.name)
+        if f and (f.parent in names or (_fork_ready(root, f.parent, f.step))):
+            saved += f.step
+    return full - saved, full
+
+
+def fork_config(root: Path, trial: Trial, plan: Plan, by_name: dict[str, Trial]) -> dict:
+    """The trainer's fork arguments for `trial`: the steps to save a fork checkpoint at (for
+    branches not done yet) and the trunk checkpoint to start from, when there is one."""
+    steps = sorted(
+        {
+            f.step
+            for f in plan.forks.values()
+            if f.parent == trial.name and not is_done(root, by_name[f.name])
+        }
+    )
+    cfg: dict = {"fork_steps": steps, "fork_from": None}
+    f = plan.forks.get(trial.name)
+    if f and _fork_ready(root, f.parent, f.step):
+        parent = by_name[f.parent]
+        cfg["fork_from"] = {
+            "path": str(checkpoint.fork_path(trial_dir(root, parent), f.step)),
+            "trial": parent.name,
+            "content_hash": parent.content_hash(),
+            "step": f.step,
+        }
+    return cfg
+
+
+def _fork_ready(root: Path, parent: str, step: int) -> bool:
+    return (checkpoint.fork_path(Path(root) / "trials" / parent, step) / "meta.json").is_file()
+
+
+def end_orphans(root: Path, wave: list[Trial], plan: Plan, by_name: dict[str, Trial]) -> list:
+    """Branches in `wave` whose trunk ended before their fork step and left no checkpoint
+    there: a trunk that diverged at or before it ends the branch as diverged at the same step
+    (the branch's own updates up to there are the trunk's), with the trunk's curve up to it; a
+    trunk that failed ends it as failed, saying so. Returns the trials still to run."""
+    keep = []
+    for t in wave:
+        f = plan.forks.get(t.name)
+        if f is None or _fork_ready(root, f.parent, f.step):
+            keep.append(t)
+            continue
+        pdir = trial_dir(root, by_name[f.parent])
+        rec = status.read_record(pdir) or {}
+        st, at = rec.get("status"), rec.get("diverged_step")
+        if st == "diverged" and at is not None and at <= f.step:
+            _write_branch(root, t, rec, "diverged", f, pdir, at)
+        elif st in ("completed", "diverged", "stopped"):
+            keep.append(t)  # the trunk passed the fork, its checkpoint is gone: train it all
+        else:
+            _write_branch(root, t, rec, "failed", f, pdir, None)
+    return keep
+
+
+def _write_branch(root, t: Trial, trunk: dict, st: str, f, pdir: Path, at) -> None:
+    """trial.json (and for a divergence, curve.parquet) of a branch ended by its trunk."""
+    from scalelab.train.recorder import new_record
+
+    out = trial_dir(root, t)
+    out.mkdir(parents=True, exist_ok=True)
+    rec = new_record(t)
+    facts = ("params", "flops_per_token", "shape", "seq_len", "data", "world_size", "device")
+    rec |= {k: trunk[k] for k in facts if k in trunk}
+    rec["forked_from"] = {"trial": f.parent, "content_hash": trunk.get("content_hash"),
+                          "step": f.step}  # fmt: skip
+    if st == "diverged":
+        curve = pl.read_parquet(pdir / "curve.parquet").filter(pl.col("step") <= at)
+        files.write_parquet(out / "curve.parquet", curve)
+        evals = curve["eval_loss"].drop_nulls()
+        rec |= {
+            "status": "diverged",
+            "error": f"diverged at step {at}, in the prefix it shares with {f.parent} "
+            f"(trained once there; fork at step {f.step})",
+            "diverged_step": at,
+            "steps_done": at,
+            "tokens_seen": at * t.spec.tokens_per_step,
+            "final_eval_loss": evals[-1] if len(evals) else None,
+            "best_eval_loss": evals.min() if len(evals) else None,
+        }
+    else:
+        why = trunk.get("error") or f"ended {trunk.get('status', 'without a trial.json')}"
+        rec |= {
+            "status": "failed",
+            "steps_done": 0,
+            "error": f"its trunk {f.parent} failed before the fork at step {f.step}: {why} "
+            "(rerun the study to retry both)",
+        }
+    files.write_json(out / "trial.json", rec)
+
+
+def clean(root: Path, trials: list[Trial], plan: Plan) -> int:
+    """Remove every fork checkpoint whose branches are all done; returns how many went."""
+    by_name = {t.name: t for t in trials}
+    gone = 0
+    for trunk, steps in plan.fork_steps.items():
+        for step in steps:
+            kids = [f.name for f in plan.forks.values() if f.parent == trunk and f.step == step]
+            path = checkpoint.fork_path(trial_dir(root, by_name[trunk]), step)
+            if path.exists() and all(is_done(root, by_name[k]) for k in kids):
+                checkpoint.clear_fork(trial_dir(root, by_name[trunk]), step)
+                gone += 1
+    return gone
