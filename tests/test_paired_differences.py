@@ -1,9 +1,13 @@
 """Paired differences over seeds for a closed loop (closed_loop.paired_differences): the
 proposal's final loss minus each baseline's at the same seed, their mean and its t-interval,
-on runs tables built from known numbers.
+on runs tables built from known numbers; and the report the schedules study writes from them.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import polars as pl
@@ -11,7 +15,10 @@ import pytest
 from scipy import stats
 
 import scalelaws as sl
+from scalelaws.multipower.schedule import ScheduleProposal
 from scalelaws.study.findings import find_results
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 SEEDS = [0, 1, 2, 3, 4]
 # what each seed does to every schedule alike (init, data order): large against the effect
@@ -227,3 +234,59 @@ def test_json_round_trip_and_findings_pick_it_up(tmp_path):
     c = res.comparison("cosine")
     assert rows["proposed-cosine"] == pytest.approx((c.mean, c.lo, c.hi))
     assert found.metrics()["proposed-wsd.n"] == 5.0
+
+
+def test_the_schedules_study_writes_the_paired_table(tmp_path):
+    from scalelab.study import load
+
+    module = load(EXPERIMENTS / "schedules.py")
+    assert module.SEEDS == [0, 1, 2, 3, 4]
+    m = {"r2": 0.99, "mae": 0.004, "pred_e": 0.007, "worst_e": 0.03}
+    fit = SimpleNamespace(metrics={"fit": m, "test": m})
+    prop = ScheduleProposal(
+        lr=np.full(module.STEPS, 1e-3),
+        predicted_final_loss=0.50,
+        baselines={"cosine": {"predicted_final_loss": 0.52}, "wsd": {"predicted_final_loss": 0.5}},
+        total_steps=module.STEPS,
+    )
+    report = module.write_closed_loop(tmp_path, fit, prop, standard())
+    assert (tmp_path / "report.md").read_text() == report
+    res = sl.paired_differences(standard())
+    c, w = res.comparison("cosine"), res.comparison("wsd")
+    assert f"| proposed − cosine | -0.0100 | [{c.lo:+.4f}, {c.hi:+.4f}] | 5 | yes |" in report
+    assert f"| proposed − best WSD | -0.0002 | [{w.lo:+.4f}, {w.hi:+.4f}] | 5 | no |" in report
+    assert "- info NOT_SEPARATED (wsd)" in report
+    assert "| proposed (MPL-optimal) | 0.5000 |" in report  # predicted vs measured stays
+    saved = json.loads((tmp_path / "closed_loop.json").read_text())
+    assert saved["kind"] == "PairedDifferences" and saved["params"] == res.params
+    # no proposal runs: the report says why instead of failing the study, and keeps no
+    # closed_loop.json of an earlier run
+    only = standard().filter(pl.col("schedule") != "array")
+    text = module.write_closed_loop(tmp_path, fit, prop, only)
+    assert "No paired differences: runs: no completed run of schedule 'array'" in text
+    assert not (tmp_path / "closed_loop.json").exists()
+
+
+def test_the_schedules_study_holds_out_the_wsd_cooldown_family():
+    from scalelab.study import load
+    from scalelab.sweep import expand
+
+    module = load(EXPERIMENTS / "schedules.py")
+    specs = [t.spec for t in expand(module.SPEC)]
+    runs = pl.DataFrame(
+        [
+            {"trial": s.name, "schedule": s.schedule.name, "total_steps": s.total_steps}
+            for s in specs
+        ]
+    )
+    fit = runs.filter(pl.sql_expr(module.WHERE))["trial"].to_list()
+    test = runs.filter(pl.sql_expr(module.TEST_WHERE))["trial"].to_list()
+    assert len(fit) == 3 and not set(fit) & set(test)
+    cooldown = {
+        (s.schedule.params["decay_frac"], s.schedule.params["shape"])
+        for s in specs
+        if s.name in test and s.schedule.name == "wsd"
+    }
+    family = {(f, s) for s in ("linear", "1-sqrt") for f in (0.1, 0.3, 0.5, 0.7, 0.9)}
+    assert family <= cooldown and len(cooldown) == 12  # and the 20% linear and exp
+    assert len(test) == 13  # every WSD and the 1.5x longer cosine
