@@ -1,13 +1,17 @@
 """Closed loop for the multi-power law (Luo et al., ICLR 2025, arXiv 2503.12811).
 
 1. Train one small model on the PCFG language with the fitting schedules (constant, cosine,
-   one step drop) and held-out ones (WSD linear, WSD exponential, a 1.5x longer cosine).
+   one step drop) and held-out ones (WSD linear and exponential over the last 20%, a WSD
+   cooldown family: linear and 1-sqrt decays over 10%, 30%, 50%, 70% and 90% of the steps,
+   and a 1.5x longer cosine).
 2. Fit the MPL on the first group; report its prediction accuracy on the second.
 3. Propose the schedule that minimises the predicted final loss for the same budget.
-4. Run the proposal next to cosine and the best WSD with 3 seeds each; compare the measured
-   final loss (mean +- std over seeds) with the prediction. Written to report.md.
+4. Run the proposal next to cosine and the best WSD with 5 seeds each; compare the measured
+   final loss (mean +- std over seeds) with the prediction, and the proposal with each
+   baseline seed by seed (paired differences, 95% t-interval). Written to report.md and
+   closed_loop.json.
 
-    scalelab run experiments/schedules.py      # about 10 minutes on 2 idle cores
+    scalelab run experiments/schedules.py      # run time to be remeasured (more runs and seeds)
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ STEPS = 1000
 WARMUP = 50
 PEAK = 3e-3
 FLOOR = PEAK / 10
-SEEDS = [0, 1, 2]
+SEEDS = [0, 1, 2, 3, 4]  # the validation study; paired differences want at least 5
 
 FIT = [
     ScheduleSpec("constant", WARMUP),
@@ -31,6 +35,13 @@ FIT = [
 HELD_OUT = [
     ScheduleSpec("wsd", WARMUP, {"decay_frac": 0.2, "shape": "linear", "final_lr": FLOOR}),
     ScheduleSpec("wsd", WARMUP, {"decay_frac": 0.2, "shape": "exp", "final_lr": FLOOR}),
+]
+# WSD cooldowns of every length in two shapes, held out too: how well does a fit on three
+# schedules predict the length and shape of the decay?
+COOLDOWN = [
+    ScheduleSpec("wsd", WARMUP, {"decay_frac": f, "shape": s, "final_lr": FLOOR})
+    for s in ("linear", "1-sqrt")
+    for f in (0.1, 0.3, 0.5, 0.7, 0.9)
 ]
 
 BASE = TrialSpec(
@@ -48,13 +59,14 @@ SPEC = SweepSpec(
     name="schedules",
     base=BASE,
     run=RUN,
-    points=[{"schedule": s} for s in FIT + HELD_OUT]
+    points=[{"schedule": s} for s in FIT + HELD_OUT + COOLDOWN]
     + [{"schedule": ScheduleSpec("cosine", WARMUP, {"final_lr": FLOOR}), "total_steps": 1500}],
 )
 
 
 def validation_spec(proposal, root: Path) -> SweepSpec:
-    """The proposal next to cosine and the best WSD, 3 seeds each, same budget."""
+    """The proposal next to cosine and the best WSD, one run per seed of SEEDS each, same
+    budget."""
     base = proposal.baselines
     schedules = [
         ScheduleSpec("array", WARMUP, {"values": proposal.lr.tolist()}),  # in the spec: hashed
@@ -70,13 +82,14 @@ def validation_spec(proposal, root: Path) -> SweepSpec:
     )
 
 
-# the MPL fit: runs.parquet filters (Polars SQL)
+# the MPL fit: runs.parquet filters (Polars SQL); the test set is every WSD of the sweep (the
+# 20% linear and exp ones and the cooldown family) and the longer cosine
 WHERE = f"total_steps = {STEPS} AND schedule IN ('constant', 'cosine', 'wsdcon')"
-TEST_WHERE = f"schedule = 'wsd' OR total_steps = {int(1.5 * STEPS)}"
+TEST_WHERE = f"(schedule = 'wsd' AND total_steps = {STEPS}) OR total_steps = {int(1.5 * STEPS)}"
 
 
 def fit_and_propose(root: Path):
-    """MPL fit on the FIT schedules (held-out: the WSDs and the longer cosine), then the proposal
+    """MPL fit on the FIT schedules (held out: every WSD and the longer cosine), then the proposal
     for the same budget; writes mpl_fit.json/png and proposed_schedule.json/png."""
     import polars as pl
 
@@ -106,19 +119,31 @@ def after(root: Path) -> None:
     import polars as pl
 
     from scalelab import launch
-    from scalelaws.io import write_text
 
     fit, proposal = fit_and_propose(root)
     check = launch.run(validation_spec(proposal, root), wandb_mode=None)
+    print(write_closed_loop(root, fit, proposal, pl.read_parquet(check / "runs.parquet")))
+
+
+NAMES = {"array": "proposed (MPL-optimal)", "cosine": "cosine", "wsd": "best WSD"}
+
+
+def write_closed_loop(root: Path, fit, proposal, runs) -> str:
+    """report.md (fit accuracy, predicted against measured, paired differences over seeds) and
+    closed_loop.json (the paired differences) from the validation study's runs; returns the
+    report."""
+    import polars as pl
+
+    from scalelaws.io import write_text
 
     predicted = {
         "array": proposal.predicted_final_loss,
         "cosine": proposal.baselines["cosine"]["predicted_final_loss"],
         "wsd": proposal.baselines["wsd"]["predicted_final_loss"],
     }
-    runs = pl.read_parquet(check / "runs.parquet").filter(pl.col("status") == "completed")
+    done = runs.filter(pl.col("status") == "completed")
     table = (
-        runs.group_by("schedule")
+        done.group_by("schedule")
         .agg(
             pl.col("final_eval_loss").mean().alias("measured"),
             pl.col("final_eval_loss").std().alias("std"),
@@ -138,7 +163,6 @@ def after(root: Path) -> None:
         lines.append(
             f"| {role} | {m['r2']:.4f} | {m['mae']:.4f} | {m['pred_e']:.4f} | {m['worst_e']:.4f} |"
         )
-    names = {"array": "proposed (MPL-optimal)", "cosine": "cosine", "wsd": "best WSD"}
     lines += [
         "",
         f"Final eval loss after {STEPS} steps, {len(SEEDS)} seeds each:",
@@ -148,12 +172,39 @@ def after(root: Path) -> None:
     ]
     for r in table.iter_rows(named=True):
         lines.append(
-            f"| {names.get(r['schedule'], r['schedule'])} | {r['predicted']:.4f} | "
+            f"| {NAMES.get(r['schedule'], r['schedule'])} | {r['predicted']:.4f} | "
             f"{r['measured']:.4f} ± {r['std'] or 0:.4f} (n={r['seeds']}) |"
         )
+    lines += ["", *paired_lines(root, runs)]
     report = "\n".join(lines) + "\n"
     write_text(root / "report.md", report)
-    print(report)
+    return report
+
+
+def paired_lines(root: Path, runs) -> list[str]:
+    """The paired-differences table for report.md; the result goes to closed_loop.json."""
+    import scalelaws as sl
+
+    try:
+        paired = sl.paired_differences(runs, total_steps=STEPS)
+    except ValueError as e:  # no proposal runs, no pairs: say so in the report
+        (root / "closed_loop.json").unlink(missing_ok=True)  # not an older run's
+        return [f"No paired differences: {e}"]
+    paired.to_json(root / "closed_loop.json")
+    pct = f"{100 * paired.level:.0f}%"
+    lines = [
+        f"Proposed minus baseline, paired by seed (same seed: same init and data order); "
+        f"mean over seeds with its {pct} t-interval (negative: the proposal is better):",
+        "",
+        f"| comparison | mean | {pct} interval | n | excludes 0? |",
+        "|---|---|---|---|---|",
+    ]
+    for c in paired.comparisons:
+        iv = "none" if c.lo is None else f"[{c.lo:+.4f}, {c.hi:+.4f}]"
+        yes = "yes" if c.excludes_zero else "no"
+        name = NAMES.get(c.baseline, c.baseline)
+        lines.append(f"| proposed − {name} | {c.mean:+.4f} | {iv} | {c.n} | {yes} |")
+    return lines + [f"- {d.line()}" for d in paired.diagnostics]
 
 
 if __name__ == "__main__":

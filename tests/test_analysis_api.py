@@ -541,12 +541,12 @@ def test_public_api_is_lazy_and_complete():
         "fit_isoflop", "fit_loss_surface", "compare_approaches", "propose_size",
         # a study at a glance, its result files, closed loops, the HTML report (no fitting)
         "status_counts", "grid_keys", "runs_table", "find_results", "find_validation",
-        "predicted_vs_measured", "write_report",
+        "predicted_vs_measured", "paired_differences", "write_report",
         # held-out predictions against their intervals
         "backtest",
     }  # fmt: skip
     for cls in ("MultipowerFit", "ScheduleProposal", "CBSResult", "CapacityResult",
                 "IsoFLOPFit", "ChinchillaFit", "Comparison", "SizeProposal", "Prediction",
-                "Backtest"):  # fmt: skip
+                "Backtest", "PairedDifferences"):  # fmt: skip
         assert dataclasses.is_dataclass(getattr(sl, cls))
         assert issubclass(getattr(sl, cls), Result)

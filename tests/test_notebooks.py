@@ -110,6 +110,8 @@ def test_multipower_fits_predicts_proposes_and_closes_the_loop(monkeypatch):
     assert "held-out schedules" in html and "steps &gt; 100" in html  # coverage per split
     assert "closed loop (study_quickstart_validate)" in text
     assert all(s in html for s in ("proposed", "cosine", "wsd"))  # predicted vs measured
+    assert "paired by seed (95% t-interval)" in text and "proposed − cosine" in html
+    assert "TOO_FEW_SEEDS (cosine)" in text  # the fixture ran 2 seeds
     assert images == 3  # fit and prediction, schedules, predicted vs measured
 
 

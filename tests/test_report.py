@@ -147,6 +147,20 @@ def test_report_of_a_closed_loop_study_has_every_section(quickstart):
         mean = check.filter(pl.col("schedule") == name)["final_eval_loss"].mean()
         assert float(loop[label][4]) == pytest.approx(mean, rel=1e-4)
         assert loop[label][6] == "2"  # seeds
+    # next to it: the proposal minus each baseline, paired by seed (2 seeds: too few)
+    paired = page.table("paired")
+    assert paired[0] == ["comparison", "mean", "95% lo", "95% hi", "n", "excludes_zero"]
+    for row, name in zip(paired[1:], ("cosine", "wsd"), strict=True):
+        by_seed = {
+            s: check.filter((pl.col("schedule") == s) & pl.col("seed").is_in([0, 1]))
+            .sort("seed")["final_eval_loss"]
+            .to_numpy()
+            for s in ("array", name)
+        }
+        diff = (by_seed["array"] - by_seed[name]).mean()
+        assert row[0] == f"proposed − {name}" and row[4] == "2"
+        assert float(row[1]) == pytest.approx(diff, rel=1e-4)
+    assert "TOO_FEW_SEEDS" in text
 
 
 def test_report_of_cbs_and_capacity_studies(tmp_path):
@@ -249,7 +263,8 @@ def test_report_in_headless_chromium(quickstart, tmp_path):
     found = dict(re.findall(r'data-([a-z-]+)="(\d+)"', dom.stdout.split("<body", 1)[1][:400]))
     assert int(found["images"]) == 5 and found["images-ok"] == found["images"]
     # runs; the fit's parameters, metrics, diagnostics; the proposal and its baselines; the loop
-    assert found["tables"] == "7" and found["empty-tables"] == "0"
+    # and its paired differences with their diagnostics
+    assert found["tables"] == "9" and found["empty-tables"] == "0"
     assert found["runs-rows"] == "9"  # header + 8 trials
     height = min(int(found["height"]), 12000)
     run = browse(page.as_uri(), f"--screenshot={shot}", f"--window-size=1280,{height}")

@@ -17,6 +17,7 @@ The public API (docs/laws.md §1 multi-power, §2 critical batch size, §3 knowl
     status_counts(study), grid_keys(study), runs_table(study)     a study at a glance
     find_results(DIR) -> [Finding]             the fit and proposal JSON files in a study folder
     find_validation(DIR), predicted_vs_measured(proposal, runs)   closed loops
+    paired_differences(runs) -> PairedDifferences   proposal minus baselines, paired by seed
     write_report(study) -> DIR/report.html     one self-contained page (no fitting)
     backtest(data, law=...) -> Backtest        coverage of held-out 90% prediction intervals
     fit.prediction(...) -> Prediction          a prediction with its interval (every law)
@@ -62,6 +63,8 @@ _API = {
     "find_results": "scalelaws.study.findings",
     "find_validation": "scalelaws.multipower.closed_loop",
     "predicted_vs_measured": "scalelaws.multipower.closed_loop",
+    "paired_differences": "scalelaws.multipower.closed_loop",
+    "PairedDifferences": "scalelaws.multipower.closed_loop",
     "grid_keys": "scalelaws.study.summary",
     "runs_table": "scalelaws.study.summary",
     "status_counts": "scalelaws.study.summary",
@@ -77,6 +80,7 @@ __all__ = [
     "FitResult",
     "IsoFLOPFit",
     "MultipowerFit",
+    "PairedDifferences",
     "Prediction",
     "ScheduleProposal",
     "SizeProposal",
@@ -94,6 +98,7 @@ __all__ = [
     "grid_keys",
     "load_study",
     "lr_array",
+    "paired_differences",
     "predicted_vs_measured",
     "propose_schedule",
     "propose_size",
@@ -116,7 +121,12 @@ if TYPE_CHECKING:
     from scalelaws.core.fitting import FitResult
     from scalelaws.core.prediction import Prediction
     from scalelaws.critical_batch.fit import CBSResult, fit_cbs
-    from scalelaws.multipower.closed_loop import find_validation, predicted_vs_measured
+    from scalelaws.multipower.closed_loop import (
+        PairedDifferences,
+        find_validation,
+        paired_differences,
+        predicted_vs_measured,
+    )
     from scalelaws.multipower.curves import Curve
     from scalelaws.multipower.fit import MultipowerFit, evaluate_multipower, fit_multipower
     from scalelaws.multipower.propose import propose_schedule

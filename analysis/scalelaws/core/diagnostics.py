@@ -100,6 +100,13 @@ CODES: dict[str, str] = {
     "UNDERCONFIDENT": "the prediction intervals are uselessly wide (median width above the "
     "measured value, or 10x the median error while covering above level + 7 points) -> add "
     "scales so the fit pins the law down",
+    # closed loops (scalelaws.multipower.closed_loop.paired_differences)
+    "TOO_FEW_SEEDS": "a paired comparison over seeds rests on fewer than 5 seeds, so its "
+    "t-interval is wide or missing -> run at least 5 seeds of each schedule",
+    "NOT_SEPARATED": "the interval of a paired difference holds 0: at this scale the law cannot "
+    "separate the two schedules -> read them as equal here; add seeds or a larger scale",
+    "UNPAIRED_SEEDS": "a seed has a completed run of one schedule only; it is dropped from the "
+    "paired comparison -> rerun the missing seeds",
     # Chinchilla (scalelaws.chinchilla.checks; Hoffmann et al. 2022, Besiroglu et al. 2024)
     "TERM_FLAT": "the N or D term barely varies over the runs; its exponent is not determined "
     "-> vary N or D more widely",

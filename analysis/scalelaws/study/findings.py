@@ -24,6 +24,7 @@ KNOWN = {
     "capacity.json": "Knowledge capacity",
     "isoflop.json": "Chinchilla: isoFLOP profiles (approach 2) and loss surface (approach 3)",
     "chinchilla.json": "Loss surface L(N, D) (Chinchilla approach 3)",
+    "closed_loop.json": "Closed loop: proposed minus baseline, paired by seed",
 }
 NOT_RESULTS = {"study.json", "wandb_view.json", "backtest.json"}  # backtest: its own section
 

@@ -4,7 +4,8 @@ No network and no scripts: inline CSS, PNG figures embedded as base64. It reads 
 fits nothing: status and the runs table (summary.py), curves and final losses by grid key
 (plots_study.py), every fit and proposal JSON in the folder (findings.py) with its intervals,
 metrics, diagnostics and figure, and for a closed loop the predicted against the measured
-final loss (closed_loop.py) and the study's report.md.
+final loss and the proposal minus each baseline paired by seed (closed_loop.py), and the
+study's report.md.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from scalelaws.multipower import closed_loop
+from scalelaws.multipower.schedule import ScheduleProposal
 from scalelaws.study import findings, summary
 from scalelaws.study import plots as plots_study
 from scalelaws.study.load import Study, as_study
@@ -196,13 +198,15 @@ def _closed_loop(study: Study) -> str:
     check = closed_loop.find_validation(study.root)
     if prop.is_file() and check is not None:
         runs = pl.read_parquet(check / "runs.parquet")
-        table = closed_loop.predicted_vs_measured(prop, runs)
+        proposal = ScheduleProposal.load(prop)
+        table = closed_loop.predicted_vs_measured(proposal, runs)
         out.append(f"<h3>Predicted against measured ({_e(check.name)})</h3>")
         names = {"lo": "95% lo", "hi": "95% hi", "measured": "measured (mean)"}
         out.append(_table(table.rename(names), table_id="closed-loop"))
         if table.height:
             fig = plots_study.plot_predicted_vs_measured(table)
             out.append(_img(plots_study.png(fig), "predicted vs measured"))
+        out.append(_paired(runs, proposal.total_steps))
     md = study.root / "report.md"
     if md.is_file():
         out.append(f"<h3>report.md</h3>{_markdown(md.read_text())}")
@@ -212,6 +216,25 @@ def _closed_loop(study: Study) -> str:
             "and no report.md.</p>"
         ]
     return "<h2 id='closed-loop-section'>Closed loop</h2>" + "".join(out)
+
+
+def _paired(runs: pl.DataFrame, total_steps: int) -> str:
+    """The proposal minus each baseline, seed by seed (closed_loop.paired_differences)."""
+    head = "<h3>Proposed minus baseline, paired by seed</h3>"
+    try:
+        res = closed_loop.paired_differences(runs, total_steps=total_steps)
+    except ValueError as e:
+        return head + f"<p class='note'>No paired differences: {_e(e)}</p>"
+    pct = f"{100 * res.level:g}%"
+    note = (
+        f"<p>The proposal's <code>{_e(res.loss)}</code> minus the baseline's at the same seed "
+        f"(same init and data order); mean over the seeds with its {pct} t-interval. Negative: "
+        "the proposal reached the lower loss; an interval that holds 0 does not separate them."
+        "</p>"
+    )
+    table = res.table().rename({"lo": f"{pct} lo", "hi": f"{pct} hi"})
+    diags = _diagnostics([d.to_dict() for d in res.diagnostics])
+    return head + note + _table(table, table_id="paired") + diags
 
 
 def _markdown(text: str) -> str:
