@@ -215,21 +215,24 @@ def test_a_trunk_that_failed_before_the_fork_fails_its_branches_with_the_reason(
 
 def test_fsdp_branches_on_two_gloo_ranks_are_bit_identical(local_ray, tmp_path):
     """Two-rank FSDP trials through TorchTrainer: the trunk saves a DCP fork checkpoint, the
-    branch loads it on both ranks."""
-    points = [{"schedule": ScheduleSpec("constant", 5)}, {"schedule": _wsd(0.3)}]
+    branch loads it on both ranks; the same branch trained alone (the trunk trains from step
+    0 either way) records the same curve."""
     run = dataclasses.replace(RUN, workers=2)
-    curves = {}
-    for share in (False, True):
-        name = f"fsdp_{share}"
-        spec = _spec(tmp_path, name, share=share, points=points, run=run)
-        spec = dataclasses.replace(spec, base=dataclasses.replace(BASE, total_steps=24))
-        root = launch.run(spec, wandb_mode=None, show_progress=False)
-        curves[share] = _curves(root)
-        recs = [_record(root, d.name) for d in (root / "trials").iterdir()]
-        assert all(r["status"] == "completed" and r["world_size"] == 2 for r in recs)
-        assert sum("forked_from" in r for r in recs) == (1 if share else 0)
-    for name, curve in curves[True].items():
-        assert curve.equals(curves[False][name]), name
+    base = dataclasses.replace(BASE, total_steps=20)
+    branch = {"schedule": _wsd(0.3)}
+    shared = _spec(tmp_path, "fsdp_shared", points=[{"schedule": ScheduleSpec("constant", 5)},
+                                                     branch], run=run)  # fmt: skip
+    alone = _spec(tmp_path, "fsdp_alone", share=False, points=[branch], run=run)
+    roots = {}
+    for spec in (shared, alone):
+        roots[spec.name] = launch.run(dataclasses.replace(spec, base=base), wandb_mode=None,
+                                      show_progress=False)  # fmt: skip
+    recs = {d.name: _record(roots["fsdp_shared"], d.name)
+            for d in (roots["fsdp_shared"] / "trials").iterdir()}  # fmt: skip
+    assert all(r["status"] == "completed" and r["world_size"] == 2 for r in recs.values())
+    ((name, f),) = prefix.plan(expand(dataclasses.replace(shared, base=base))).forks.items()
+    assert recs[name]["forked_from"]["step"] == f.step > 0
+    assert _curves(roots["fsdp_shared"])[name].equals(_curves(roots["fsdp_alone"])[name])
 
 
 KILL_STUDY = """
@@ -302,16 +305,14 @@ def _status_of(tdir: Path) -> str | None:
 @pytest.mark.slow
 def test_killing_the_driver_in_the_trunk_then_in_the_branches_loses_nothing(tmp_path):
     """Kill during the trunk, rerun; kill during the branches, rerun: every trial completes,
-    the finished trunk is not trained again, every curve is the curve trained alone."""
+    the finished trunk is not trained again, each branch keeps its provenance and its curve
+    starts with the trunk's rows. (Bit-identity with training alone is the first test's.)"""
     import os
     import subprocess
 
     from scalelab import study as studies
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_ADDRESS": ""}
-    cmd, alone, _ = _study_cmd(tmp_path, False)
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
     cmd, root, study = _study_cmd(tmp_path, True)
     plan = prefix.plan(expand(studies.load(study).SPEC))
     (trunk,) = plan.fork_steps
@@ -331,7 +332,10 @@ def test_killing_the_driver_in_the_trunk_then_in_the_branches_loses_nothing(tmp_
     }
     assert any("resumed_from" in recs[n] for n in plan.forks), "a branch resumed its own ckpt"
     assert not list((root / "trials").glob("*/forks"))
-    mine, ref = _curves(root), _curves(alone)
-    for name, curve in mine.items():
-        assert curve.equals(ref[name]), name
-        assert curve["step"].is_unique().all()
+    curves = _curves(root)
+    for name, curve in curves.items():
+        assert curve["step"].to_list() == list(range(5, 601, 5)), name  # every row once
+        f = plan.forks.get(name)
+        if f is not None:  # the prefix rows are the trunk's, number for number
+            mine = curve.filter(pl.col("step") <= f.step)
+            assert mine.equals(curves[trunk].filter(pl.col("step") <= f.step)), name
