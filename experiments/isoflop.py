@@ -34,6 +34,7 @@ far below the entropy rate 0.374; under-predicting by 0.034-0.040).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from functools import cache
@@ -82,6 +83,13 @@ class Design:
     follow_up_factor: float = 4.0  # follow-up budget = factor × the largest budget
     warmup_frac: float = 0.05  # linear warmup, share of each trial's steps
     final_div: float = 10.0  # cosine floor = peak LR / final_div
+    # "cosine": each trial decays over its own steps. "wsd": warmup sized on the shape's
+    # shortest run, then the peak LR, then a linear cooldown over the last cooldown_frac of
+    # each trial's steps: every budget of a shape is a cooldown branching from its longest
+    # run (Hägele et al. 2024, arXiv 2405.18392), trained once up to there (shared prefixes)
+    schedule: str = "cosine"
+    cooldown_frac: float = 0.2
+    follow_up: bool = True  # train the proposal and its neighbours at follow_up_budget
     n_boot: int = 1000  # approach-3 bootstrap resamples
     notes: str = field(default="", compare=False)
 
@@ -103,14 +111,27 @@ class Design:
         tokens = int(budget // flops_per_token(self, shape))
         steps = tokens // (self.base.batch_size * self.base.seq_len)  # as sweep.py rounds
         lr = self.base.optim.lr
+        if self.schedule == "wsd":  # the same warmup for every budget of the shape
+            steps = min([self.steps(shape, c) for c, w in self.windows.items()
+                         if self.ladder.index(shape) in w] or [steps])  # fmt: skip
         warmup = max(1, round(self.warmup_frac * steps))
+        floor = lr / self.final_div
+        if self.schedule == "wsd":
+            params = {"decay_frac": self.cooldown_frac, "shape": "linear", "final_lr": floor}
+            schedule = ScheduleSpec("wsd", warmup, params)
+        else:
+            schedule = ScheduleSpec("cosine", warmup, {"final_lr": floor})
         return {
             "model.d_model": d,
             "model.n_layers": n_layers,
             "model.n_heads": n_heads,
             "tokens": tokens,
-            "schedule": ScheduleSpec("cosine", warmup, {"final_lr": lr / self.final_div}),
+            "schedule": schedule,
         }
+
+    def steps(self, shape: Shape, budget: float) -> int:
+        tokens = int(budget // flops_per_token(self, shape))
+        return tokens // (self.base.batch_size * self.base.seq_len)
 
 
 @cache
@@ -219,8 +240,11 @@ CLUSTER = Design(
     },
 )
 
-DESIGNS = {d.name: d for d in (QUICK, CLUSTER)}
-PRESETS = {"quick": QUICK.sweep(), "cluster": CLUSTER.sweep()}
+# the quick study with WSD: each shape's budgets are cooldowns of its longest run (no follow-up)
+WSD = dataclasses.replace(QUICK, name="isoflop_wsd", schedule="wsd", follow_up=False)
+
+DESIGNS = {d.name: d for d in (QUICK, CLUSTER, WSD)}
+PRESETS = {"quick": QUICK.sweep(), "cluster": CLUSTER.sweep(), "wsd": WSD.sweep()}
 SPEC = PRESETS["quick"]
 
 
@@ -407,6 +431,7 @@ def report(res: dict[str, Any], scores: dict | None, wall_s: dict | None = None)
             f"{_f4(r['final_eval_loss'])} |"
         )
     h = res["floor"]
+    lines += ["", compute_spent(runs, design)]
     lines += _surface_table(f"Approach 3: L(N, D) = E + A/N^α + B/D^β, E held at the grammar's "
                             f"entropy rate {h:.4f}", surf)  # fmt: skip
     lines += _surface_table("Approach 3 with E free (for comparison)", res["free"])
@@ -487,6 +512,21 @@ def report(res: dict[str, Any], scores: dict | None, wall_s: dict | None = None)
     return "\n".join(lines) + "\n"
 
 
+def compute_spent(runs, design: Design) -> str:
+    """Training FLOPs the sweep spent (updates each trial trained itself × tokens per update ×
+    flops_per_token) against the same trials trained from scratch."""
+    import polars as pl
+
+    tokens = design.base.batch_size * design.base.seq_len
+    fork = pl.col("fork_step").fill_null(0) if "fork_step" in runs.columns else pl.lit(0)
+    per = pl.col("flops_per_token").cast(pl.Float64) * tokens
+    own = ((pl.col("steps_done") - fork).clip(lower_bound=0) * per).sum()
+    full = (pl.col("steps_done") * per).sum()
+    spent, scratch = runs.select(own.alias("own"), full.alias("full")).row(0)
+    return (f"Compute spent: {spent:.3g} FLOPs of the {scratch:.3g} the same runs cost from "
+            f"scratch ({spent / scratch:.0%}; shared prefixes trained once).")  # fmt: skip
+
+
 FROM = {"approach3": "approach 3 (E held)", "approach2": "approach 2",
         "approach3_free_e": "approach 3 (E free)"}  # fmt: skip
 
@@ -554,6 +594,10 @@ def after(root: Path) -> None:
     print_fits(console, res["fits"])
     for key, prop in res["proposals"].items():
         print_proposal(console, FROM[key], prop)
+    if not res["design"].follow_up:
+        write_outputs(root, res, None, None, {"analysis": time.time() - t0})
+        print((Path(root) / "isoflop.md").read_text())
+        return
     spec, shapes = follow_up(res["design"], res["proposals"]["approach3"].params["n"], root)
     write_outputs(root, res, shapes, None)  # the fits survive a failed follow-up
     t1 = time.time()

@@ -392,3 +392,35 @@ def test_cli_help_documents_every_column_and_convention():
         assert col in text, col
     for opt in ("--approach", "--compute", "6ND", "flops_per_token", "total", "--out", "--plot"):
         assert opt in text
+
+
+def test_wsd_preset_trains_each_shapes_budgets_as_cooldowns_of_one_run(iso):
+    """The WSD variant: per shape one warmup, the peak LR, then a 20% linear cooldown; every
+    shorter budget of a shape forks from its longest run where its cooldown starts."""
+    from scalelab import prefix
+
+    design, trials = iso.WSD, expand(iso.PRESETS["wsd"])
+    assert iso.DESIGNS["isoflop_wsd"] is design and not design.follow_up
+    assert len(trials) == len(expand(iso.SPEC))  # the same (shape, budget) points
+    plan = prefix.plan(trials)
+    shapes: dict[tuple, list] = {}
+    for t in trials:
+        assert t.spec.schedule.name == "wsd" and t.spec.schedule.params["decay_frac"] == 0.2
+        shapes.setdefault((t.spec.model.d_model, t.spec.model.n_layers), []).append(t)
+    for group in shapes.values():
+        assert len({t.spec.schedule.warmup_steps for t in group}) == 1
+        longest = max(group, key=lambda t: t.spec.total_steps)
+        assert longest.name not in plan.forks
+        for t in group:
+            if t is not longest:
+                f = plan.forks[t.name]
+                assert f.parent == longest.name
+                assert f.step == round(0.8 * t.spec.total_steps) + 1  # first cooldown update
+    assert len(plan.forks) == sum(len(g) - 1 for g in shapes.values()) > 0
+    # the compute line counts each trial's own updates only
+    runs = pl.DataFrame(
+        {"steps_done": [100, 100], "fork_step": [None, 81], "flops_per_token": [10, 10]}
+    )
+    line = iso.compute_spent(runs, design)
+    # (100 + 19) updates × 1,024 tokens × 10 FLOPs, of 200 × 1,024 × 10
+    assert line.startswith("Compute spent: 1.22e+06 FLOPs of the 2.05e+06") and "(60%;" in line

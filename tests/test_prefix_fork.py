@@ -15,11 +15,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from typer.testing import CliRunner
 
-from scalelab import checkpoint, files, launch, prefix
+from scalelab import checkpoint, files, launch, prefix, summary
+from scalelab.cli import app
 from scalelab.config import DataSpec, ModelSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
 from scalelab.launch import driver, forks, ray_session
 from scalelab.sweep import SweepSpec, expand
+from scalelaws.study.report import write_report
 
 pytestmark = pytest.mark.integration
 
@@ -131,6 +134,18 @@ def test_forked_curves_are_bit_identical_to_trials_trained_alone(alone, tmp_path
     runs = pl.read_parquet(root / "runs.parquet").sort("trial")
     ref_runs = pl.read_parquet(alone / "runs.parquet").sort("trial")
     assert runs["final_eval_loss"].to_list() == ref_runs["final_eval_loss"].to_list()
+    # say what it saved: runs.parquet, the end-of-run summary, `status` and the report
+    forked = runs.filter(pl.col("fork_step").is_not_null())
+    assert dict(zip(forked["trial"], forked["fork_step"], strict=True)) == {
+        n: f.step for n, f in plan.forks.items()
+    }
+    line = f"shared prefixes: trained {trained:,} of {full:,} trial steps"
+    assert line in out and any(line in s for s in summary.lines(runs))
+    res = CliRunner().invoke(app, ["status", str(root)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and f"the study trains {trained:,} of {full:,}" in res.output
+    html = write_report(root).read_text()
+    assert "Shared prefixes" in html and f"Trained {trained:,} of {full:,}" in html
+    assert all(n in html for n in plan.forks)
 
 
 def test_placement_only_change_reruns_nothing(alone, monkeypatch):

@@ -202,3 +202,28 @@ def test_the_path_with_most_branchings_continues_so_the_tree_stays_shallow():
     assert {f.parent for f in p.forks.values()} == {const}
     assert p.fork_steps[const] == [20, 40, 60, 80] and max(p.depth.values()) == 1
     assert p.trained_steps() == 100 + 80 + 60 + 40 + 20
+
+
+def test_shared_prefixes_summary_counts_own_updates_from_the_runs_table():
+    """scalelaws.study.summary.shared_prefixes on a runs table: steps trained = steps_done less
+    the fork step (never below 0: a branch ended by its trunk's divergence trained nothing)."""
+    import polars as pl
+
+    from scalelaws.study.summary import shared_prefixes
+
+    runs = pl.DataFrame(
+        {
+            "trial": ["const", "drop", "wsd", "cos", "dead"],
+            "steps_done": [600, 600, 600, 600, 12],
+            "forked_from": [None, "const", "const", None, "const"],
+            "fork_step": [None, 400, 481, None, 400],
+        }
+    )
+    line, tree = shared_prefixes(runs)
+    assert line == (
+        "shared prefixes: trained 1,519 of 2,412 trial steps (63%); 3 forks from 1 trunk"
+    )
+    assert tree["trial"].to_list() == ["dead", "drop", "wsd"]
+    assert tree["own_steps"].to_list() == [0, 200, 119]
+    assert shared_prefixes(runs.with_columns(fork_step=pl.lit(None, pl.Int64))) is None
+    assert shared_prefixes(runs.drop("fork_step", "forked_from")) is None

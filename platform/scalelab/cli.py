@@ -113,6 +113,8 @@ def status(
         raise UserError(str(e)) from None
     states = prog.scan(root)
     Console().print(prog.table(states, root.name, show="all" if all_trials else "active"))
+    if line := _prefix_line(root):
+        typer.echo(line)
     for v in states.values():
         if v["state"] in ("corrupt", "mismatch"):
             typer.echo(f"{v['state']}: {v['error']}", err=True)
@@ -164,6 +166,24 @@ def migrate(
 app.command()(_report.report)
 app.command()(_backtest.backtest)
 app.command()(_report.dashboard)
+
+
+def _prefix_line(root: Path) -> str | None:
+    """The study's prefix tree as its last run planned it (prefix.json), in one line."""
+    from scalelab import files
+
+    try:
+        plan = files.read_json(root / "prefix.json")
+        trunks = len(plan["fork_steps"])
+        forks, done, full = len(plan["forks"]), plan["trained_steps"], plan["scratch_steps"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not forks:
+        return None
+    return (
+        f"shared prefixes: the study trains {done:,} of {full:,} trial steps "
+        f"({done / max(full, 1):.0%}); {forks} trials fork from {trunks} trunks (prefix.json)"
+    )
 
 
 def summary(root: Path) -> None:

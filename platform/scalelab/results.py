@@ -71,6 +71,9 @@ def run_row(rec: dict) -> dict:
         "wall_s": rec.get("wall_s"),
         "flops_per_token": rec.get("flops_per_token"),
         "error": rec.get("error"),
+        # a shared prefix: the trial it started from and after how many updates (provenance)
+        "forked_from": (rec.get("forked_from") or {}).get("trial"),
+        "fork_step": (rec.get("forked_from") or {}).get("step"),
         "spec": json.dumps({k: v for k, v in spec.items() if k not in RUN_FIELDS}, sort_keys=True),
         "run": json.dumps(run, sort_keys=True),
     }

@@ -12,7 +12,7 @@ import math
 import polars as pl
 
 from scalelab.status import STATES
-from scalelaws.study.summary import top_grid_columns
+from scalelaws.study.summary import shared_prefixes, top_grid_columns
 
 MAX_VALUES = 12  # grid keys with more values (seeds, fine LR ladders) are not listed
 
@@ -45,6 +45,8 @@ def lines(runs: pl.DataFrame, width: int = 80) -> list[str]:
         + ", ".join(f"{s} {by[s]}" for s in STATES if by.get(s))
         + "".join(f", {s} {n}" for s, n in by.items() if s not in STATES)
     ]
+    if shared := shared_prefixes(runs):
+        out.append(shared[0][:width])
     failed = runs.filter(pl.col("status") == "failed")
     for r in failed.head(5).iter_rows(named=True):
         err = (r.get("error") or "").splitlines()[0] if r.get("error") else ""

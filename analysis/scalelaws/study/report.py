@@ -69,6 +69,7 @@ def render(study: Study) -> str:
         '<a href="#fits">Fits</a><a href="#backtest">Back-test</a>'
         '<a href="#closed-loop-section">Closed loop</a></nav>',
         _status(study),
+        _shared(study),
         "<h2>Runs</h2>",
         _table(summary.runs_table(study), scroll=True, table_id="runs"),
         _curves(study),
@@ -87,6 +88,20 @@ def _status(study: Study) -> str:
     counts = summary.status_counts(study)
     badges = "".join(f'<span class="s-{_e(s)}">{_e(s)}: {n}</span>' for s, n in counts.items())
     return f'<h2 id="status">Status</h2><div class="badges">{badges}</div>'
+
+
+def _shared(study: Study) -> str:
+    """What training shared prefixes once saved, and the tree (nothing when no trial forked)."""
+    shared = summary.shared_prefixes(study.runs)
+    if shared is None:
+        return ""
+    line, tree = shared
+    return (
+        "<h2 id='shared'>Shared prefixes</h2>"
+        f"<p>{_e(line[0].upper() + line[1:])}. Each forked trial started from its trunk's "
+        "checkpoint after <code>fork_step</code> updates and trained the rest itself; its curve "
+        "is the one it would record trained alone.</p>" + _table(tree, table_id="shared-tree")
+    )
 
 
 def _curves(study: Study) -> str:

@@ -4,6 +4,7 @@
     status_counts(study)   # {"completed": 8}
     grid_keys(study)       # ["model.size", "schedule"]
     runs_table(study)      # trial, grid.model.size, grid.schedule, status, final and best losses
+    shared_prefixes(study.runs)  # what forking from shared prefixes saved, and the tree
 
 Grid keys are the study's own (`grid.<key>` columns; a structured value such as a schedule is
 one key, its label in `grid.<key>`). Tables written before the grid columns existed fall back
@@ -61,3 +62,28 @@ def runs_table(study: Study) -> pl.DataFrame:
     extra = [c for c in ("status", "steps_done", *LOSSES, "wall_s") if c in runs.columns]
     cols = ["trial", *[k for k in keys if k != "trial"], *[c for c in extra if c not in keys]]
     return runs.select(cols).sort([*keys, "trial"], nulls_last=True)
+
+
+def shared_prefixes(runs: pl.DataFrame) -> tuple[str, pl.DataFrame] | None:
+    """Trials that started from another trial's checkpoint (scalelab's shared prefixes): a line
+    with the updates trained against the updates the same trials would train from scratch
+    (their steps_done), and the tree, one row per forked trial (trunk, fork step, trial, the
+    updates it trained itself). None when no trial forked."""
+    if "fork_step" not in runs.columns or runs["fork_step"].is_null().all():
+        return None
+    steps = runs["steps_done"].fill_null(0)
+    own = (steps - runs["fork_step"].fill_null(0)).clip(lower_bound=0)
+    trained, full = int(own.sum()), int(steps.sum())
+    tree = (
+        runs.with_columns(own_steps=own)
+        .filter(pl.col("fork_step").is_not_null())
+        .select("forked_from", "fork_step", "trial", "own_steps")
+        .sort("forked_from", "fork_step", "trial")
+    )
+    trunks = tree["forked_from"].n_unique()
+    line = (
+        f"shared prefixes: trained {trained:,} of {full:,} trial steps "
+        f"({trained / max(full, 1):.0%}); {tree.height} fork{'s' * (tree.height != 1)} "
+        f"from {trunks} trunk{'s' * (trunks != 1)}"
+    )
+    return line, tree
