@@ -220,9 +220,7 @@ def test_shared_prefixes_summary_counts_own_updates_from_the_runs_table():
         }
     )
     line, tree = shared_prefixes(runs)
-    assert line == (
-        "shared prefixes: trained 1,519 of 2,412 trial steps (63%); 3 forks from 1 trunk"
-    )
+    assert line == ("shared prefixes: trained 1,519 of 2,412 trial steps (63%); 3 forks, 1 trunk")
     assert tree["trial"].to_list() == ["dead", "drop", "wsd"]
     assert tree["own_steps"].to_list() == [0, 200, 119]
     assert shared_prefixes(runs.with_columns(fork_step=pl.lit(None, pl.Int64))) is None

@@ -182,7 +182,7 @@ def _prefix_line(root: Path) -> str | None:
         return None
     return (
         f"shared prefixes: the study trains {done:,} of {full:,} trial steps "
-        f"({done / max(full, 1):.0%}); {forks} trials fork from {trunks} trunks (prefix.json)"
+        f"({done / max(full, 1):.0%}); {forks} forks, {trunks} trunks (prefix.json)"
     )
 
 

@@ -83,7 +83,7 @@ def shared_prefixes(runs: pl.DataFrame) -> tuple[str, pl.DataFrame] | None:
     trunks = tree["forked_from"].n_unique()
     line = (
         f"shared prefixes: trained {trained:,} of {full:,} trial steps "
-        f"({trained / max(full, 1):.0%}); {tree.height} fork{'s' * (tree.height != 1)} "
-        f"from {trunks} trunk{'s' * (trunks != 1)}"
+        f"({trained / max(full, 1):.0%}); {tree.height} fork{'s' * (tree.height != 1)}, "
+        f"{trunks} trunk{'s' * (trunks != 1)}"
     )
     return line, tree

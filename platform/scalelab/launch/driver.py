@@ -63,9 +63,10 @@ def run(
         )
         if plan.forks and pending:
             trained, full = forks.trained_steps(pending, plan, root)
+            forked, trunks = len(plan.forks), len(plan.fork_steps)
             print(f"shared prefixes: trains {trained:,} of {full:,} trial steps "
-                  f"({trained / full:.0%}); {len(plan.forks)} trials fork from "
-                  f"{len(plan.fork_steps)} trunks")  # fmt: skip
+                  f"({trained / full:.0%}); {forked} fork{'s' * (forked != 1)}, "
+                  f"{trunks} trunk{'s' * (trunks != 1)}")  # fmt: skip
     if pending:
         try:
             _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurrent, plan)
