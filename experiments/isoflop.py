@@ -29,6 +29,7 @@ far below the entropy rate 0.374; under-predicting by 0.034-0.040).
 
     scalelab run experiments/isoflop.py --no-wandb                    # quick (2 CPU cores)
     scalelab run experiments/isoflop.py --preset cluster --no-wandb   # GPUs (declared, not run)
+    scalelab run experiments/isoflop.py --preset wsd --no-wandb       # WSD: budgets as cooldowns
     scalelab fit chinchilla --runs results/isoflop --compute flops_per_token --fix-e 0.3739 --out FIT.json
 """
 

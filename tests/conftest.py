@@ -6,6 +6,8 @@ by carrying @pytest.mark.integration."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 # real Ray, torchrun, killed processes; notebooks (a kernel process); W&B (its service process)
@@ -17,3 +19,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.module.__name__.rsplit(".", 1)[-1] in INTEGRATION_MODULES:
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A real local Ray for one test module: 3 CPUs (a 2-rank FSDP trial needs its 2 workers
+    and the trial driver). address="local": a Ray of its own even where RAY_ADDRESS is set or
+    a `ray start` cluster runs on the machine (ray.init() would join that one)."""
+    import ray
+
+    from scalelab.launch import ray_session
+
+    ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
+    session = ray_session._session_dir()
+    yield
+    ray.shutdown()
+    if session is not None:  # ~1 MB of logs and sockets per run under /tmp/ray
+        shutil.rmtree(session, ignore_errors=True)

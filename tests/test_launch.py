@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pytest
 
 from scalelab import launch, reaper, results
 from scalelab.config import DataSpec, ModelSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
-from scalelab.launch import driver, ray_session
+from scalelab.launch import driver
 from scalelab.sweep import SweepSpec
 
 BIN = Path(sys.executable).parent
@@ -33,20 +32,6 @@ BASE = TrialSpec(
     eval_batch_size=16,
 )
 RUN = RunConfig(eval_every=10)
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    # address="local": a Ray of its own even where RAY_ADDRESS is set or a `ray start` cluster
-    # runs on the machine (ray.init() would join that one, and refuse num_cpus)
-    ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
-    session = ray_session._session_dir()
-    yield
-    ray.shutdown()
-    if session is not None:  # ~1 MB of logs and sockets per run under /tmp/ray
-        shutil.rmtree(session, ignore_errors=True)
 
 
 def _no_tune(*args, **kwargs):

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from scalelab import checkpoint, files, launch, prefix, summary
 from scalelab.cli import app
 from scalelab.config import DataSpec, ModelSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
-from scalelab.launch import driver, forks, ray_session
+from scalelab.launch import driver, forks
 from scalelab.sweep import SweepSpec, expand
 from scalelaws.study.report import write_report
 
@@ -55,19 +55,6 @@ POINTS = [
     {"schedule": _wsd(0.3, "cosine")},
     {"schedule": _wsd(0.2), "total_steps": 30},
 ]
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    # 3 CPUs: a 2-rank FSDP trial needs its 2 workers and the trial driver
-    ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
-    session = ray_session._session_dir()
-    yield
-    ray.shutdown()
-    if session is not None:
-        shutil.rmtree(session, ignore_errors=True)
 
 
 def _spec(root: Path, name: str, share: bool = True, points=POINTS, run=RUN, **kw) -> SweepSpec:
