@@ -57,7 +57,7 @@ def test_quickstart_trains_0633_of_its_steps():
         assert p.forks[by[size, "wsd"]] == prefix.Fork(by[size, "wsd"], const, 481)
         assert by[size, "cosine"] not in p.forks  # 31 shared warmup updates: < 10% of 600
         assert p.fork_steps[const] == [400, 481] and p.depth[by[size, "wsd"]] == 1
-    assert "trains 3,038 of 4,800 trial steps (63%): 4 forks from 2 trunks" == p.summary()
+    assert "trains 3,038 of 4,800 trial steps (63%); 4 forks, 2 trunks" == p.summary()
     # with no threshold the warmup is shared too
     assert prefix.plan(trials, min_fork_frac=0).trained_steps() == 2 * (1519 - 31)
 

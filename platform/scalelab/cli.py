@@ -170,20 +170,15 @@ app.command()(_report.dashboard)
 
 def _prefix_line(root: Path) -> str | None:
     """The study's prefix tree as its last run planned it (prefix.json), in one line."""
-    from scalelab import files
+    from scalelab import files, prefix
 
     try:
         plan = files.read_json(root / "prefix.json")
-        trunks = len(plan["fork_steps"])
-        forks, done, full = len(plan["forks"]), plan["trained_steps"], plan["scratch_steps"]
+        counts = (len(plan["forks"]), len(plan["fork_steps"]))
+        line = prefix.savings(plan["trained_steps"], plan["scratch_steps"], *counts)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not forks:
-        return None
-    return (
-        f"shared prefixes: the study trains {done:,} of {full:,} trial steps "
-        f"({done / max(full, 1):.0%}); {forks} forks, {trunks} trunks (prefix.json)"
-    )
+    return f"shared prefixes: the study {line} (prefix.json)" if counts[0] else None
 
 
 def summary(root: Path) -> None:

@@ -72,16 +72,12 @@ class Plan:
         return f.step if f else 0
 
     def summary(self, names=None) -> str:
-        """'trains 1,519 of 2,400 trial steps (63%): 2 forks from 1 trunk'."""
+        """'trains 1,519 of 2,400 trial steps (63%); 2 forks, 1 trunk'."""
         names = list(self.total_steps if names is None else names)
-        done, full = self.trained_steps(names), self.scratch_steps(names)
         forks = [self.forks[n] for n in names if n in self.forks]
-        trunks = {f.parent for f in forks}
-        return (
-            f"trains {done:,} of {full:,} trial steps ({done / max(full, 1):.0%}): "
-            f"{len(forks)} fork{'s' * (len(forks) != 1)} from {len(trunks)} "
-            f"trunk{'s' * (len(trunks) != 1)}"
-        )
+        trunks = len({f.parent for f in forks})
+        done, full = self.trained_steps(names), self.scratch_steps(names)
+        return savings(done, full, len(forks), trunks)
 
     def to_dict(self) -> dict:
         return {
@@ -90,6 +86,14 @@ class Plan:
             "trained_steps": self.trained_steps(),
             "scratch_steps": self.scratch_steps(),
         }
+
+
+def savings(trained: int, full: int, forks: int, trunks: int) -> str:
+    """'trains 1,519 of 2,400 trial steps (63%); 2 forks, 1 trunk'."""
+    return (
+        f"trains {trained:,} of {full:,} trial steps ({trained / max(full, 1):.0%}); "
+        f"{forks} fork{'s' * (forks != 1)}, {trunks} trunk{'s' * (trunks != 1)}"
+    )
 
 
 def trunk_key(trial: Trial) -> str:

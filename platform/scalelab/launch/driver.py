@@ -63,13 +63,12 @@ def run(
         )
         if plan.forks and pending:
             trained, full = forks.trained_steps(pending, plan, root)
-            forked, trunks = len(plan.forks), len(plan.fork_steps)
-            print(f"shared prefixes: trains {trained:,} of {full:,} trial steps "
-                  f"({trained / full:.0%}); {forked} fork{'s' * (forked != 1)}, "
-                  f"{trunks} trunk{'s' * (trunks != 1)}")  # fmt: skip
+            counts = (len(plan.forks), len(plan.fork_steps))
+            print(f"shared prefixes: {prefix.savings(trained, full, *counts)}")
     if pending:
         try:
-            _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurrent, plan)
+            _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurrent,
+                  plan, {t.name: t for t in trials})  # fmt: skip
         finally:
             shutdown()
     if plan.forks and not spec.keep_forks:
@@ -95,7 +94,7 @@ def _warm(wandb: bool) -> None:
             pass
 
 
-def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurrent, plan):
+def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurrent, plan, by_name):
     # Tune's import (~1 s of CPU) runs while ray.init waits for Ray's processes to come up
     # (~4 s, about half of 2 cores idle): ray.init stays in the main thread, where it sets
     # its signals. With W&B on, the study's analysis run at the end is warmed up there too.
@@ -118,19 +117,19 @@ def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurre
         # a cluster's autoscaler starts nodes for pending demands: say what is awaited
         print(f"waiting for the autoscaler: {e}", flush=True)
         n = len(pending)
+    n = min(max_concurrent or n, len(pending))
     view = progress.Live(root, pending, concurrency=n) if show_progress else None
     stop = threading.Event()
     thread = threading.Thread(target=view.loop, args=(stop,), daemon=True) if view else None
     if thread:
         thread.start()
-    by_name = {t.name: t for t in expand(spec)}
     try:
         for i, wave in enumerate(forks.waves(pending, plan)):
             if i:  # branches whose trunk ended before the fork end here, saying so
                 wave = forks.end_orphans(root, wave, plan, by_name)
             if wave:
-                _fit_wave(spec, wave, root, wandb_mode, min(max_concurrent or n, len(wave)),
-                          plan, by_name, f"{spec.name}-{i}" if i else spec.name)  # fmt: skip
+                _fit_wave(spec, wave, root, wandb_mode, min(n, len(wave)), plan, by_name,
+                          f"{spec.name}-{i}" if i else spec.name)  # fmt: skip
     finally:
         stop.set()
         if thread:
