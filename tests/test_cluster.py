@@ -108,10 +108,17 @@ def test_study_files_run_when_copied_alone_to_another_folder(tmp_path):
 # ---- a real 3-node cluster on this machine ----
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(k: int) -> list[int]:
+    """k distinct free ports: all bound at once, so two calls in a row cannot get the same
+    port back (which once gave the dashboard a port the client server then took)."""
+    socks = [socket.socket() for _ in range(k)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def _descendants(pids: list[int]) -> list[int]:
@@ -167,11 +174,12 @@ class LocalCluster:
         self.workers: list[int] = []  # the worker nodes' groups
         self.gcs = self.api = ""
 
-    def _start(self, args: list[str]) -> int:
+    def _start(self, args: list[str], agent_port: int | None = None) -> int:
         node_tmp = self.tmp / f"n{len(self.groups)}"
+        agent = agent_port or _free_ports(1)[0]
         p = subprocess.Popen(
             [str(BIN / "ray"), "start", "--temp-dir", str(node_tmp), "--disable-usage-stats"]
-            + ["--dashboard-agent-listen-port", str(_free_port())]
+            + ["--dashboard-agent-listen-port", str(agent)]
             + ["--object-store-memory", str(100 * 2**20), *args],
             env=self.env,
             start_new_session=True,
@@ -186,12 +194,13 @@ class LocalCluster:
         return p.pid
 
     def head(self, cpus: int, resources: dict) -> None:
-        port, dash = _free_port(), _free_port()
+        port, dash, client, agent = _free_ports(4)
         self.gcs, self.api = f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}"
         self._start(
             ["--head", "--port", str(port), "--num-cpus", str(cpus)]
             + ["--resources", json.dumps(resources), "--include-dashboard", "true"]
-            + ["--dashboard-port", str(dash), "--ray-client-server-port", str(_free_port())]
+            + ["--dashboard-port", str(dash), "--ray-client-server-port", str(client)],
+            agent_port=agent,
         )
 
     def worker(self, cpus: int, resources: dict) -> int:
