@@ -109,14 +109,12 @@ class Design:
     def point(self, shape: Shape, budget: float) -> dict[str, Any]:
         """Grid point of `shape` at `budget`: D = C / flops_per_token(shape), rounded down."""
         d, n_layers, n_heads = shape
-        tokens = int(budget // flops_per_token(self, shape))
-        steps = tokens // (self.base.batch_size * self.base.seq_len)  # as sweep.py rounds
-        lr = self.base.optim.lr
-        if self.schedule == "wsd":  # the same warmup for every budget of the shape
-            steps = min([self.steps(shape, c) for c, w in self.windows.items()
-                         if self.ladder.index(shape) in w] or [steps])  # fmt: skip
-        warmup = max(1, round(self.warmup_frac * steps))
-        floor = lr / self.final_div
+        sized_on = [budget]  # the warmup is a share of this run's steps ...
+        if self.schedule == "wsd":  # ... or, with WSD, of the shape's shortest run in the sweep
+            i = self.ladder.index(shape)
+            sized_on = [c for c, w in self.windows.items() if i in w] or sized_on
+        warmup = max(1, round(self.warmup_frac * min(self.steps(shape, c) for c in sized_on)))
+        floor = self.base.optim.lr / self.final_div
         if self.schedule == "wsd":
             params = {"decay_frac": self.cooldown_frac, "shape": "linear", "final_lr": floor}
             schedule = ScheduleSpec("wsd", warmup, params)
@@ -126,13 +124,16 @@ class Design:
             "model.d_model": d,
             "model.n_layers": n_layers,
             "model.n_heads": n_heads,
-            "tokens": tokens,
+            "tokens": self.tokens(shape, budget),
             "schedule": schedule,
         }
 
+    def tokens(self, shape: Shape, budget: float) -> int:
+        return int(budget // flops_per_token(self, shape))
+
     def steps(self, shape: Shape, budget: float) -> int:
-        tokens = int(budget // flops_per_token(self, shape))
-        return tokens // (self.base.batch_size * self.base.seq_len)
+        """Optimizer steps of `shape` at `budget`, rounded down as sweep.py rounds."""
+        return self.tokens(shape, budget) // (self.base.batch_size * self.base.seq_len)
 
 
 @cache

@@ -54,6 +54,7 @@ def run(
     root.mkdir(parents=True, exist_ok=True)
     write_study_json(root, spec, trials)
     pending = [t for t in trials if not is_done(root, t)]
+    by_name = {t.name: t for t in trials}
     plan = prefix.plan([] if spec.asha else trials)  # ASHA stops trials one by one: no trunks
     files.write_json(root / "prefix.json", plan.to_dict())
     if show_progress:
@@ -62,17 +63,17 @@ def run(
             f"{len(pending)} to run -> {root}"
         )
         if plan.forks and pending:
-            trained, full = forks.trained_steps(pending, plan, root)
+            trained, full = forks.trained_steps(pending, plan, root, by_name)
             counts = (len(plan.forks), len(plan.fork_steps))
             print(f"shared prefixes: {prefix.savings(trained, full, *counts)}")
     if pending:
         try:
             _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurrent,
-                  plan, {t.name: t for t in trials})  # fmt: skip
+                  plan, by_name)  # fmt: skip
         finally:
             shutdown()
     if plan.forks and not spec.keep_forks:
-        forks.clean(root, trials, plan)
+        forks.clean(root, plan, by_name)
     if pending or not has_tables(root):  # nothing ran: the tables are current
         results.collect(root)
     if pending:  # the study's W&B analysis run, if W&B is on

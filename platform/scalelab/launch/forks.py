@@ -17,7 +17,7 @@ import polars as pl
 from scalelab import checkpoint, files, status
 from scalelab.config import Trial
 from scalelab.launch.folders import is_done, trial_dir
-from scalelab.prefix import Plan
+from scalelab.prefix import Fork, Plan
 
 
 def waves(pending: list[Trial], plan: Plan) -> list[list[Trial]]:
@@ -34,14 +34,16 @@ def waves(pending: list[Trial], plan: Plan) -> list[list[Trial]]:
     return [out[k] for k in sorted(out)]
 
 
-def trained_steps(pending: list[Trial], plan: Plan, root: Path) -> tuple[int, int]:
+def trained_steps(
+    pending: list[Trial], plan: Plan, root: Path, by_name: dict[str, Trial]
+) -> tuple[int, int]:
     """(updates this run trains, updates the pending trials would train from scratch)."""
     names = {t.name for t in pending}
     full = sum(t.spec.total_steps for t in pending)
     saved = 0
     for t in pending:
         f = plan.forks.get(t.name)
-        if f and (f.parent in names or (_fork_ready(root, f.parent, f.step))):
+        if f and (f.parent in names or _fork_ready(root, f, by_name)):
             saved += f.step
     return full - saved, full
 
@@ -58,10 +60,10 @@ def fork_config(root: Path, trial: Trial, plan: Plan, by_name: dict[str, Trial])
     )
     cfg: dict = {"fork_steps": steps, "fork_from": None}
     f = plan.forks.get(trial.name)
-    if f and _fork_ready(root, f.parent, f.step):
+    if f and _fork_ready(root, f, by_name):
         parent = by_name[f.parent]
         cfg["fork_from"] = {
-            "path": str(checkpoint.fork_path(trial_dir(root, parent), f.step)),
+            "path": str(_fork_path(root, f, by_name)),
             "trial": parent.name,
             "content_hash": parent.content_hash(),
             "step": f.step,
@@ -69,8 +71,13 @@ def fork_config(root: Path, trial: Trial, plan: Plan, by_name: dict[str, Trial])
     return cfg
 
 
-def _fork_ready(root: Path, parent: str, step: int) -> bool:
-    return (checkpoint.fork_path(Path(root) / "trials" / parent, step) / "meta.json").is_file()
+def _fork_path(root: Path, f: Fork, by_name: dict[str, Trial]) -> Path:
+    """The trunk's checkpoint that branch `f` starts from."""
+    return checkpoint.fork_path(trial_dir(root, by_name[f.parent]), f.step)
+
+
+def _fork_ready(root: Path, f: Fork, by_name: dict[str, Trial]) -> bool:
+    return (_fork_path(root, f, by_name) / "meta.json").is_file()  # written last: complete
 
 
 def end_orphans(root: Path, wave: list[Trial], plan: Plan, by_name: dict[str, Trial]) -> list:
@@ -81,7 +88,7 @@ def end_orphans(root: Path, wave: list[Trial], plan: Plan, by_name: dict[str, Tr
     keep = []
     for t in wave:
         f = plan.forks.get(t.name)
-        if f is None or _fork_ready(root, f.parent, f.step):
+        if f is None or _fork_ready(root, f, by_name):
             keep.append(t)
             continue
         pdir = trial_dir(root, by_name[f.parent])
@@ -132,9 +139,8 @@ def _write_branch(root, t: Trial, trunk: dict, st: str, f, pdir: Path, at) -> No
     files.write_json(out / "trial.json", rec)
 
 
-def clean(root: Path, trials: list[Trial], plan: Plan) -> int:
+def clean(root: Path, plan: Plan, by_name: dict[str, Trial]) -> int:
     """Remove every fork checkpoint whose branches are all done; returns how many went."""
-    by_name = {t.name: t for t in trials}
     gone = 0
     for trunk, steps in plan.fork_steps.items():
         for step in steps:
