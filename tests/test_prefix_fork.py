@@ -116,8 +116,9 @@ def test_forked_curves_are_bit_identical_to_trials_trained_alone(alone, tmp_path
     assert not list((root / "trials").glob("*/forks"))
     saved = json.loads((root / "prefix.json").read_text())
     assert saved["trained_steps"] == trained and saved["scratch_steps"] == full
-    # the branches ran as one wave, after the trunk's, one bundle holding two of them
-    assert any("+" in p.name for p in (root / "_ray" / "shared-1").iterdir())
+    # one Tuner ran trunk and branches, one bundle holding two branches
+    assert [p.name for p in (root / "_ray").iterdir() if p.is_dir()] == ["shared"]
+    assert any("+" in p.name for p in (root / "_ray" / "shared").iterdir())
     runs = pl.read_parquet(root / "runs.parquet").sort("trial")
     ref_runs = pl.read_parquet(alone / "runs.parquet").sort("trial")
     assert runs["final_eval_loss"].to_list() == ref_runs["final_eval_loss"].to_list()
@@ -133,6 +134,24 @@ def test_forked_curves_are_bit_identical_to_trials_trained_alone(alone, tmp_path
     html = write_report(root).read_text()
     assert "Shared prefixes" in html and f"trained {trained:,} of {full:,}" in html
     assert all(n in html for n in plan.forks)
+
+
+def test_a_branch_starts_from_the_fork_checkpoint_while_its_trunk_trains_on(local_ray, tmp_path):
+    """Two slots, a trunk of 400 updates and a step drop forking at update 80: the branch
+    starts as soon as the fork checkpoint exists, in the same Tuner, before the trunk ends."""
+    points = [{"schedule": ScheduleSpec("constant", 5)},
+              {"schedule": ScheduleSpec("wsdcon", 5, {"drop_step": 80, "value": PEAK / 10})}]  # fmt: skip
+    base = dataclasses.replace(BASE, total_steps=400)
+    spec = dataclasses.replace(_spec(tmp_path, "early", points=points), base=base)
+    ((name, f),) = prefix.plan(expand(spec)).forks.items()
+    assert f.step == 80
+    root = launch.run(spec, wandb_mode=None, show_progress=False, max_concurrent=2)
+    trunk, branch = _record(root, f.parent), _record(root, name)
+    assert trunk["status"] == branch["status"] == "completed"
+    assert branch["forked_from"]["step"] == 80 and branch["launch_id"] == trunk["launch_id"]
+    branch_start = branch["finished_at"] - branch["wall_s"]
+    assert branch_start < trunk["finished_at"], "the branch waited for the whole trunk"
+    assert [p.name for p in (root / "_ray").iterdir() if p.is_dir()] == ["early"]
 
 
 def test_placement_only_change_reruns_nothing(alone, monkeypatch):

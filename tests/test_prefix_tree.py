@@ -225,3 +225,75 @@ def test_shared_prefixes_summary_counts_own_updates_from_the_runs_table():
     assert tree["own_steps"].to_list() == [0, 200, 119]
     assert shared_prefixes(runs.with_columns(fork_step=pl.lit(None, pl.Int64))) is None
     assert shared_prefixes(runs.drop("fork_step", "forked_from")) is None
+
+
+def test_waves_put_every_trunk_before_its_branches_in_trunk_order():
+    """The Tuner's grid order (forks.waves): trunks, then branches ordered by their trunk's
+    place and fork step; a branch of a trunk that is not pending comes first."""
+    from scalelab.launch import forks
+
+    trials = _trials([{"schedule": s, "seed": k} for k in range(2) for s in cooldowns()])
+    plan = prefix.plan(trials)
+    levels = forks.waves(trials, plan)
+    assert [len(x) for x in levels] == [2, 20]
+    trunk_pos = {t.name: i for i, t in enumerate(levels[0])}
+    keys = [(trunk_pos[plan.forks[t.name].parent], plan.forks[t.name].step) for t in levels[1]]
+    assert keys == sorted(keys)
+    done = levels[0][0].name  # trunk 0 finished earlier: its branches move to the first level
+    pending = [t for t in trials if t.name != done]
+    assert [len(x) for x in forks.waves(pending, plan)] == [11, 10]
+
+
+def _waiting_branch(tmp_path: Path, launch_id: str = "now") -> dict:
+    trunk = tmp_path / "trunk"
+    trunk.mkdir()
+    fork = {"path": str(trunk / "forks" / "step_40"), "trial": "trunk", "content_hash": "h",
+            "step": 40}  # fmt: skip
+    return {"fork_wait": {**fork, "trunk_dir": str(trunk), "launch_id": launch_id}}
+
+
+def _trunk_record(cfg: dict, **rec) -> None:
+    from scalelab import files
+
+    files.write_json(Path(cfg["fork_wait"]["trunk_dir"]) / "trial.json", rec)
+
+
+def test_a_branch_waits_for_the_fork_checkpoint_not_for_a_record_of_an_earlier_run(tmp_path):
+    """A failed trunk record left by an earlier launch is no reason to stop waiting; the
+    checkpoint's meta.json (written last) is the signal to start, from that checkpoint."""
+    import threading
+
+    from scalelab.launch.trial import _await_fork
+
+    cfg = _waiting_branch(tmp_path)
+    _trunk_record(cfg, status="failed", launch_id="before")
+    out: list[bool] = []
+    waiter = threading.Thread(target=lambda: out.append(_await_fork(cfg)))
+    waiter.start()
+    waiter.join(timeout=1.0)  # four polls: still waiting on the stale record
+    assert waiter.is_alive()
+    _trunk_record(cfg, status="running", launch_id="now")
+    ckpt = Path(cfg["fork_wait"]["path"])
+    ckpt.mkdir(parents=True)
+    (ckpt / "meta.json").write_text("{}")
+    waiter.join(timeout=30)
+    assert out == [True]
+    assert cfg["fork_from"] == {"path": str(ckpt), "trial": "trunk", "content_hash": "h",
+                                "step": 40}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "record, go",
+    [
+        ({"status": "failed"}, False),  # the driver ends it (or runs it after a retry)
+        ({"status": "diverged", "diverged_step": 40}, False),  # diverged in the shared stretch
+        ({"status": "diverged", "diverged_step": 41}, True),  # passed the fork: train it all
+        ({"status": "completed"}, True),  # passed the fork, checkpoint lost: train it all
+    ],
+)
+def test_a_branch_steps_aside_only_when_its_trunk_ended_before_the_fork(tmp_path, record, go):
+    from scalelab.launch.trial import _await_fork
+
+    cfg = _waiting_branch(tmp_path)
+    _trunk_record(cfg, **record, launch_id="now")
+    assert _await_fork(cfg) is go and "fork_from" not in cfg

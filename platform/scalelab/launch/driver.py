@@ -5,8 +5,10 @@ inside the trial (Ray Train V2: `Tuner(TorchTrainer)` is gone) whose metrics rea
 TuneReportCallback. Every trial writes into `<study>/trials/<trial name>/`; a trial whose
 trial.json says completed/diverged (same content hash) is skipped, so running a study again
 resumes it, and an interrupted trial resumes from its last checkpoint. Trials that share
-their first updates run in waves (one Tuner per wave): trunks first, then the branches that
-fork from their checkpoints (forks.py, scalelab.prefix).
+their first updates run in one Tuner, trunks first: a branch starts from its trunk's fork
+checkpoint as soon as it exists (forks.py, scalelab.prefix). A branch whose trunk ended before
+the fork steps aside; the driver then ends it saying why, or runs it in a second Tuner when a
+retried trunk got there after all.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import importlib
 import shutil
 import threading
+import uuid
 from pathlib import Path
 
 import polars as pl
@@ -124,21 +127,26 @@ def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurre
     thread = threading.Thread(target=view.loop, args=(stop,), daemon=True) if view else None
     if thread:
         thread.start()
+    launch_id = uuid.uuid4().hex  # marks the trial.json records this run writes
     try:
-        for i, wave in enumerate(forks.waves(pending, plan)):
-            if i:  # branches whose trunk ended before the fork end here, saying so
-                wave = forks.end_orphans(root, wave, plan, by_name)
-            if wave:
-                _fit_wave(spec, wave, root, wandb_mode, min(n, len(wave)), plan, by_name,
-                          f"{spec.name}-{i}" if i else spec.name)  # fmt: skip
+        todo, i = forks.end_orphans(root, pending, plan, by_name), 0
+        while todo:
+            _fit(spec, todo, root, wandb_mode, min(n, len(todo)), plan, by_name,
+                 f"{spec.name}-{i}" if i else spec.name, launch_id)  # fmt: skip
+            left = [t for t in todo if not is_done(root, t)]
+            # branches that stepped aside: ended here saying why, or run again (a retried trunk)
+            todo = forks.end_orphans(root, forks.deferred(root, left, plan, launch_id), plan,
+                                     by_name)  # fmt: skip
+            i += 1
     finally:
         stop.set()
         if thread:
             thread.join()
 
 
-def _fit_wave(spec, wave, root, wandb_mode, n, plan, by_name, name) -> None:
-    """One Tuner over the trials of one wave (all of them when nothing is shared)."""
+def _fit(spec, todo, root, wandb_mode, n, plan, by_name, name, launch_id) -> None:
+    """One Tuner over `todo`: bundles of trunks first, then of their branches, level by level
+    (forks.waves), since Tune starts its trials in the grid's order."""
     from ray import tune
 
     trainable = tune.with_resources(_trial_fn, _trial_resources)
@@ -148,17 +156,20 @@ def _fit_wave(spec, wave, root, wandb_mode, n, plan, by_name, name) -> None:
         "storage": str(root / "_ray"),
         "driver_resources": dict(spec.driver_resources),
         "asha": bool(spec.asha),
+        "launch_id": launch_id,
     }
+    running = {t.name for t in todo}
+    groups = [g for level in forks.waves(todo, plan) for g in bundles(level, n, bool(spec.asha))]
     configs = [
         {
             "trials": [
                 {"spec": t.to_json(), "dir": str(trial_dir(root, t)),
-                 **forks.fork_config(root, t, plan, by_name)}
+                 **forks.fork_config(root, t, plan, by_name, running, launch_id)}
                 for t in group
             ],
             **common,
         }
-        for group in bundles(wave, n, bool(spec.asha))
+        for group in groups
     ]  # fmt: skip
     scheduler = None
     if spec.asha:
@@ -166,7 +177,7 @@ def _fit_wave(spec, wave, root, wandb_mode, n, plan, by_name, name) -> None:
 
         scheduler = ASHAScheduler(
             time_attr="step",
-            max_t=max(t.spec.total_steps for t in wave),
+            max_t=max(t.spec.total_steps for t in todo),
             grace_period=spec.asha.get("grace_period", 1),
             reduction_factor=spec.asha.get("reduction_factor", 3),
         )

@@ -1,7 +1,13 @@
-"""Shared prefixes at run time (scalelab.prefix builds the tree): trials run in waves by fork
-depth, each branch starts from its trunk's fork checkpoint, a trunk that ended before the fork
-ends its branches with a status that says so, and fork checkpoints go once every branch is
-done (docs/training.md, "Shared prefixes").
+"""Shared prefixes at run time (scalelab.prefix builds the tree): one Tuner runs every pending
+trial, trunks first; a branch waits in its slot until its trunk's fork checkpoint exists and
+starts from it while the trunk trains on. A trunk that ended before the fork ends its branches
+with a status that says so, and fork checkpoints go once every branch is done
+(docs/training.md, "Shared prefixes").
+
+Why waiting in a slot cannot deadlock: Tune generates the trials in the grid's order and holds
+at most `max_concurrent_trials` live at once, all of which fit (driver.concurrency), and the
+grid lists every trunk's bundle before its branches' bundles. So whatever a waiting branch
+waits on has started, and the trunks at the root of the tree wait on nothing.
 
 A branch whose trunk checkpoint is missing or damaged trains its prefix itself: the same
 numbers, only slower. A rerun rebuilds the tree from the specs: finished trials are skipped,
@@ -21,7 +27,8 @@ from scalelab.prefix import Fork, Plan
 
 
 def waves(pending: list[Trial], plan: Plan) -> list[list[Trial]]:
-    """`pending` in waves: a branch runs one wave after its trunk when the trunk is pending."""
+    """`pending` by depth: a branch comes one level after its trunk when the trunk is pending;
+    within a level, branches in their trunks' order, then by fork step."""
     names = {t.name for t in pending}
 
     def depth(name: str) -> int:
@@ -31,7 +38,17 @@ def waves(pending: list[Trial], plan: Plan) -> list[list[Trial]]:
     out: dict[int, list[Trial]] = {}
     for t in pending:
         out.setdefault(depth(t.name), []).append(t)
-    return [out[k] for k in sorted(out)]
+    levels, seen = [], {}
+    for k in sorted(out):
+        level = sorted(out[k], key=lambda t: _trunk_order(t, plan, seen))
+        seen |= {t.name: i for i, t in enumerate(level)}
+        levels.append(level)
+    return levels
+
+
+def _trunk_order(t: Trial, plan: Plan, seen: dict[str, int]) -> tuple[int, int]:
+    f = plan.forks.get(t.name)
+    return (seen.get(f.parent, -1), f.step) if f else (-1, 0)
 
 
 def trained_steps(
@@ -48,9 +65,18 @@ def trained_steps(
     return full - saved, full
 
 
-def fork_config(root: Path, trial: Trial, plan: Plan, by_name: dict[str, Trial]) -> dict:
+def fork_config(
+    root: Path,
+    trial: Trial,
+    plan: Plan,
+    by_name: dict[str, Trial],
+    running: set[str] = frozenset(),
+    launch_id: str = "",
+) -> dict:
     """The trainer's fork arguments for `trial`: the steps to save a fork checkpoint at (for
-    branches not done yet) and the trunk checkpoint to start from, when there is one."""
+    branches not done yet) and the trunk checkpoint to start from, when there is one. A branch
+    whose trunk is among `running` (this Tuner's trials) gets `fork_wait`: the checkpoint to
+    wait for, and the trunk's folder and launch id to tell when it ended without one."""
     steps = sorted(
         {
             f.step
@@ -58,17 +84,34 @@ def fork_config(root: Path, trial: Trial, plan: Plan, by_name: dict[str, Trial])
             if f.parent == trial.name and not is_done(root, by_name[f.name])
         }
     )
-    cfg: dict = {"fork_steps": steps, "fork_from": None}
+    cfg: dict = {"fork_steps": steps, "fork_from": None, "fork_wait": None}
     f = plan.forks.get(trial.name)
-    if f and _fork_ready(root, f, by_name):
-        parent = by_name[f.parent]
-        cfg["fork_from"] = {
-            "path": str(_fork_path(root, f, by_name)),
-            "trial": parent.name,
-            "content_hash": parent.content_hash(),
-            "step": f.step,
-        }
+    if f is None:
+        return cfg
+    parent = by_name[f.parent]
+    fork = {
+        "path": str(_fork_path(root, f, by_name)),
+        "trial": parent.name,
+        "content_hash": parent.content_hash(),
+        "step": f.step,
+    }
+    if _fork_ready(root, f, by_name):
+        cfg["fork_from"] = fork
+    elif f.parent in running:
+        cfg["fork_wait"] = {**fork, "trunk_dir": str(trial_dir(root, parent)),
+                            "launch_id": launch_id}  # fmt: skip
     return cfg
+
+
+def deferred(root: Path, left: list[Trial], plan: Plan, launch_id: str) -> list[Trial]:
+    """Branches among `left` (not done after a Tuner) that never started: their trunk ended
+    before the fork, so they stepped aside for the driver to end them or run them again."""
+    out = []
+    for t in left:
+        rec = status.read_record(trial_dir(root, t)) or {}
+        if t.name in plan.forks and rec.get("launch_id") != launch_id:
+            out.append(t)
+    return out
 
 
 def _fork_path(root: Path, f: Fork, by_name: dict[str, Trial]) -> Path:
@@ -80,15 +123,16 @@ def _fork_ready(root: Path, f: Fork, by_name: dict[str, Trial]) -> bool:
     return (_fork_path(root, f, by_name) / "meta.json").is_file()  # written last: complete
 
 
-def end_orphans(root: Path, wave: list[Trial], plan: Plan, by_name: dict[str, Trial]) -> list:
-    """Branches in `wave` whose trunk ended before their fork step and left no checkpoint
-    there: a trunk that diverged at or before it ends the branch as diverged at the same step
-    (the branch's own updates up to there are the trunk's), with the trunk's curve up to it; a
-    trunk that failed ends it as failed, saying so. Returns the trials still to run."""
-    keep = []
-    for t in wave:
+def end_orphans(root: Path, todo: list[Trial], plan: Plan, by_name: dict[str, Trial]) -> list:
+    """Branches in `todo` whose trunk is not in `todo` and ended before their fork step,
+    leaving no checkpoint there: a trunk that diverged at or before it ends the branch as
+    diverged at the same step (the branch's own updates up to there are the trunk's), with the
+    trunk's curve up to it; a trunk that failed ends it as failed, saying so. Returns the
+    trials still to run."""
+    keep, names = [], {t.name for t in todo}
+    for t in todo:
         f = plan.forks.get(t.name)
-        if f is None or _fork_ready(root, f, by_name):
+        if f is None or f.parent in names or _fork_ready(root, f, by_name):
             keep.append(t)
             continue
         pdir = trial_dir(root, by_name[f.parent])

@@ -1,8 +1,10 @@
 """What runs inside a Tune trial: a bundle of one-worker trials, one after another in the trial
-process, or one multi-worker trial through a TorchTrainer."""
+process, or one multi-worker trial through a TorchTrainer. A branch of a shared prefix first
+waits for its trunk's fork checkpoint (launch/forks.py says why this cannot deadlock)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from scalelab import status
@@ -35,6 +37,8 @@ def _trial_fn(config: dict) -> None:
         _run_bundle(items)
         return
     cfg = items[0]
+    if not _await_fork(cfg):
+        return  # its trunk ended before the fork: the driver takes it from here
     trial = Trial.from_json(cfg["spec"])
     spec, run = trial.spec, trial.run
     from ray import train as ray_train
@@ -72,13 +76,15 @@ def _run_bundle(items: list[dict]) -> None:
         trial = Trial.from_json(cfg["spec"])
         if status.is_done(Path(cfg["dir"]), trial.content_hash()):
             continue  # a retried bundle: this one finished before
+        if not _await_fork(cfg):
+            continue  # its trunk ended before the fork: the driver takes it from here
         try:
             train(
                 trial,
                 cfg["dir"],
                 wandb_mode=cfg["wandb"],
                 flush_curve=cfg["asha"],
-                record_extra={"driver_node": cfg["driver_node"]},
+                record_extra={"driver_node": cfg["driver_node"], "launch_id": cfg["launch_id"]},
                 on_log=_report_to_tune if cfg["asha"] else None,
                 fork_steps=cfg.get("fork_steps", ()),
                 fork_from=cfg.get("fork_from"),
@@ -89,6 +95,32 @@ def _run_bundle(items: list[dict]) -> None:
             _release_memory()  # the actor runs the next trial
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(items)} trials failed: " + "; ".join(failed))
+
+
+POLL_S = 0.25  # how often a waiting branch looks for its trunk's fork checkpoint
+
+
+def _await_fork(cfg: dict) -> bool:
+    """Wait until the trunk of a branch has written its fork checkpoint (meta.json is written
+    last), then start from it (cfg["fork_from"]). True to train, False to step aside: the
+    trunk's record from this launch says it diverged or failed before the fork. A trunk that
+    passed the fork with no checkpoint there (one lost by hand) leaves the prefix to train."""
+    wait = cfg.get("fork_wait")
+    if not wait:
+        return True
+    ready = Path(wait["path"]) / "meta.json"
+    while True:
+        rec = status.read_record(Path(wait["trunk_dir"])) or {}
+        if ready.is_file():  # looked at after the record: a checkpoint then a final status
+            cfg["fork_from"] = {k: wait[k] for k in ("path", "trial", "content_hash", "step")}
+            return True
+        if rec.get("launch_id") == wait["launch_id"]:  # not a record left by an earlier run
+            st, at = rec.get("status"), rec.get("diverged_step")
+            if st in ("completed", "stopped") or (st == "diverged" and (at or 0) > wait["step"]):
+                return True
+            if st in ("failed", "diverged"):
+                return False
+        time.sleep(POLL_S)
 
 
 def _release_memory() -> None:
@@ -114,7 +146,11 @@ def _worker_fn(cfg: dict) -> None:
         Trial.from_json(cfg["spec"]),
         cfg["dir"],
         wandb_mode=cfg["wandb"],
-        record_extra={"driver_node": cfg["driver_node"], "rank_nodes": _rank_nodes()},
+        record_extra={
+            "driver_node": cfg["driver_node"],
+            "launch_id": cfg["launch_id"],
+            "rank_nodes": _rank_nodes(),
+        },
         on_log=lambda row: ray_train.report({k: v for k, v in row.items() if v is not None}),
         fork_steps=cfg.get("fork_steps", ()),
         fork_from=cfg.get("fork_from"),
