@@ -68,7 +68,11 @@ def fit_cell(n, d, lr, batch, loss, count, sd, *, n_boot: int, rng) -> dict:
         "mode": mode,
         "n_lr": int(nx),
         "n_batch": int(ny),
-        "points": {"lr": np.exp(x).tolist(), "batch": np.exp(y).tolist(), "loss": loss.tolist()},
+        "points": {
+            "lr": list(map(float, lr)),
+            "batch": list(map(float, batch)),
+            "loss": loss.tolist(),
+        },
         "seeds": count.tolist(),
         "best": {"lr": float(lr[best]), "batch": float(batch[best]), "loss": float(loss[best])},
         "center": [x0, y0],
@@ -186,14 +190,22 @@ def _optimum(cell: dict, beta: np.ndarray, ub: float, vb: float) -> dict:
         u, v, su, sv, s = ub, vb, "few_values", "few_values", (math.nan, math.nan)
         loss = cell["best"]["loss"]
     return {
-        "lr_opt": float(np.exp(x0 + u)),
-        "batch_opt": float(np.exp(y0 + v)),
+        "lr_opt": _value(cell, "lr", x0 + u, su),
+        "batch_opt": _value(cell, "batch", y0 + v, sv),
         "loss_opt": float(loss),
         "lr_status": su,
         "batch_status": sv,
         "stationary": {"lr": float(np.exp(x0 + s[0])), "batch": float(np.exp(y0 + s[1]))},
         "hessian": np.asarray(hess, float).tolist(),
     }
+
+
+def _value(cell: dict, axis: str, log_value: float, status: str) -> float:
+    """exp(log_value); for an axis not located, the swept value itself (no round-off)."""
+    if status in LOCATED:
+        return float(np.exp(log_value))
+    swept = np.asarray(cell["points"][axis], float)
+    return float(swept[np.argmin(np.abs(np.log(swept) - log_value))])
 
 
 def _bootstrap(cell, X, beta, w, resid, n_boot, rng) -> dict:
