@@ -62,8 +62,9 @@ def read_runs(
     """Check the runs table and average its rows per (N, D, η, B). ValueError, one line naming
     the field and the fix, for: not a polars frame, missing columns, no rows, non-numeric
     columns, N / D / η / B missing, not finite or <= 0, losses missing or not finite (the count
-    named), no (N, D) cell with MIN_VALUES distinct LRs (no optimum can be located), and, when
-    `laws`, a single N and a single D (one cell: no scaling law)."""
+    named), a seed repeated at one (N, D, η, B), no (N, D) cell with MIN_VALUES distinct LRs
+    (no optimum can be located), and, when `laws`, a single N and a single D (one cell: no
+    scaling law). Otherwise the rows averaged per point, with their count and spread."""
     if not isinstance(runs, pl.DataFrame):
         raise ValueError(
             f"runs: a {type(runs).__name__}, not a polars DataFrame; pass pl.DataFrame(...) "
