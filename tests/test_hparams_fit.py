@@ -198,6 +198,19 @@ def test_one_spiked_run_per_cell_does_not_bend_the_surface():
     assert abs(u_ls + c["center"][0] - math.log(lr_star(3e7, 3e9))) > 0.1
 
 
+def test_a_loss_that_is_not_quadratic_is_a_misfit():
+    # add a V in ln η (0.2·|ln η − ln η*|): the quadratic misses the point means by far more
+    # than the seeds' 0.003-nat scatter, in every cell
+    ratio = pl.col("lr") / (LR_COEF * pl.col("params") ** LR_N * pl.col("tokens") ** LR_D)
+    runs = make_runs().with_columns(loss=pl.col("loss") + 0.2 * ratio.log().abs())
+    fit = fit_hparams(runs, seed="seed")
+    assert {c["label"] for c in fit.cells} == {
+        d.subject for d in fit.diagnostics if d.code == "MISFIT"
+    }
+    clean = fit_hparams(make_runs(), seed="seed", n_boot=0)
+    assert not [d for d in clean.diagnostics if d.code == "MISFIT"]
+
+
 def test_a_concave_cell_is_not_reported_as_an_optimum():
     runs = make_runs().filter((pl.col("params") == 1e8) & (pl.col("tokens") == 1e9))
     runs = runs.with_columns(loss=10.0 - pl.col("loss"))  # a maximum, not a minimum
