@@ -133,7 +133,9 @@ def _few(cell: dict, axis: str) -> Diagnostic:
     return Diagnostic(
         "FEW_GRID_VALUES",
         "warning" if axis == "lr" else "info",
-        f"{cell['label']}: {k} distinct {name} (a quadratic needs 3): {fitted}{sym} = "
+        f"{cell['label']}: {k} distinct {name} ("
+        + ("a quadratic needs 3" if k < 3 else "not spread over a 2-D grid with the LRs")
+        + f"): {fitted}{sym} = "
         f"{cell[f'{key}_opt']:.4g} is the best {short} swept, not an optimum, and the cell is "
         f"left out of the {sym} laws",
         f"sweep >= 3 {name} in this cell to locate {sym}",
