@@ -539,6 +539,7 @@ def test_public_api_is_lazy_and_complete():
         "load_study", "fit_multipower", "evaluate_multipower", "propose_schedule", "fit_cbs",
         "fit_capacity", "lr_array",
         "fit_isoflop", "fit_loss_surface", "compare_approaches", "propose_size",
+        "fit_hparams",
         # a study at a glance, its result files, closed loops, the HTML report (no fitting)
         "status_counts", "grid_keys", "runs_table", "find_results", "find_validation",
         "predicted_vs_measured", "paired_differences", "write_report",
@@ -547,6 +548,6 @@ def test_public_api_is_lazy_and_complete():
     }  # fmt: skip
     for cls in ("MultipowerFit", "ScheduleProposal", "CBSResult", "CapacityResult",
                 "IsoFLOPFit", "ChinchillaFit", "Comparison", "SizeProposal", "Prediction",
-                "Backtest", "PairedDifferences"):  # fmt: skip
+                "Backtest", "PairedDifferences", "HparamsFit"):  # fmt: skip
         assert dataclasses.is_dataclass(getattr(sl, cls))
         assert issubclass(getattr(sl, cls), Result)

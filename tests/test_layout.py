@@ -12,7 +12,7 @@ from test_layering import ROOTS, _graph
 
 REPO = Path(__file__).resolve().parents[1]
 SCALELAWS = ROOTS["scalelaws"]
-LAWS = ("multipower", "critical_batch", "capacity", "chinchilla")
+LAWS = ("multipower", "critical_batch", "capacity", "chinchilla", "hparams")
 ROLES = ("law", "fit", "checks", "plots")  # every law package has these modules
 # What a law package may import besides itself and scalelaws.core: atomic writes, the LR
 # schedules and a study's tables, the base that the platform uses too.

@@ -1,7 +1,7 @@
 """scalelaws: fit scaling laws to scalelab results (numpy/scipy/statsmodels/polars only).
 
 The public API (docs/laws.md §1 multi-power, §2 critical batch size, §3 knowledge capacity,
-§4 Chinchilla):
+§4 Chinchilla, §9 hyperparameter laws):
 
     load_study(path) -> Study                  runs / curves frames with grid.<key> columns
     fit_multipower(curves, ...) -> MultipowerFit
@@ -13,6 +13,8 @@ The public API (docs/laws.md §1 multi-power, §2 critical batch size, §3 knowl
     fit_loss_surface(runs, ...) -> ChinchillaFit   Chinchilla approach 3
     compare_approaches(iso, surf) -> Comparison
     propose_size(fit, flops) -> SizeProposal   compute-optimal N, D for a budget
+    fit_hparams(runs, ...) -> HparamsFit       optimal peak LR and batch size per (N, D), their
+                                               power laws in N, D and C; .predict, .penalty
     lr_array(name, peak_lr, total_steps, warmup_steps, **params) -> per-update LR
     status_counts(study), grid_keys(study), runs_table(study)     a study at a glance
     find_results(DIR) -> [Finding]             the fit and proposal JSON files in a study folder
@@ -53,6 +55,8 @@ _API = {
     "Comparison": "scalelaws.chinchilla.propose",
     "propose_size": "scalelaws.chinchilla.propose",
     "SizeProposal": "scalelaws.chinchilla.propose",
+    "fit_hparams": "scalelaws.hparams.fit",
+    "HparamsFit": "scalelaws.hparams.fit",
     "FitResult": "scalelaws.core.fitting",
     "Diagnostic": "scalelaws.core.diagnostics",
     "lr_array": "scalelaws.schedules",
@@ -78,6 +82,7 @@ __all__ = [
     "Curve",
     "Diagnostic",
     "FitResult",
+    "HparamsFit",
     "IsoFLOPFit",
     "MultipowerFit",
     "PairedDifferences",
@@ -92,6 +97,7 @@ __all__ = [
     "find_validation",
     "fit_capacity",
     "fit_cbs",
+    "fit_hparams",
     "fit_isoflop",
     "fit_loss_surface",
     "fit_multipower",
@@ -121,6 +127,7 @@ if TYPE_CHECKING:
     from scalelaws.core.fitting import FitResult
     from scalelaws.core.prediction import Prediction
     from scalelaws.critical_batch.fit import CBSResult, fit_cbs
+    from scalelaws.hparams.fit import HparamsFit, fit_hparams
     from scalelaws.multipower.closed_loop import (
         PairedDifferences,
         find_validation,

@@ -126,6 +126,19 @@ CODES: dict[str, str] = {
     "trust neither blindly; add runs near the optimum",
     "COMPUTE_CONVENTION_MISMATCH": "the fits compared use different FLOPs conventions -> refit "
     "with one convention",
+    # hyperparameter laws (scalelaws.hparams.checks; docs/laws.md §9)
+    "OPTIMUM_AT_EDGE": "a cell's fitted optimum (minimum of its loss over ln lr, ln batch) lies "
+    "outside the LRs or batch sizes swept there; the cell reports its best run instead and is "
+    "left out of that law -> extend the sweep past that edge",
+    "NOT_CONVEX": "a cell's fitted loss surface over (ln lr, ln batch) has no minimum (Hessian "
+    "not positive definite); the best run is reported and the cell left out of the laws -> add "
+    "runs around the best one; check for half-diverged runs",
+    "FEW_GRID_VALUES": "a cell has fewer than 3 distinct LRs or batch sizes, so a quadratic "
+    "cannot place the optimum along that axis; its value there is the best one swept and the "
+    "cell is left out of that law -> sweep >= 3 values per cell",
+    "FORMS_DISAGREE": "the (N, D) form and the compute form C = 6ND of a hyperparameter law "
+    "give non-overlapping prediction intervals -> C alone does not capture how N and D trade "
+    "off here; add cells near the point asked",
 }
 
 
