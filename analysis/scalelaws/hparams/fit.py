@@ -112,6 +112,7 @@ def fit_hparams(
     laws: bool = True,
     n_boot: int = 200,
     rng_seed: int = 0,
+    window: float = surface.WINDOW,
 ) -> HparamsFit:
     """Fit the optimal peak LR and batch size per (N, D) cell and their scaling laws.
 
@@ -125,9 +126,13 @@ def fit_hparams(
     laws: fit the power laws across cells (a single N and a single D is then an error);
         False fits the cells alone.
     n_boot: bootstrap resamples per cell (0: no interval); rng_seed seeds them.
+    window: each cell's quadratic is fitted to its runs within this fraction of the cell's
+        best loss (at least the 12 lowest): a quadratic holds near the minimum only.
     """
     if not (isinstance(n_boot, int) and n_boot >= 0):
         raise ValueError(f"n_boot={n_boot!r}: must be an integer >= 0 (200 is the default)")
+    if not (isinstance(window, int | float) and 0 < window < 1):
+        raise ValueError(f"window={window!r}: must be a fraction in (0, 1), e.g. 0.02")
     pts = read_runs(
         runs, params=params, tokens=tokens, lr=lr, batch=batch, loss=loss, seed=seed, laws=laws
     )
@@ -145,6 +150,7 @@ def fit_hparams(
                 pts.sd[idx],
                 n_boot=n_boot,
                 rng=rng,
+                window=window,
             )
         )
     diags = [d for c in cells for d in checks.cell_diagnostics(c)]
@@ -163,6 +169,7 @@ def fit_hparams(
         "n_boot": n_boot,
         "rng_seed": rng_seed,
         "laws": laws,
+        "window": window,
         "method": "per cell: Huber RLM quadratic of the mean loss in (ln lr, ln batch), "
         "residual bootstrap; across cells: OLS on logs",
     }

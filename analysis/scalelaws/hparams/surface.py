@@ -8,6 +8,12 @@ runs. On a sweep of a few LRs a factor ~2 apart that set is mostly the single be
 uses every run of the cell, places the optimum between grid points, gives the curvature the
 penalty needs, and a residual bootstrap gives its interval.
 
+Window: a quadratic holds near the minimum only. A wide sweep (Step Law's 12 LRs × 10 batch
+sizes, diverged runs at loss 6-7 next to 2.44 at the optimum) is far from quadratic at its
+edges, so the surface is fitted to the points within `window` (relative) of the cell's best
+loss, and never fewer than MIN_POINTS (the lowest ones). The dropped points stay in the cell
+("dropped") for plots; the edge test uses the range of the points fitted.
+
 Fit: statsmodels RLM with Huber's T norm (tuning 1.345·scale) on the point means: Gaussian
 noise costs ~5% efficiency, and one bad run (a loss spike, a half-diverged run) is
 down-weighted instead of bending the surface. Coordinates are centred, u = ln η − x0,
@@ -44,11 +50,19 @@ from scalelaws.hparams import law
 from scalelaws.hparams.runs import MIN_VALUES
 
 LOCATED = ("stationary", "conditional")
+WINDOW = 0.02  # fit the points within 2% of the cell's best loss (module doc)
+MIN_POINTS = 12  # ... and at least the 12 lowest: twice the 2-D quadratic's 6 coefficients
 
 
-def fit_cell(n, d, lr, batch, loss, count, sd, *, n_boot: int, rng) -> dict:
+def fit_cell(n, d, lr, batch, loss, count, sd, *, n_boot: int, rng, window=WINDOW) -> dict:
     """The cell's surface and optimum as a JSON-ready dict (keys listed in fit.HparamsFit)."""
-    x, y, loss = np.log(lr), np.log(batch), np.asarray(loss, float)
+    lr, batch, loss = (np.asarray(a, float) for a in (lr, batch, loss))
+    count, sd = np.asarray(count), np.asarray(sd, float)
+    keep = _window(loss, window)
+    dropped = {"lr": lr[~keep].tolist(), "batch": batch[~keep].tolist(),
+               "loss": loss[~keep].tolist()}  # fmt: skip
+    lr, batch, loss, count, sd = lr[keep], batch[keep], loss[keep], count[keep], sd[keep]
+    x, y = np.log(lr), np.log(batch)
     nx, ny = np.unique(x).size, np.unique(y).size
     mode = "2d" if nx >= MIN_VALUES and ny >= MIN_VALUES else "lr" if nx >= MIN_VALUES else "none"
     if mode == "none" and ny >= MIN_VALUES:
@@ -73,6 +87,8 @@ def fit_cell(n, d, lr, batch, loss, count, sd, *, n_boot: int, rng) -> dict:
             "batch": list(map(float, batch)),
             "loss": loss.tolist(),
         },
+        "dropped": dropped,
+        "window": window,
         "seeds": count.tolist(),
         "best": {"lr": float(lr[best]), "batch": float(batch[best]), "loss": float(loss[best])},
         "center": [x0, y0],
@@ -93,6 +109,14 @@ def fit_cell(n, d, lr, batch, loss, count, sd, *, n_boot: int, rng) -> dict:
     cell |= _optimum(cell, beta, u[best], v[best])
     cell |= _bootstrap(cell, X, beta, w, resid, n_boot, rng)
     return cell
+
+
+def _window(loss: np.ndarray, window: float) -> np.ndarray:
+    """Points within `window` of the best loss, topped up to MIN_POINTS with the next lowest."""
+    order = np.argsort(loss, kind="stable")
+    keep = loss <= loss[order[0]] * (1 + window)
+    keep[order[: min(MIN_POINTS, loss.size)]] = True
+    return keep
 
 
 def _design(mode: str, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, list[float]]:
