@@ -134,6 +134,21 @@ def test_forked_curves_are_bit_identical_to_trials_trained_alone(alone, tmp_path
     html = write_report(root).read_text()
     assert "Shared prefixes" in html and f"trained {trained:,} of {full:,}" in html
     assert all(n in html for n in plan.forks)
+    # the last branch of a fork to finish removes its checkpoint (trial._drop_fork)
+    from scalelab.launch.trial import _drop_fork
+
+    by_name = {t.name: t for t in trials}
+    name, f = next(iter(plan.forks.items()))
+    ckpt = checkpoint.fork_path(root / "trials" / f.parent, f.step)
+    ckpt.mkdir(parents=True)
+    (ckpt / "meta.json").write_text("{}")
+    cfg = forks.fork_config(root, by_name[name], plan, by_name)
+    assert cfg["fork_from"]["path"] == str(ckpt)
+    pending = {"dir": str(tmp_path / "not_done"), "content_hash": "h"}
+    _drop_fork({**cfg, "fork_siblings": [*cfg["fork_siblings"], pending]})
+    assert ckpt.is_dir()  # a branch of that fork is not done: kept
+    _drop_fork(cfg)
+    assert not ckpt.exists() and not ckpt.parent.exists()
 
 
 def test_a_branch_starts_from_the_fork_checkpoint_while_its_trunk_trains_on(local_ray, tmp_path):

@@ -164,7 +164,8 @@ def _fit(spec, todo, root, wandb_mode, n, plan, by_name, name, launch_id) -> Non
         {
             "trials": [
                 {"spec": t.to_json(), "dir": str(trial_dir(root, t)),
-                 **forks.fork_config(root, t, plan, by_name, running, launch_id)}
+                 **forks.fork_config(root, t, plan, by_name, running, launch_id,
+                                    spec.keep_forks)}
                 for t in group
             ],
             **common,

@@ -72,11 +72,14 @@ def fork_config(
     by_name: dict[str, Trial],
     running: set[str] = frozenset(),
     launch_id: str = "",
+    keep: bool = False,
 ) -> dict:
     """The trainer's fork arguments for `trial`: the steps to save a fork checkpoint at (for
     branches not done yet) and the trunk checkpoint to start from, when there is one. A branch
     whose trunk is among `running` (this Tuner's trials) gets `fork_wait`: the checkpoint to
-    wait for, and the trunk's folder and launch id to tell when it ended without one."""
+    wait for, and the trunk's folder and launch id to tell when it ended without one. Unless
+    `keep`, a branch also gets its fork's branches (`fork_siblings`): the last to finish removes
+    the checkpoint, so disk stays bounded while the study runs."""
     steps = sorted(
         {
             f.step
@@ -95,6 +98,15 @@ def fork_config(
         "content_hash": parent.content_hash(),
         "step": f.step,
     }
+    if not keep:
+        cfg["fork_siblings"] = [
+            {
+                "dir": str(trial_dir(root, by_name[k.name])),
+                "content_hash": by_name[k.name].content_hash(),
+            }
+            for k in plan.forks.values()
+            if (k.parent, k.step) == (f.parent, f.step)
+        ]
     if _fork_ready(root, f, by_name):
         cfg["fork_from"] = fork
     elif f.parent in running:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from scalelab import status
+from scalelab import checkpoint, status
 from scalelab.config import Trial
 
 
@@ -64,6 +64,7 @@ def _trial_fn(config: dict) -> None:
         ),
     )
     trainer.fit()
+    _drop_fork(cfg)
 
 
 def _run_bundle(items: list[dict]) -> None:
@@ -89,6 +90,7 @@ def _run_bundle(items: list[dict]) -> None:
                 fork_steps=cfg.get("fork_steps", ()),
                 fork_from=cfg.get("fork_from"),
             )
+            _drop_fork(cfg)
         except Exception as e:  # trial.json already says failed, with the error
             failed.append(f"{trial.name}: {type(e).__name__}: {e}")
         finally:
@@ -121,6 +123,15 @@ def _await_fork(cfg: dict) -> bool:
             if st in ("failed", "diverged"):
                 return False
         time.sleep(POLL_S)
+
+
+def _drop_fork(cfg: dict) -> None:
+    """Remove the fork checkpoint this branch started from once every branch of that fork is
+    done (the driver's end-of-run cleanup catches any a crash left behind)."""
+    fork, kids = cfg.get("fork_from"), cfg.get("fork_siblings")
+    if fork and kids and all(status.is_done(Path(k["dir"]), k["content_hash"]) for k in kids):
+        path = Path(fork["path"])
+        checkpoint.clear_fork(path.parent.parent, fork["step"])
 
 
 def _release_memory() -> None:
