@@ -310,3 +310,25 @@ def isoflop(
 def exposures_budget(exposures: list[float]) -> dict[str, list]:
     """Grid entry for knowledge studies: e.g. [100, 1000] exposures per person."""
     return {"exposures": list(exposures)}
+
+
+def lr_batch_neighbourhood(
+    lr: float, batch_size: int, tokens: float, seq_len: int, factors=(0.5, 1.0, 2.0)
+) -> list[dict]:
+    """Points around a peak LR and a batch size (sequences) at a budget of `tokens`: the LR
+    times each factor (3 significant figures, so trial names stay readable) crossed with the
+    batch size times each factor (rounded, at least 1), each with total_steps = tokens //
+    (batch_size x seq_len) (at least 1, the rule of the `tokens` key). LR-major order; with
+    the default factors the fifth point is (lr, batch_size) itself."""
+    points = []
+    for fl in factors:
+        for fb in factors:
+            b = max(1, round(batch_size * fb))
+            points.append(
+                {
+                    "optim.lr": float(f"{lr * fl:.3g}"),
+                    "batch_size": b,
+                    "total_steps": max(1, int(tokens // (b * seq_len))),
+                }
+            )
+    return points
