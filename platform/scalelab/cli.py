@@ -12,6 +12,7 @@ from scalelab.commands import capacity as _capacity  # noqa: F401  (registers `f
 from scalelab.commands import cbs as _cbs  # noqa: F401  (registers `fit cbs`)
 from scalelab.commands import chinchilla as _chinchilla  # noqa: F401  (fit chinchilla, propose size)
 from scalelab.commands import fit_app, propose_app
+from scalelab.commands import hparams as _hparams  # noqa: F401  (fit hparams, propose hparams)
 from scalelab.commands import multipower as _multipower  # noqa: F401  (registers its commands)
 from scalelab.commands import report as _report
 from scalelab.errors import UserError, run_cli
