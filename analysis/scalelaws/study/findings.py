@@ -25,6 +25,8 @@ KNOWN = {
     "isoflop.json": "Chinchilla: isoFLOP profiles (approach 2) and loss surface (approach 3)",
     "chinchilla.json": "Loss surface L(N, D) (Chinchilla approach 3)",
     "closed_loop.json": "Closed loop: proposed minus baseline, paired by seed",
+    "hparams.json": "Optimal peak LR and batch size per (N, D) cell and their laws",
+    "study_points.json": "Proposed peak LR and batch size at a new (N, D), as study points",
 }
 NOT_RESULTS = {"study.json", "wandb_view.json", "backtest.json"}  # backtest: its own section
 

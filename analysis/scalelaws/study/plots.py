@@ -157,8 +157,9 @@ def result_png(finding, study: Study) -> bytes | None:
     """The figure of a result (scalelaws.study.findings.Finding): the PNG its hook wrote beside the
     JSON, else drawn from the JSON for a proposal (schedules), a multi-power fit (the study's
     curves against the law's prediction, with the prediction band of the test curves when the
-    JSON holds bootstrap refits), a CBS fit (plot_cbs, with the CBS-vs-N prediction band) or a
-    capacity fit (plot_capacity_study, with the R·P band); None otherwise. No fitting."""
+    JSON holds bootstrap refits), a CBS fit (plot_cbs, with the CBS-vs-N prediction band), a
+    capacity fit (plot_capacity_study, with the R·P band) or a hyperparameter fit (its cells
+    and laws, HparamsFit.plot); None otherwise. No fitting."""
     if finding.figure is not None:
         return finding.figure.read_bytes()
     from scalelaws.multipower.fit import MultipowerFit
@@ -180,6 +181,10 @@ def result_png(finding, study: Study) -> bytes | None:
 
                 res = CBSResult.from_dict(doc)
                 plot_cbs(list(res.groups), res.scaling, path)
+            elif finding.kind == "HparamsFit":
+                from scalelaws.hparams.fit import HparamsFit
+
+                HparamsFit.from_dict(doc).plot(path)
             elif finding.kind == "capacity":
                 from scalelaws.capacity.fit import CapacityResult
                 from scalelaws.capacity.plots import plot_capacity_study

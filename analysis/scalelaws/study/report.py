@@ -60,20 +60,24 @@ def write_report(study: Study | str | Path, out: str | Path | None = None) -> Pa
 def render(study: Study) -> str:
     """The whole page as one HTML string."""
     name = study.meta.get("name") or study.root.name
+    found = findings.find_results(study.root)
+    hparams = [f for f in found if f.kind == "HparamsFit"]
     body = [
         f"<h1>Study {_e(name)}</h1>",
         f'<p class="meta">{_e(study.root)} · {study.runs.height} trials · grid keys: '
         f"{_e(', '.join(summary.grid_keys(study)) or 'none')} · written "
         f"{dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>",
         '<nav><a href="#status">Status</a><a href="#runs">Runs</a><a href="#curves">Curves</a>'
-        '<a href="#fits">Fits</a><a href="#backtest">Back-test</a>'
-        '<a href="#closed-loop-section">Closed loop</a></nav>',
+        '<a href="#fits">Fits</a>'
+        + ('<a href="#hparams">LR and batch</a>' if hparams else "")
+        + '<a href="#backtest">Back-test</a><a href="#closed-loop-section">Closed loop</a></nav>',
         _status(study),
         _shared(study),
         "<h2>Runs</h2>",
         _table(summary.runs_table(study), scroll=True, table_id="runs"),
         _curves(study),
-        _fits(study),
+        _fits(study, [f for f in found if f.kind != "HparamsFit"]),
+        _hparams(study, hparams, [f for f in found if f.kind == "cbs"]),
         _backtest(study),
         _closed_loop(study),
     ]
@@ -114,8 +118,9 @@ def _curves(study: Study) -> str:
     return "".join(out)
 
 
-def _fits(study: Study) -> str:
-    found = findings.find_results(study.root)
+def _fits(study: Study, found: list[findings.Finding]) -> str:
+    """Every result in the folder but the hyperparameter fits (_hparams): its parameters with
+    their intervals, metrics, diagnostics and figure."""
     if not found:
         return "<h2 id='fits'>Fits</h2><p class='note'>No fit or proposal JSON in this folder.</p>"
     out = ["<h2 id='fits'>Fits and proposals</h2>"]
@@ -136,6 +141,65 @@ def _fits(study: Study) -> str:
         png = plots_study.result_png(f, study)
         out.append(_img(png, f.title) if png else "")
     return "".join(out)
+
+
+def _hparams(study: Study, fits: list, cbs: list) -> str:
+    """The hyperparameter fits (scalelaws.hparams): η*, B*, L* per cell with their intervals,
+    status and flags, the laws, the figure and every diagnostic; with a CBS fit in the folder,
+    B* beside the CBS of the same (N, D) and how both grow with D (Zhang et al. 2025)."""
+    if not fits:
+        return ""
+    from scalelaws.critical_batch.fit import CBSResult
+    from scalelaws.hparams.fit import HparamsFit
+    from scalelaws.study import hparams as hp
+
+    out = ['<h2 id="hparams">Optimal peak LR and batch size</h2>']
+    for f in fits:
+        fit = HparamsFit.from_dict(f.doc)
+        unit = fit.info.get("batch_unit", "")
+        out.append(f'<h3 id="fit-{_e(f.name)}">{_e(f.title)} <code>{_e(f.path.name)}</code></h3>')
+        out.append(
+            f"<p>Per (N, D) cell, the minimum of a quadratic in (ln η, ln B) and its 95% "
+            f"bootstrap interval; B in {_e(unit)}. A status other than <code>stationary</code> "
+            "or <code>conditional</code> means the optimum was not located there: the best "
+            "run is shown and the cell is left out of that law (docs/hparams.md).</p>"
+        )
+        out.append(_table(hp.cells_table(fit), table_id=f"{f.name}-cells"))
+        out.append(_table(hp.laws_table(fit), table_id=f"{f.name}-laws"))
+        p = fit.params
+        out.append(
+            f"<p>Curvature pooled over cells: ΔL ≈ {_fmt(p['curvature.lr'])}·δ_η² + "
+            f"{_fmt(p['curvature.cross'])}·δ_η·δ_B + {_fmt(p['curvature.batch'])}·δ_B² "
+            f"(δ in natural-log units); {fit.info.get('rows')} runs, bootstrap "
+            f"{fit.info.get('n_boot')}.</p>"
+        )
+        out.append(_diagnostics(f.diagnostics))
+        png = plots_study.result_png(f, study)
+        out.append(_img(png, f.title) if png else "")
+        for c in cbs[:1]:
+            out.append(_beside_cbs(study, fit, CBSResult.from_dict(c.doc), c.path.name, f.name))
+    return "".join(out)
+
+
+def _beside_cbs(study: Study, fit, cbs, cbs_name: str, name: str) -> str:
+    from scalelaws.study import hparams as hp
+
+    seq = study.runs["seq_len"].unique() if "seq_len" in study.runs.columns else None
+    seq_len = int(seq[0]) if seq is not None and seq.len() == 1 else None
+    table = hp.beside_cbs(fit, cbs, seq_len)
+    note = (
+        f"<p>B* of each cell beside the critical batch size of <code>{_e(cbs_name)}</code> at "
+        "the same (N, D) (CBS and B_crit in sequences"
+        + (f"; × seq_len {seq_len} in tokens" if seq_len else "")
+        + "), and B*/CBS in the same unit. Zhang et al. 2025: the CBS grows with the data "
+        "size D; below, the D exponent of each law.</p>"
+    )
+    return (
+        f"<h3>B* beside the critical batch size ({_e(cbs_name)})</h3>"
+        + note
+        + _table(table, table_id=f"{name}-cbs")
+        + _table(hp.growth_with_d(fit, cbs), table_id=f"{name}-growth")
+    )
 
 
 def _metrics_frame(metrics: dict[str, float]) -> pl.DataFrame:
