@@ -7,7 +7,9 @@ and by `scalelab dashboard` when the study has none yet. It holds what the trial
 - per result JSON in the folder (scalelaws.study.findings) `fits/<name>/params/<p>`,
   `fits/<name>/interval/<p>` ([lo, hi]), `fits/<name>/metrics/<m>` and
   `fits/<name>/n_diagnostics` in the summary, and the tables `tables/<name>/params` (name,
-  value, lo, hi) and `tables/<name>/diagnostics`;
+  value, lo, hi) and `tables/<name>/diagnostics`; a hyperparameter fit also logs
+  `tables/<name>/cells` (η*, B*, L* per (N, D) cell with intervals, status and flags) and
+  `tables/<name>/laws` (each exponent with its interval);
 - `plots/<name>`: each result's figure, and `plots/curves_<key>` per grid key;
 - the artifact `<study>-results` (type study-results): runs.parquet, curves.parquet and the
   result JSON files; W&B versions it by content.
@@ -81,7 +83,12 @@ def log_analysis(
     name = study.meta.get("name") or root.name
     mode = mode or os.environ.get("WANDB_MODE", "offline")
     found = findings.find_results(root)
-    found += [f for j, png in extra if (f := findings.load_result(j, png)) is not None]
+    inside = {f.path.resolve() for f in found}
+    found += [
+        f
+        for j, png in extra
+        if Path(j).resolve() not in inside and (f := findings.load_result(j, png)) is not None
+    ]
     wandb = wandb_session(mode)
     run = wandb.init(
         project=os.environ.get("WANDB_PROJECT", "scalelab"),
@@ -138,14 +145,19 @@ def _log_finding(run, f: findings.Finding) -> None:
         [i, d.get("severity"), d.get("code"), d.get("message"), d.get("action"), d.get("subject")]
         for i, d in enumerate(f.diagnostics)
     ]
-    run.log(
-        {
-            f"tables/{f.name}/params": wandb.Table(
-                columns=["name", "value", "lo", "hi"], data=rows
-            ),
-            f"tables/{f.name}/diagnostics": wandb.Table(columns=cols, data=diags),
-        }
-    )
+    tables = {
+        f"tables/{f.name}/params": wandb.Table(columns=["name", "value", "lo", "hi"], data=rows),
+        f"tables/{f.name}/diagnostics": wandb.Table(columns=cols, data=diags),
+    }
+    if f.kind == "HparamsFit":  # η*, B*, L* per (N, D) cell and the laws, as the report shows
+        from scalelaws.hparams.fit import HparamsFit
+        from scalelaws.study import hparams as hp
+
+        fit = HparamsFit.from_dict(f.doc)
+        for part, frame in (("cells", hp.cells_table(fit)), ("laws", hp.laws_table(fit))):
+            data = [[_cell(v) for v in r] for r in frame.iter_rows()]
+            tables[f"tables/{f.name}/{part}"] = wandb.Table(columns=frame.columns, data=data)
+    run.log(tables)
 
 
 def _log_plots(run, study, found) -> None:

@@ -36,6 +36,10 @@ def after_fit(argv: list[str]) -> None:
     if not argv or argv[0] != "fit":
         return
     runs, out = option(argv, "--runs"), option(argv, "--out")
+    if runs and not out and argv[1:2] == ["hparams"]:  # its default: the study folder
+        from scalelab.commands.hparams import OUT
+
+        out = str(Path(runs) / OUT)
     if not runs or not out or not Path(out).is_file():
         return
     from scalelab.tracking import analysis_run
@@ -44,7 +48,7 @@ def after_fit(argv: list[str]) -> None:
     root, mode = Path(runs), os.environ.get("WANDB_MODE")
     if not (wandb_on(mode) or (mode is None and analysis_run.study_uses_wandb(root))):
         return
-    plot = option(argv, "--plot")
+    plot = None if "--no-plot" in argv else option(argv, "--plot")
     try:
         run_dir = analysis_run.log_analysis(
             root, mode=mode, reason="fit", extra=[(Path(out), Path(plot) if plot else None)]
