@@ -2,10 +2,12 @@
 (tests/data/README_studies.md says what each one is).
 
     .venv/bin/python tests/data/make_study_fixtures.py      # about 1 minute on 2 cores
+    .venv/bin/python tests/data/make_study_fixtures.py hparams   # one of them
 
 study_quickstart (+ _validate) are real trials trained by scalelab (no Ray: train() one after
-another, then results.collect); study_cbs and study_capacity are synthetic tables in the
-documented schema whose losses obey the laws exactly (the builders of the analysis tests).
+another, then results.collect); study_cbs, study_capacity and study_hparams are synthetic
+tables in the documented schema whose losses obey the laws exactly (study_hparams: up to
+seeded noise) (the builders of the analysis tests).
 """
 
 from __future__ import annotations
@@ -167,7 +169,7 @@ def _steps(b: int, ref: int, d_max: int, knee: float = 48.0, margin: float = 1.3
     return int(d_max * margin * (1 + b / knee) / (1 + ref / knee) / (b * 64))
 
 
-def _run_row(t, final: float) -> dict:
+def _run_row(t, final: float | None, status: str = "completed") -> dict:
     """A runs row of a trial that reached `final` (spec, grid columns and all)."""
     from scalelab.model import model_args, param_counts
 
@@ -176,7 +178,7 @@ def _run_row(t, final: float) -> dict:
     rec = {
         "name": t.name,
         "study": s_.study,
-        "status": "completed",
+        "status": status,
         "content_hash": t.content_hash(),
         "spec": s_.to_dict(),
         "run": t.run.to_dict(),
@@ -189,6 +191,89 @@ def _run_row(t, final: float) -> dict:
         "final_train_loss": final,
     }
     return results.run_row(rec)
+
+
+# study_hparams: the known optimum path (docs/hparams.md; tests/test_hparams_surfaces.py)
+HP_LR = (0.015, -0.3, 0.1)  # lr* = 0.015·N^-0.3·D^0.1
+HP_B = (1.0, 0.0, 0.5)  # B* = 1.0·D^0.5 tokens per optimizer step
+HP_CURV = (0.05, 0.03)  # nats per (ln lr)² and per (ln B)²
+HP_BCRIT = 0.05  # CBS.json: B_crit = 0.05·D^0.5 sequences, any N
+
+
+def hparams() -> None:
+    """A peak LR x batch sweep at 3 sizes x 3 token budgets: final loss = 1.5 + 30/N^0.3 +
+    20/D^0.2 + 0.05·ln(lr/lr*)² + 0.03·ln(B/B*)² + 0.002 nats of seeded noise, with lr*, B* on
+    the known path above (N non-embedding, B = batch_size·seq_len tokens); the run at the top LR
+    and smallest batch of (25K, 2^17) diverged. hparams.json is `scalelab fit hparams --runs`
+    on it; CBS.json is fit_cbs on a steps-to-target table at the same (N, D) cells (S(B) =
+    S_min + E_min/B exactly, B_crit = 0.05·D^0.5 sequences): not measured from these runs, it
+    is there so the report shows B* beside the CBS."""
+    from scalelab.cli import main
+
+    root = HERE / "study_hparams"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir()
+    seq, sizes, budgets = 32, ("6K", "14K", "25K"), (2**17, 2**18, 2**19)
+    points = [
+        {"model.size": n, "tokens": d, "optim.lr": lr, "batch_size": b}
+        for n in sizes
+        for d in budgets
+        for b in (8, 16, 32)
+        for lr in (1e-3, 2e-3, 4e-3, 8e-3)
+    ]
+    base = TrialSpec(optim=OptimSpec(lr=3e-3), schedule=ScheduleSpec("cosine", 10), seq_len=seq)
+    spec = SweepSpec("study_hparams", base, run=RunConfig(eval_every=50), points=points)
+    rng = np.random.default_rng(0)
+    runs, curves = [], []
+    for t in expand(spec):
+        s_ = t.spec
+        row = _run_row(t, 0.0)
+        n, d, lr, b = row["params"], row["tokens"], s_.optim.lr, s_.batch_size * seq
+        lr_opt = HP_LR[0] * n ** HP_LR[1] * d ** HP_LR[2]
+        b_opt = HP_B[0] * n ** HP_B[1] * d ** HP_B[2]
+        final = 1.5 + 30 / n**0.3 + 20 / d**0.2 + HP_CURV[0] * np.log(lr / lr_opt) ** 2
+        final += HP_CURV[1] * np.log(b / b_opt) ** 2 + 0.002 * rng.standard_normal()
+        diverged = s_.model.size == "25K" and d == budgets[0] and lr == 8e-3 and b == 8 * seq
+        if diverged:
+            row = _run_row(t, None, status="diverged")
+        else:
+            row = _run_row(t, float(final))
+        runs.append(row)
+        steps = np.linspace(s_.total_steps / 4, s_.total_steps, 4).astype(int)
+        loss = list(final + 2.0 * (1 - steps / s_.total_steps))
+        evals = list(loss)
+        if diverged:  # as the trainer logs it: the last row's train loss is not finite
+            steps, loss, evals = steps[:3], loss[:2] + [float("nan")], evals[:2] + [None]
+        curves.append(
+            pl.DataFrame(
+                {
+                    "trial": t.name,
+                    "step": steps,
+                    "tokens": steps * b,
+                    "lr": lr,
+                    "train_loss": loss,
+                    "eval_loss": evals,
+                },
+                schema_overrides={"eval_loss": pl.Float64},
+            )
+        )
+    pl.DataFrame(runs).write_parquet(root / "runs.parquet")
+    pl.concat(curves).write_parquet(root / "curves.parquet")
+    launch.write_study_json(root, spec, expand(spec))
+    try:
+        main(["fit", "hparams", "--runs", str(root), "--no-plot"])
+    except SystemExit as e:
+        assert e.code == 0, e.code
+    steps = []
+    cells = pl.DataFrame(runs).select("model", "params", "tokens").unique().sort("params", "tokens")
+    for model, n, d in cells.iter_rows():
+        b_crit, s_min = HP_BCRIT * d**0.5, 200.0
+        for b in (2, 4, 8, 16, 32, 64, 128):
+            steps.append((f"{model}/D={d:.3g}", n, d, b, s_min + b_crit * s_min / b))
+    table = pl.DataFrame(
+        steps, schema=["group", "params", "tokens", "batch_size", "steps_to_target"], orient="row"
+    )
+    sl.fit_cbs(table, ref_batch=2).to_json(root / "CBS.json")
 
 
 def capacity() -> None:
@@ -220,7 +305,7 @@ def capacity() -> None:
 
 
 if __name__ == "__main__":
-    which = sys.argv[1:] or ["quickstart", "cbs", "capacity"]
+    which = sys.argv[1:] or ["quickstart", "cbs", "capacity", "hparams"]
     for name in which:
         globals()[name]()
         print(f"{name}: done")
