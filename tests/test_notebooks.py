@@ -52,7 +52,7 @@ def outputs(nb) -> tuple[str, str, int]:
 
 
 def test_notebooks_are_stored_without_outputs_and_take_a_study_parameter():
-    assert set(ALL) == {"study_overview", "multipower", "critical_batch", "capacity"}
+    assert set(ALL) == {"study_overview", "multipower", "critical_batch", "capacity", "hparams"}
     for name in ALL:
         nb = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
         code = [c for c in nb["cells"] if c["cell_type"] == "code"]
@@ -142,8 +142,31 @@ def test_capacity_reports_r_with_its_interval(monkeypatch):
     assert "TOO_FEW_POINTS" in text  # the back-test says 4 points cannot tell 90% from 80%
 
 
+def test_hparams_recovers_the_fixture_path_and_fits_the_published_runs(monkeypatch):
+    nb = execute("hparams", DATA / "study_hparams", monkeypatch)
+    text, html, images = outputs(nb)
+    assert "left out 1 run(s): 1 diverged" in text and "seq_len 32" in text
+    assert all(c in html for c in ("lr status", "B status", "flags"))  # the cells table
+    # the fixture's path, lr* = 0.015·N^-0.3·D^0.1 and B* = D^0.5: exponents near the truth
+    lr = re.search(r"^lr~ND: [\d.]+·N\^(-[\d.]+)·D\^([\d.]+)", text, re.M)
+    b = re.search(r"^batch~ND: [\d.]+·N\^(-?[\d.]+)·D\^([\d.]+)", text, re.M)
+    assert abs(float(lr[1]) + 0.3) < 0.03 and abs(float(lr[2]) - 0.1) < 0.03
+    assert abs(float(b[2]) - 0.5) < 0.03
+    assert "NON_IDENTIFIABLE (lr~C.C)" in text  # η* is not a function of C alone
+    for name in ("lr", "B"):
+        assert re.search(rf"{name}\* at N = [\d,]+, D = [\d,]+: [\d.e-]+, 90% prediction", text)
+    assert "EXTRAPOLATION (params N)" in text and re.search(r"at 2 x lr\*: \+0\.0\d+ nats", text)
+    assert "B*/CBS" in html and "cbs~tokens" in html  # beside the fixture's CBS fit
+    assert images == 1
+    # Step Law's runs: its (N, D) exponents beside the published ones, every diagnostic
+    assert re.search(r"Step Law runs, lr~ND exponent of N: -0\.\d+ \[.*published: -0\.713", text)
+    assert "published: 0.571" in text
+    assert re.search(r"\d+ of 17 cells locate lr\*", text)
+    assert "OPTIMUM_AT_EDGE" in text and "BOOTSTRAP_FAILED" in text
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_every_notebook_names_its_fallback_fixture(name):
     source = (NOTEBOOKS / f"{name}.ipynb").read_text()
-    (fixture,) = set(re.findall(r"study_(?:quickstart|cbs|capacity)", source))
+    (fixture,) = set(re.findall(r"study_(?:quickstart|cbs|capacity|hparams)", source))
     assert (DATA / fixture / "runs.parquet").is_file()
