@@ -25,7 +25,7 @@ from scalelab.cli import main
 from scalelab.config import TrialSpec
 from scalelab.sweep import SweepSpec, expand
 from scalelaws.study.findings import KNOWN
-from scalelaws.study.hparams import study_runs
+from scalelaws.study.hparams import curvature_text, study_runs
 
 DATA = Path(__file__).resolve().parent / "data"
 FIXTURE = DATA / "study_hparams"
@@ -105,6 +105,7 @@ def test_fit_prints_the_cells_the_laws_and_every_diagnostic(tmp_path, capsys):
         assert c["label"] in text
     for key, law in fit.laws.items():
         assert f"{key}: {'lr*' if key[:2] == 'lr' else 'B*'} = {law['coef']:.4g}·" in text
+    assert f"curvature: {curvature_text(fit)} (δ in ln units" in text
     assert fit.diagnostics and all(" ".join(d.line().split()) in text for d in fit.diagnostics)
     assert {d.code for d in fit.diagnostics} >= {"NO_INTERVAL", "NON_IDENTIFIABLE"}
     assert not (root / "hparams.json").exists() and not (tmp_path / "f.png").exists()
@@ -281,6 +282,7 @@ def test_report_section_with_b_star_beside_the_cbs(fitted, tmp_path):
         fit.intervals["batch~ND.D"][1], rel=1e-4
     )
     assert "NON_IDENTIFIABLE" in {r[1] for k, t in page.tables if k == "diagnostics" for r in t}
+    assert curvature_text(fit) in (root / "report.html").read_text()
     assert page.images[KNOWN["hparams.json"]]  # the figure written beside the JSON
     # the CBS of the same (N, D), in tokens (x seq_len), and B*/CBS
     cbs = sl.CBSResult.load(root / "CBS.json")

@@ -162,6 +162,20 @@ def _schema(rows, text: tuple[str, ...], ints: tuple[str, ...] = ()) -> dict[str
     return {k: pl.String if k in text else pl.Int64 if k in ints else pl.Float64 for k in rows[0]}
 
 
+def curvature_text(fit) -> str:
+    """The pooled curvature as ΔL ≈ c_η·δ_η² ± h·δ_η·δ_B + c_B·δ_B² (δ in natural-log units)."""
+    p = fit.params
+    terms = [(p["curvature.lr"], "δ_η²"), (p["curvature.cross"], "δ_η·δ_B")]
+    terms.append((p["curvature.batch"], "δ_B²"))
+    text = "ΔL ≈ "
+    for i, (v, name) in enumerate(terms):
+        v = _num(v)
+        neg = v is not None and v < 0
+        sign = ("−" if neg else "") if i == 0 else (" − " if neg else " + ")
+        text += sign + ("nan" if v is None else f"{abs(v):.4g}") + f"·{name}"
+    return text
+
+
 def beside_cbs(fit, cbs, seq_len: int | None = None) -> pl.DataFrame:
     """Per hparams cell, B* beside the critical batch size of the CBS fit's group at the same
     (N, D) (Zhang et al. 2025: both grow with D): CBS and B_crit in sequences, CBS in the fit's

@@ -166,12 +166,9 @@ def _hparams(study: Study, fits: list, cbs: list) -> str:
         )
         out.append(_table(hp.cells_table(fit), table_id=f"{f.name}-cells"))
         out.append(_table(hp.laws_table(fit), table_id=f"{f.name}-laws"))
-        p = fit.params
         out.append(
-            f"<p>Curvature pooled over cells: ΔL ≈ {_fmt(p['curvature.lr'])}·δ_η² + "
-            f"{_fmt(p['curvature.cross'])}·δ_η·δ_B + {_fmt(p['curvature.batch'])}·δ_B² "
-            f"(δ in natural-log units); {fit.info.get('rows')} runs, bootstrap "
-            f"{fit.info.get('n_boot')}.</p>"
+            f"<p>Curvature pooled over cells: {_e(hp.curvature_text(fit))} (δ in natural-log "
+            f"units); {fit.info.get('rows')} runs, bootstrap {fit.info.get('n_boot')}.</p>"
         )
         out.append(_diagnostics(f.diagnostics))
         png = plots_study.result_png(f, study)

@@ -46,15 +46,16 @@ def print_fit(console, fit, left_out: list[str]) -> None:
     diagnostic line."""
     from rich.table import Table
 
-    from scalelaws.study.hparams import cells_table
+    from scalelaws.study.hparams import cells_table, curvature_text
 
     for line in left_out:
         console.print(line, markup=False)
     unit = fit.info.get("batch_unit", "")
     t = Table(title=f"Optimum per (N, D) cell (95% bootstrap; B in {unit})")
+    cells = cells_table(fit)
     for c in ("cell", "lr*", "lr status", "B*", "B status", "L*", "flags"):
-        t.add_column(c, justify="left" if c in ("cell", "flags") else "right")
-    for r in cells_table(fit).iter_rows(named=True):
+        t.add_column(c, justify="left" if c in ("cell", "flags") else "right", no_wrap=c == "cell")
+    for r in cells.iter_rows(named=True):
         t.add_row(
             r["cell"],
             _with_iv(r["lr*"], r["lr* lo"], r["lr* hi"]),
@@ -77,10 +78,8 @@ def print_fit(console, fit, left_out: list[str]) -> None:
             f"{law['sigma']:.3g}, {law['n']} cells)",
             markup=False,
         )
-    p = fit.params
     console.print(
-        f"curvature: ΔL ≈ {p['curvature.lr']:.4g}·δ_lr² + {p['curvature.cross']:.4g}·δ_lr·δ_B + "
-        f"{p['curvature.batch']:.4g}·δ_B² (δ in ln units, pooled over cells); "
+        f"curvature: {curvature_text(fit)} (δ in ln units, pooled over cells); "
         f"{fit.info['cells']} cells, {fit.info['rows']} runs, bootstrap {fit.info['n_boot']}",
         markup=False,
     )
