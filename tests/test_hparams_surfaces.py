@@ -263,8 +263,11 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case, tmp_path, capsys
 # ----------------------------------------------------------------------- report and W&B
 
 
-def test_report_section_with_b_star_beside_the_cbs(fitted, tmp_path):
+def test_report_section_with_b_star_beside_the_cbs(fitted, tmp_path, capsys):
     root = shutil.copytree(fitted, tmp_path / "study_hparams", ignore=_no_wandb)
+    points = root / "study_points.json"
+    argv = ["propose", "hparams", root / "hparams.json", "--params", 1e5, "--tokens", 2e6]
+    assert cli([*argv, "--out", points], capsys)[0] == 0
     page = Page(sl.write_report(root).read_text())
     fit = sl.HparamsFit.load(root / "hparams.json")
     assert "Optimal peak LR and batch size" in page.headings
@@ -299,6 +302,12 @@ def test_report_section_with_b_star_beside_the_cbs(fitted, tmp_path):
     # the hparams fit has its own section, not a second copy among the other fits
     fits = [r[0] for k, t in page.tables if k == "fit" for r in t]
     assert "lr~ND.N" not in fits and "cbs[6K/D=1.31e+05]" in fits
+    # a proposal written into the folder is shown with the other results, with its interval
+    assert any(h.startswith(KNOWN["study_points.json"]) for h in page.headings)
+    rows = {r[0]: r for k, t in page.tables if k == "fit" for r in t}
+    proposal = json.loads(points.read_text())
+    assert float(rows["lr"][1]) == pytest.approx(proposal["params"]["lr"], rel=1e-4)
+    assert float(rows["batch"][3]) == pytest.approx(proposal["intervals"]["batch"][1], rel=1e-4)
     # no CBS fit in the folder: the same section without the comparison
     (root / "CBS.json").unlink()
     page = Page(sl.write_report(root).read_text())

@@ -147,8 +147,10 @@ def fit_hparams(
     ] = None,
     no_plot: Annotated[bool, typer.Option("--no-plot", help="Write no figure.")] = False,
 ) -> None:
-    """Optimal peak LR and batch size per (N, D) cell and their laws in N, D and C = 6ND, with
-    intervals and every diagnostic (docs/hparams.md)."""
+    """Optimal peak LR and batch size per (N, D) cell, and their laws in N, D and C = 6ND.
+
+    Prints each cell's optimum with its interval and status, the laws, and every diagnostic;
+    writes the result JSON and its figure (docs/hparams.md)."""
     import scalelaws as sl
     from scalelaws.study.hparams import study_runs
 
