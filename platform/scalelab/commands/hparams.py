@@ -327,9 +327,10 @@ def propose_hparams(
     level: Annotated[float, typer.Option("--level", help="Prediction interval level.")] = 0.9,
     out: Annotated[Path | None, typer.Option("--out", help="Write the study points here.")] = None,
 ) -> None:
-    """η* and B* at (N, D) with prediction intervals, and study points: the predicted optimum
-    and its 3x3 neighbourhood (lr and batch size x 1/2, 1, 2), each with its predicted loss
-    penalty; every diagnostic."""
+    """η* and B* at (N, D) with prediction intervals, as study points for the next sweep.
+
+    The points: the predicted optimum and its 3x3 neighbourhood (lr and batch size x 1/2, 1,
+    2), each with its predicted loss penalty; every diagnostic is printed."""
     from scalelaws.hparams.fit import HparamsFit
 
     for name, v in (("--params", params), ("--tokens", tokens)):
