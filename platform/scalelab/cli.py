@@ -14,6 +14,7 @@ from scalelab.commands import chinchilla as _chinchilla  # noqa: F401  (fit chin
 from scalelab.commands import fit_app, propose_app
 from scalelab.commands import multipower as _multipower  # noqa: F401  (registers its commands)
 from scalelab.commands import report as _report
+from scalelab.commands.data import data_app
 from scalelab.errors import UserError, run_cli
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 app.add_typer(fit_app, name="fit")
 app.add_typer(propose_app, name="propose")
+app.add_typer(data_app, name="data")
 
 
 @app.command()
