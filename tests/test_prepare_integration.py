@@ -92,3 +92,28 @@ def test_stdlib_with_its_bpe_trains_a_tiny_model(tmp_path, monkeypatch):
     rec = train(Trial(spec, RunConfig(eval_every=4, noise_every=0)), tmp_path / "t")
     assert rec["status"] == "completed" and math.isfinite(rec["final_eval_loss"])
     assert rec["final_eval_loss"] < math.log(4096)
+
+
+def test_ctrl_c_leaves_nothing(tmp_path):
+    """Interrupted while writing train.bin: exit 130, no OUT, no temp folder."""
+    import signal
+    import time
+
+    (tmp_path / "in").mkdir()
+    block = ("x = 1\n" * 100_000).encode()
+    with open(tmp_path / "in" / "big.txt", "wb") as f:
+        for _ in range(300):  # 180 MB: several seconds of work
+            f.write(block)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "scalelab.cli", "data", "prepare", str(tmp_path / "in")]
+    p = subprocess.Popen([*cmd, "--out", str(out), "--tokenizer", "bytes"], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not any(
+        d.name.endswith(".tmp") and (d / "train.bin").exists() for d in tmp_path.iterdir()
+    ):
+        assert time.monotonic() < deadline and p.poll() is None
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    assert p.wait(60) == 130, p.stderr.read().decode()
+    p.stderr.close()
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["in"]

@@ -197,8 +197,9 @@ def _pieces(
             in_doc = not piece.end
             yield inp, split, piece
         done = start + inp.size
-        if bar:
+        if bar and (done - shown >= 1 << 20 or done == total):
             bar(done, total)
+            shown = done
 
 
 class _Writer:
