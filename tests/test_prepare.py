@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scalelab.cli import main
@@ -106,7 +106,7 @@ def bpe(corpus):
     return train_bpe(iter(corpus[1]), 400)
 
 
-@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60)
 @given(TEXT)
 def test_byte_level_bpe_round_trip(bpe, text):
     ids = bpe.encode([text])[0]

@@ -86,6 +86,11 @@ def test_mixed_encodings_strict_names_file_and_offset(tmp_path, capsys):
     line = refused(tmp_path, [*paths, latin], capsys=capsys)
     assert f"{latin}: not UTF-8 at byte offset 8 (invalid continuation byte)" in line
     assert "--decode-errors replace" in line
+    out = tmp_path / "new" / "deeper" / "out"  # folders made for it go again
+    code, _, err = cli(
+        ["data", "prepare", *paths, latin, "--out", out, "--tokenizer", "bytes"], capsys
+    )
+    assert code == 2 and "not UTF-8" in one_error_line(err) and not (tmp_path / "new").exists()
 
 
 def test_mixed_encodings_replace_counts_them(tmp_path, capsys):

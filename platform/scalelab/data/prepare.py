@@ -12,6 +12,7 @@ documents stream through in pieces (readers.py) and tokens go to disk a batch at
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -98,6 +99,7 @@ def prepare(
         what = "a file" if out.is_file() else "a folder"
         raise ValueError(f"--out: {out} exists ({what}); pass --overwrite or another --out")
     files = find_inputs(inputs, opts.pattern)
+    made = [p for p in [out.parent, *out.parent.parents] if not p.exists()]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
@@ -106,6 +108,9 @@ def prepare(
         _publish(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for p in made:  # the folders made for OUT, innermost first
+            with contextlib.suppress(OSError):
+                p.rmdir()
         raise
     return manifest
 
