@@ -5,7 +5,7 @@ python_stdlib corpus, ~12 MB of .py): bytes, and a byte-level BPE trained here.
 
 Each preparation runs in a fresh child process; it prints input MB/s on the wall clock, MB per
 CPU-second (all threads; less sensitive to other load on the machine), the BPE training time
-and the child's peak RSS. The ratio is the BPE's wall time over the bytes tokenizer's.
+and the child's peak RSS (VmHWM). The ratio is the BPE's wall time over the bytes tokenizer's.
 """
 
 from __future__ import annotations
@@ -25,18 +25,18 @@ from scalelab.data.prepare import PrepareOptions, prepare
 from scalelab.data.stdlib import stdlib_files
 tok, vocab, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 m = prepare(stdlib_files(), out, PrepareOptions(tok, vocab_size=vocab, eval_fraction=0.02))
-print(json.dumps(m["timing"] | {"tokens": m["train"]["tokens"] + m["eval"]["tokens"]}))
+peak = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
+tokens = m["train"]["tokens"] + m["eval"]["tokens"]
+print(json.dumps(m["timing"] | {"tokens": tokens, "peak_rss_mb": peak}))
 """
 
 
 def run(tokenizer: str, vocab: int, folder: Path) -> dict:
     out = folder / f"{tokenizer}-{vocab}-{time.monotonic_ns()}"
     args = [sys.executable, "-c", CHILD, tokenizer, str(vocab), str(out)]
-    p = subprocess.Popen(args, stdout=subprocess.PIPE)
-    _, status, usage = os.wait4(p.pid, 0)
-    line = p.stdout.read().decode()
-    assert os.waitstatus_to_exitcode(status) == 0, line
-    return json.loads(line) | {"peak_rss_mb": usage.ru_maxrss / 1024}
+    p = subprocess.run(args, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
 
 
 def main() -> None:
