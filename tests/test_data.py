@@ -64,7 +64,7 @@ def make(name, seed=0, token_path=None):
 
 
 def test_registry_defaults_and_errors(tmp_path):
-    assert set(REGISTRY) == {"pcfg", "bios", "biod", "tokens"}
+    assert set(REGISTRY) == {"pcfg", "bios", "biod", "tokens", "python_stdlib"}
     assert param_defaults("biod") == {
         "n_people": 500,
         "K": 8,

@@ -15,6 +15,7 @@ from scalelab.commands import fit_app, propose_app
 from scalelab.commands import hparams as _hparams  # noqa: F401  (fit hparams, propose hparams)
 from scalelab.commands import multipower as _multipower  # noqa: F401  (registers its commands)
 from scalelab.commands import report as _report
+from scalelab.commands.data import data_app
 from scalelab.errors import UserError, run_cli
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 app.add_typer(fit_app, name="fit")
 app.add_typer(propose_app, name="propose")
+app.add_typer(data_app, name="data")
 
 
 @app.command()

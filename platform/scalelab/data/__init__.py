@@ -5,7 +5,8 @@
     x, y = inputs_targets(t)                                 # -100 padding -> PAD in inputs
 
 Sources: pcfg (layered CFG language), bios / biod (knowledge, arXiv 2404.05405), tokens (a
-memory-mapped nanoGPT-style .bin file).
+memory-mapped nanoGPT-style .bin file, or a folder from `scalelab data prepare`),
+python_stdlib (the standard library's source, prepared once; docs/data.md).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from scalelab.data.base import Source, inputs_targets
 from scalelab.data.bios import BioSSource
 from scalelab.data.knowledge import BioDSource, FactEval, KnowledgeSource
 from scalelab.data.pcfg import PCFGSource
+from scalelab.data.stdlib import PythonStdlibSource
 from scalelab.data.tokenizer import BOS, EOS, IGNORE_INDEX, PAD, Tokenizer
 from scalelab.data.tokens import TokenFileSource
 
@@ -22,6 +24,7 @@ REGISTRY: dict[str, type[Source]] = {
     "bios": BioSSource,
     "biod": BioDSource,
     "tokens": TokenFileSource,
+    "python_stdlib": PythonStdlibSource,
 }
 
 
@@ -61,6 +64,7 @@ __all__ = [
     "FactEval",
     "KnowledgeSource",
     "PCFGSource",
+    "PythonStdlibSource",
     "Source",
     "TokenFileSource",
     "Tokenizer",
