@@ -6,7 +6,9 @@ by carrying @pytest.mark.integration."""
 
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -36,3 +38,16 @@ def local_ray():
     ray.shutdown()
     if session is not None:  # ~1 MB of logs and sockets per run under /tmp/ray
         shutil.rmtree(session, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def module_cache(tmp_path_factory):
+    """SCALELAB_CACHE pointed at a fresh folder for one test module (the data sources build
+    their caches there), restored after it."""
+    old = os.environ.get("SCALELAB_CACHE")
+    os.environ["SCALELAB_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield Path(os.environ["SCALELAB_CACHE"])
+    if old is None:
+        os.environ.pop("SCALELAB_CACHE")
+    else:
+        os.environ["SCALELAB_CACHE"] = old

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from cli_run import cli
 
 import scalelaws as sl
-from scalelab.cli import main
 from scalelaws.capacity.predict import ratio_prediction
 from scalelaws.core.prediction import Prediction, ols_interval, predictive_interval
 from scalelaws.multipower.curves import read_curve_file
@@ -189,13 +189,6 @@ def test_capacity_fixture_backtest_has_too_few_points():
 
 
 # --------------------------------------------------------------------------- CLI
-
-
-def cli(argv, capsys):
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return e.value.code, out.out, out.err
 
 
 def test_cli_writes_backtest_json(tmp_path, capsys):

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from cli_run import cli, one_error_line
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scalelab import files, results, status
-from scalelab.cli import main
 from scalelab.config import (
     DataSpec,
     ModelSpec,
@@ -46,20 +46,6 @@ SPEC = TrialSpec(
     eval_batch_size=16,
 )
 RUN = RunConfig(eval_every=5, noise_every=0)
-
-
-def cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return e.value.code, out.out, out.err
-
-
-def one_error_line(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

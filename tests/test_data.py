@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
@@ -32,14 +31,8 @@ SMALL_PCFG = {"n_tokens": 200_000, "eval_tokens": 20_000}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _cache(tmp_path_factory):
-    old = os.environ.get("SCALELAB_CACHE")
-    os.environ["SCALELAB_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if old is None:
-        os.environ.pop("SCALELAB_CACHE")
-    else:
-        os.environ["SCALELAB_CACHE"] = old
+def _cache(module_cache):
+    """Every test of this module prepares its data in the module's own cache."""
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from cli_run import cli
 from test_hparams_fit import make_runs
 from test_report import Page
 from wandb_offline import offline_runs
@@ -31,13 +32,6 @@ DATA = Path(__file__).resolve().parent / "data"
 FIXTURE = DATA / "study_hparams"
 SEQ = 32  # the fixture's seq_len
 N_BOOT = 30
-
-
-def cli(argv, capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return e.value.code, out.out, out.err
 
 
 def copy_study(dst: Path, src: Path = FIXTURE, drop=("hparams.json",)) -> Path:

@@ -7,7 +7,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import platform
 from pathlib import Path
 
@@ -37,14 +36,8 @@ WORDS = "alpha beta gamma delta épsilon 数据 naïve λx: x + 1 <|endoftext|> 
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _cache(tmp_path_factory):
-    old = os.environ.get("SCALELAB_CACHE")
-    os.environ["SCALELAB_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if old is None:
-        os.environ.pop("SCALELAB_CACHE")
-    else:
-        os.environ["SCALELAB_CACHE"] = old
+def _cache(module_cache):
+    """Every test of this module prepares its data in the module's own cache."""
 
 
 def make_docs(n: int, seed: int = 0, lines: int = 20) -> list[str]:

@@ -10,23 +10,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from scalelab.cli import main
+from cli_run import cli, one_error_line
 
 TEXT = "def f(x):\n    return x + 1\n" * 200  # 5,400 bytes
-
-
-def cli(argv: list, capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return e.value.code, out.out, out.err
-
-
-def one_error_line(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 def prep(tmp_path: Path, inputs: list, *opts, capsys) -> tuple[int, str, str]:
