@@ -526,7 +526,8 @@ def compute_line(runs) -> str:
 
     fork = pl.col("fork_step").fill_null(0) if "fork_step" in runs.columns else pl.lit(0)
     own, full = runs.select(
-        (pl.col("steps_done") - fork).clip(lower_bound=0).sum(), pl.col("steps_done").sum()
+        (pl.col("steps_done") - fork).clip(lower_bound=0).sum().alias("own"),
+        pl.col("steps_done").sum().alias("full"),
     ).row(0)
     return (
         f"Trained {own:,} of the {full:,} updates that the {runs.height} runs cost from "
