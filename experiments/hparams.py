@@ -57,13 +57,40 @@ first pilot) put B* on its lower edge in every cell, so the grid runs 1, 2, 4, 8
 each halving of B doubles the steps, and at these sizes an update costs 3-7 ms whatever its
 batch, so the horizons are 2^17-2^19 tokens to fit the budget. (2) The best LR rises with B
 (d32 at 2^18: 3.5e-3 at B = 2, 5e-3 at 4, 7.1e-3 at 8, 1e-2 at 16, 1.4e-2 at 32) and falls
-with width (d16 about 2× d32 at B <= 8; d48 below d32), hence the centre's (d/32)^-1·(B/4)^0.5.
+with width (d16 about 2× d32 at B <= 8; d48's two LRs at B = 4 and 8 favoured the lower),
+hence the centre's (d/32)^-1·(B/4)^0.5.
 (3) Seed noise: seed 1 against seed 0 at four d32 points moved the final loss by +0.015,
 -0.003, +0.008, +0.016 (sd of one run ≈ 0.008 nats, 1.5% of the loss), as large as the loss
 differences near the optimum. The cell fit's default window (the points within 2% of the best
 loss, at least 12) then holds mostly noise, so the study fits within fit_window = 10%.
 
-MEASURED: filled in from the first full run.
+Measured (quick, 2 shared CPU cores, 2026-12-06). From a fresh clone, `scalelab run
+experiments/hparams.py --no-wandb` took 25 min 27 s end to end: sweep 1006 s (first trial
+start to last end), fit 2 s, follow-up 493 s (45 runs), while another study's two trials
+shared the cores for all but a minute of it. A first run (3 follow-up seeds; the same other
+study during most of its sweep) took 15 min 17 s and 5 min 5 s (27 runs); its 177 final losses and the 27 follow-up runs the two share are
+bit-identical to the fresh clone's.
+
+- Sweep: 180 runs, 177 completed, 3 diverged (d24, B = 4, η = 2.67e-2, at step 23, and the two
+  horizons forked from it). Trained 262,510 of the 399,685 updates the runs cost from scratch
+  (66%).
+- Grid: the best run of a cell is at B = 1 in 5 of the 9 cells, B = 2 in 3, B = 4 in 1; the
+  best LR of a (N, D, B) is inside its ladder in 34 of 36.
+- Fit (10% window): η* and B* interior (stationary) in 6 of 9 cells (3 of 9 with the default
+  2% window); not convex in 3 (d16 at 2^18 and 2^19, d32 at 2^17: the loss still falls at
+  B = 1). Located: B* = 1.1-1.7 sequences (69-105 tokens per step) in 5 cells, 4.0 at (14K,
+  2^17); η* = 4.2e-3 to 1.8e-2. The laws are not resolved (NON_IDENTIFIABLE): η* ∝
+  N^+0.46 [-1.50, +2.41]·D^-0.68 [-2.28, +0.92], B* ∝ N^+0.26 [-1.73, +2.26]·D^-0.34 [-1.97,
+  +1.29] (95%, 6 cells).
+- Proposal at d40 (N = 38.6K, 1.56× the largest size), D = 2^18: η* = 9.4e-3 (90% [1.3e-3,
+  6.8e-2]), B* = 2.1 sequences (90% [0.28, 15.7]); run at η = 9.42e-3, B = 2.
+- Follow-up, 5 seeds: the proposal 0.6151 ± 0.0190 (sd over seeds); the best point is
+  η×½ B×1 (η = 4.71e-3, B = 2) at 0.5908 ± 0.0130, so the proposal is 4.1% above the
+  neighbourhood's best, not within 0.5%. Neighbour − proposal, paired by seed (95%): the
+  three η×2 points worse by +0.046 to +0.095 (intervals exclude 0), η×½ B×2 better by -0.017
+  [-0.031, -0.003], the other four not separated. η* was over-predicted about 2× (the N
+  exponent's sign is noise), and the fit's predicted penalties of doubling η (0.006-0.019
+  nats) are 5-9× smaller than the measured ones.
 """
 
 from __future__ import annotations
