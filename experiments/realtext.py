@@ -1,0 +1,302 @@
+"""Real text: the quickstart's multi-power-law loop, and a critical-batch-size measurement, on
+the Python standard library's own source (DataSpec("python_stdlib"), docs/data.md).
+
+Two presets, one corpus:
+
+- `mpl` (the default, study `realtext`): three GPTs (50K, 150K, 500K non-embedding
+  parameters) x the quickstart's four LR schedules: constant, cosine, one step drop (wsdcon)
+  and WSD. As in the quickstart, the multi-power law (Luo et al., ICLR 2025) is fitted on the
+  constant, cosine and wsdcon curves of one size (150K, the quickstart's fitted size) and
+  tested on the held-out WSD; then a schedule is proposed for the same budget. The other two
+  sizes are fitted the same way for the report. Sized for about 10 minutes on 2 cores.
+- `cbs` (study `realtext_cbs`): Zhang et al.'s steps-to-target critical batch size (ICLR 2025)
+  at one size (150K): experiments/critical_batch.py's design and analysis, with its batch
+  sizes (4-128 sequences) and LR ladder, on this corpus and at half its data sizes.
+
+Data. The BPE vocabulary is 1,024 tokens, not the source's default 4,096. With tied
+embeddings the embedding is V·d parameters and the output layer V·d multiply-adds per token:
+at 4,096 tokens it is 1.8x the 150K model's non-embedding parameters and halves its speed on
+a CPU (measured: 13K against 28K tokens/s on 2 cores). At 1,024 it is 0.44x. Bytes (257
+tokens) are faster per token (35K/s) but a token is one character instead of 2.7, so per
+character of text BPE-1024 learns about twice as fast, and the loss stays a per-token loss on
+a real vocabulary. The held-out eval data are the source's eval split: 2% of the stdlib
+files, whole.
+
+    scalelab run experiments/realtext.py --no-wandb                # MPL loop (~10 min, 2 cores)
+    scalelab run experiments/realtext.py --no-wandb --preset cbs   # CBS measurement
+
+`after(root)`: for `realtext` the fits (mpl_fit.json/png: 150K; mpl_fit_<size>.json: the
+others), the proposal (proposed_schedule.json/png) and report.md, which compares the fit's
+quality with the synthetic quickstart's (results/quickstart beside this study if it was run,
+else the committed fixture tests/data/study_quickstart; the report names which). For
+`realtext_cbs`: experiments/critical_batch.py's analysis (CBS.json, CBS_raw.json, CBS.md,
+cbs.png, cbs_study.png) and report.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from scalelab.config import DataSpec, OptimSpec, RunConfig, ScheduleSpec, TrialSpec
+from scalelab.study import load
+from scalelab.sweep import SweepSpec
+
+HERE = Path(__file__).resolve().parent
+critical_batch = load(HERE / "critical_batch.py")  # its Design, sweep() and analyse()
+
+VOCAB = 1024  # BPE tokens (see the docstring)
+DATA = DataSpec("python_stdlib", params={"vocab_size": VOCAB})
+
+# ---------------------------------------------------------------- the MPL loop (preset mpl)
+
+STEPS = 1000
+WARMUP = 50
+PEAK = 3e-3
+FLOOR = PEAK / 10
+SIZES = ["50K", "150K", "500K"]
+FIT_SIZE = "150K"  # the size the MPL is fitted on and the proposal made for (as the quickstart)
+FIT_SCHEDULES = ("constant", "cosine", "wsdcon")
+TEST_SCHEDULE = "wsd"
+
+SCHEDULES = [
+    ScheduleSpec("constant", WARMUP),
+    ScheduleSpec("cosine", WARMUP, {"final_lr": FLOOR}),
+    ScheduleSpec("wsdcon", WARMUP, {"drop_step": 700, "value": FLOOR}),
+    ScheduleSpec("wsd", WARMUP, {"decay_frac": 0.2, "shape": "linear", "final_lr": FLOOR}),
+]
+
+MPL = SweepSpec(
+    name="realtext",
+    base=TrialSpec(  # the model and the schedule come from the grid
+        optim=OptimSpec(lr=PEAK),
+        data=DATA,
+        batch_size=16,  # sequences per step
+        seq_len=64,  # tokens per sequence -> 1,024 tokens per step, 1.02M per run
+        total_steps=STEPS,
+        eval_batch_size=128,  # 8,192 held-out tokens, the same windows at every eval
+    ),
+    run=RunConfig(eval_every=20, noise_every=0),  # placement and cadence: not in the hash
+    grid={"model.size": SIZES, "schedule": SCHEDULES},
+)
+
+# ---------------------------------------------------------------- the CBS measurement (preset cbs)
+
+CBS = replace(
+    critical_batch.QUICK,
+    name="realtext_cbs",
+    sizes=("150K",),
+    data_sizes=(160_000, 320_000, 640_000),  # 625, 1250, 2500 steps at B_ref = 4
+    eval_every_ref=25,  # an eval lands on each D at B_ref
+    base_lr={"150K": 3e-3},
+    base=replace(critical_batch.QUICK.base, data=DATA),
+)
+
+PRESETS = {"mpl": MPL, "cbs": critical_batch.sweep(CBS)}
+SPEC = MPL
+
+
+def after(root: Path) -> None:
+    from scalelab import files
+
+    root = Path(root)
+    name = files.read_json(root / "study.json")["name"]
+    if name == CBS.name:
+        res = critical_batch.analyse(root, CBS)
+        print(write_cbs_report(root, res))
+    else:
+        print(mpl_after(root))
+
+
+# ---------------------------------------------------------------- MPL analysis
+
+
+def fit_size(study, size: str, n_boot: int = 30):
+    """The MPL fitted on one size's constant, cosine and wsdcon curves, WSD held out."""
+    import polars as pl
+
+    import scalelaws as sl
+    from scalelaws.multipower.fit import collect_curves
+
+    done = study.runs.filter((pl.col("status") == "completed") & (pl.col("model") == size))
+    fit_runs = done.filter(pl.col("schedule").is_in(FIT_SCHEDULES))["trial"].to_list()
+    test_runs = done.filter(pl.col("schedule") == TEST_SCHEDULE)["trial"].to_list()
+    curves = collect_curves(
+        study.curves.filter(pl.col("trial").is_in(fit_runs)),
+        study.curves.filter(pl.col("trial").is_in(test_runs)),
+        study=study,
+    )
+    return curves, sl.fit_multipower(curves, n_boot=n_boot)
+
+
+def mpl_after(root: Path) -> str:
+    """Fits (every size), the proposal (FIT_SIZE) and report.md; returns the report."""
+    import scalelaws as sl
+    from scalelaws.multipower.plots import plot_curves, plot_proposal
+
+    study = sl.load_study(root)
+    fits = {}
+    for size in SIZES:
+        curves, fit = fit_size(study, size)
+        fits[size] = fit
+        if size == FIT_SIZE:
+            fit.to_json(root / "mpl_fit.json")
+            plot_curves(curves, fit.params, root / "mpl_fit.png", law=fit.law, fit=fit)
+        else:
+            fit.to_json(root / f"mpl_fit_{size}.json")
+    prop = sl.propose_schedule(root / "mpl_fit.json", STEPS, PEAK, warmup_steps=WARMUP, floor=FLOOR)
+    prop.to_json(root / "proposed_schedule.json")
+    plot_proposal(prop, root / "proposed_schedule.png")
+    return write_mpl_report(root, study, fits, prop)
+
+
+def synthetic_quickstart(root: Path) -> tuple[Path, str] | None:
+    """The synthetic quickstart's MPL fit to compare with: results/quickstart beside this study
+    if it has run, else the committed fixture (a toy-size quickstart)."""
+    own = root.parent / "quickstart" / "mpl_fit.json"
+    if own.is_file():
+        return own, "the quickstart study run beside this one (150K model, 600 steps)"
+    fixture = HERE.parent / "tests" / "data" / "study_quickstart" / "mpl_fit.json"
+    if fixture.is_file():
+        return fixture, (
+            "the committed fixture tests/data/study_quickstart (the quickstart grid at toy size: "
+            "14K model, 200 steps of 8x32 tokens; results/quickstart was not there)"
+        )
+    return None
+
+
+def _metrics_row(label: str, fit) -> str:
+    f, t = fit.metrics["fit"], fit.metrics.get("test", {})
+    test = (
+        f"{t['r2']:.4f} | {t['mae']:.4f} | {t['worst_e']:.4f}" if t else "— | — | —"
+    )  # no WSD curve: no test
+    return f"| {label} | {f['r2']:.4f} | {f['mae']:.4f} | {test} |"
+
+
+def write_mpl_report(root: Path, study, fits: dict, prop) -> str:
+    import polars as pl
+
+    from scalelab import files
+    from scalelab.data.stdlib import ensure_prepared
+    from scalelaws.io import write_text
+    from scalelaws.multipower.fit import MultipowerFit
+
+    manifest = files.read_json(ensure_prepared(_source_params()) / "manifest.json")
+    runs = study.runs.filter(pl.col("status") == "completed")
+    tps = MPL.base.tokens_per_step
+    try:
+        trained = files.read_json(root / "prefix.json")["trained_steps"]
+    except (OSError, KeyError, ValueError):
+        trained = int(runs["steps_done"].sum())
+    corpus = manifest["corpus"]
+    lines = [
+        "# Real text: the multi-power-law loop on the Python standard library",
+        "",
+        f"Corpus: python_stdlib, Python {corpus['python']}, {corpus['files']} files; "
+        f"BPE {manifest['vocab_size']:,} tokens; {manifest['train']['tokens']:,} train tokens, "
+        f"{manifest['eval']['tokens']:,} held-out tokens ({manifest['eval']['documents']} files). "
+        f"Prepared in {manifest['timing']['total_s']:.1f} s "
+        f"({manifest['timing']['mb_per_s']:.2f} MB/s on {manifest['timing']['input_mb']:.1f} MB).",
+        "",
+        f"{len(runs)} of {len(study.runs)} trials completed: {len(SIZES)} sizes x "
+        f"{len(SCHEDULES)} schedules, {STEPS} steps of {tps:,} tokens; "
+        f"{trained:,} steps trained ({trained * tps:,} tokens) with shared prefixes.",
+        "",
+        "Final eval loss (nats per token):",
+        "",
+        "| model | " + " | ".join(s.name for s in SCHEDULES) + " |",
+        "|---|" + "---|" * len(SCHEDULES),
+    ]
+    for size in SIZES:
+        row = runs.filter(pl.col("model") == size)
+        cells = []
+        for s in SCHEDULES:
+            v = row.filter(pl.col("schedule") == s.name)["final_eval_loss"]
+            cells.append(f"{v[0]:.4f}" if len(v) else "—")
+        lines.append(f"| {size} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"MPL fitted on {', '.join(FIT_SCHEDULES)}; tested on the held-out {TEST_SCHEDULE} "
+        "(post-warmup eval points, exact per-step LR):",
+        "",
+        "| fit | fit R² | fit MAE | test R² | test MAE | test WorstE |",
+        "|---|---|---|---|---|---|",
+    ]
+    for size in SIZES:
+        mark = " (fitted, proposal)" if size == FIT_SIZE else ""
+        lines.append(_metrics_row(f"real text, {size}{mark}", fits[size]))
+    synth = synthetic_quickstart(root)
+    if synth:
+        lines.append(_metrics_row("synthetic quickstart (PCFG)", MultipowerFit.load(synth[0])))
+        lines += ["", f"Synthetic numbers from {synth[1]}: {synth[0]}."]
+    else:
+        lines += ["", "No synthetic quickstart fit found to compare with."]
+    base = prop.baselines
+    lines += [
+        "",
+        f"Proposal for {STEPS} steps at peak {PEAK:g} (floor {FLOOR:g}), {FIT_SIZE} model: "
+        f"predicted final loss {prop.predicted_final_loss:.4f}; cosine "
+        f"{base['cosine']['predicted_final_loss']:.4f}, best WSD "
+        f"{base['wsd']['predicted_final_loss']:.4f} ({base['wsd']['params']}).",
+    ]
+    report = "\n".join(lines) + "\n"
+    write_text(root / "report.md", report)
+    return report
+
+
+def _source_params() -> dict:
+    """DATA's params as the source validates them (defaults filled in)."""
+    from scalelab.data.stdlib import PythonStdlibSource
+
+    return {k: DATA.params.get(k, p.default) for k, p in PythonStdlibSource.PARAMS.items()}
+
+
+# ---------------------------------------------------------------- CBS report
+
+
+def write_cbs_report(root: Path, res) -> str:
+    """report.md: the real-text CBS per D, and the synthetic study's beside it when
+    results/critical_batch/CBS.json exists next to this study."""
+    from scalelaws.critical_batch.fit import CBSResult
+    from scalelaws.io import write_text
+
+    lines = [
+        "# Real text: critical batch size on the Python standard library (150K model)",
+        "",
+        "Zhang et al.'s steps-to-target CBS (experiments/critical_batch.py's analysis), EWA "
+        "eval loss, 95% bootstrap intervals; batch sizes in sequences of "
+        f"{CBS.seq_len} tokens. Tables in CBS.md.",
+        "",
+        "| data | group | target | CBS (20%) | B_crit | S_min | E_min |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += _cbs_rows("real text", res)
+    synth = root.parent / "critical_batch" / "CBS.json"
+    if synth.is_file():
+        lines += _cbs_rows("synthetic (PCFG)", CBSResult.load(synth))
+        lines += ["", f"Synthetic rows from {synth}."]
+    lines += ["", *[f"- {d.line()}" for d in res.diagnostics]]
+    report = "\n".join(lines) + "\n"
+    write_text(root / "report.md", report)
+    return report
+
+
+def _cbs_rows(label: str, res) -> list[str]:
+    def cell(g, key: str, fmt: str) -> str:
+        lo, hi = getattr(g, f"{key}_interval")
+        return f"{getattr(g, key):{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+
+    rows = []
+    for g in res.groups:
+        target = "—" if g.target is None else f"{g.target:.4f}"
+        rows.append(
+            f"| {label} | {g.group} | {target} | {cell(g, 'cbs', '.1f')} "
+            f"| {cell(g, 'b_crit', '.0f')} | {cell(g, 's_min', '.0f')} | {cell(g, 'e_min', '.0f')} |"
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    from scalelab.cli import run_file
+
+    run_file(__file__)
