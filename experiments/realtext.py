@@ -167,15 +167,37 @@ def synthetic_quickstart(root: Path) -> tuple[Path, str] | None:
 
 def _metrics_row(label: str, fit) -> str:
     f, t = fit.metrics["fit"], fit.metrics.get("test", {})
-    test = (
-        f"{t['r2']:.4f} | {t['mae']:.4f} | {t['worst_e']:.4f}" if t else "— | — | —"
-    )  # no WSD curve: no test
-    return f"| {label} | {f['r2']:.4f} | {f['mae']:.4f} | {test} |"
+    test = (  # no WSD curve: no test
+        f"{t['r2']:.4f} | {t['mae']:.4f} | {t['pred_e']:.4f} | {t['worst_e']:.4f}"
+        if t
+        else "— | — | — | —"
+    )
+    return f"| {label} | {f['r2']:.4f} | {f['mae']:.4f} | {f['pred_e']:.4f} | {test} |"
+
+
+def final_predictions(fit, size: str, runs) -> list[str]:
+    """Predicted against measured final eval loss of each schedule at `size` (the fit's law on
+    the trial's exact per-update LR)."""
+    import polars as pl
+
+    from scalelab.sweep import expand
+
+    lines = []
+    for t in expand(MPL):
+        if t.spec.model.size != size:
+            continue
+        row = runs.filter(pl.col("trial") == t.name)["final_eval_loss"]
+        measured = f"{row[0]:.4f}" if len(row) else "—"
+        role = "held out" if t.spec.schedule.name == TEST_SCHEDULE else "fitted"
+        predicted = float(fit.predict(t.spec.lr_array())[-1])
+        lines.append(f"| {t.spec.schedule.name} ({role}) | {predicted:.4f} | {measured} |")
+    return lines
 
 
 def write_mpl_report(root: Path, study, fits: dict, prop) -> str:
     import polars as pl
 
+    import scalelaws as sl
     from scalelab import files
     from scalelab.data.stdlib import ensure_prepared
     from scalelaws.io import write_text
@@ -219,18 +241,40 @@ def write_mpl_report(root: Path, study, fits: dict, prop) -> str:
         f"MPL fitted on {', '.join(FIT_SCHEDULES)}; tested on the held-out {TEST_SCHEDULE} "
         "(post-warmup eval points, exact per-step LR):",
         "",
-        "| fit | fit R² | fit MAE | test R² | test MAE | test WorstE |",
-        "|---|---|---|---|---|---|",
+        "| fit | fit R² | fit MAE | fit PredE | test R² | test MAE | test PredE | test WorstE |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for size in SIZES:
         mark = " (fitted, proposal)" if size == FIT_SIZE else ""
         lines.append(_metrics_row(f"real text, {size}{mark}", fits[size]))
     synth = synthetic_quickstart(root)
+    synth_fit = MultipowerFit.load(synth[0]) if synth else None
     if synth:
-        lines.append(_metrics_row("synthetic quickstart (PCFG)", MultipowerFit.load(synth[0])))
+        lines.append(_metrics_row("synthetic quickstart (PCFG)", synth_fit))
         lines += ["", f"Synthetic numbers from {synth[1]}: {synth[0]}."]
     else:
         lines += ["", "No synthetic quickstart fit found to compare with."]
+    lines += [
+        "",
+        "R² is relative to the curves' own spread: after warmup the eval loss of the fitted and held-out "
+        f"curves spans {_span(study.curves, fits[FIT_SIZE])} here"
+        + (
+            f" and {_span(sl.load_study(synth[0].parent).curves, synth_fit)} in the synthetic one"
+            if synth
+            else ""
+        )
+        + ", so read MAE and PredE (mean relative error) too.",
+        "",
+        f"Diagnostics of the {FIT_SIZE} fit: "
+        + (", ".join(sorted({d.code for d in fits[FIT_SIZE].diagnostics})) or "none")
+        + " (mpl_fit.json).",
+        "",
+        f"Final eval loss at {FIT_SIZE}, the law against the run:",
+        "",
+        "| schedule | predicted | measured |",
+        "|---|---|---|",
+        *final_predictions(fits[FIT_SIZE], FIT_SIZE, runs),
+    ]
     base = prop.baselines
     lines += [
         "",
@@ -242,6 +286,17 @@ def write_mpl_report(root: Path, study, fits: dict, prop) -> str:
     report = "\n".join(lines) + "\n"
     write_text(root / "report.md", report)
     return report
+
+
+def _span(curves, fit) -> str:
+    """'5.37 to 3.13 nats': the eval loss of a fit's curves once the LR has reached its peak."""
+    import polars as pl
+
+    trials = [c["name"] for c in fit.curves]
+    peaked = pl.col("step") >= pl.col("step").filter(pl.col("lr") == pl.col("lr").max()).min()
+    rows = curves.filter(pl.col("trial").is_in(trials) & pl.col("eval_loss").is_not_null())
+    rows = rows.filter(peaked.over("trial"))["eval_loss"]
+    return f"{rows.max():.2f} to {rows.min():.2f} nats"
 
 
 def _source_params() -> dict:
