@@ -279,13 +279,18 @@ def write_mpl_report(root: Path, study, fits: dict, prop) -> str:
     lines += [
         "",
         f"Proposal for {STEPS} steps at peak {PEAK:g} (floor {FLOOR:g}), {FIT_SIZE} model: "
-        f"predicted final loss {prop.predicted_final_loss:.4f}; cosine "
+        f"predicted final loss {prop.predicted_final_loss:.4f}{_interval(prop, 'proposed')}; cosine "
         f"{base['cosine']['predicted_final_loss']:.4f}, best WSD "
         f"{base['wsd']['predicted_final_loss']:.4f} ({base['wsd']['params']}).",
     ]
     report = "\n".join(lines) + "\n"
     write_text(root / "report.md", report)
     return report
+
+
+def _interval(prop, key: str) -> str:
+    iv = (prop.intervals or {}).get(key)
+    return f" (bootstrap interval [{iv[0]:.4f}, {iv[1]:.4f}])" if iv else ""
 
 
 def _span(curves, fit) -> str:
