@@ -11,7 +11,8 @@ Two presets, one corpus:
   sizes are fitted the same way for the report. Sized for about 10 minutes on 2 cores.
 - `cbs` (study `realtext_cbs`): Zhang et al.'s steps-to-target critical batch size (ICLR 2025)
   at one size (150K): experiments/critical_batch.py's design and analysis, with its batch
-  sizes (4-128 sequences) and LR ladder, on this corpus and at half its data sizes.
+  sizes (4-128 sequences) and LR ladder, on this corpus, with D = 160K-640K tokens (four data
+  sizes, from one set of 18 runs; the synthetic study's largest D halved).
 
 Data. The BPE vocabulary is 1,024 tokens, not the source's default 4,096. With tied
 embeddings the embedding is V·d parameters and the output layer V·d multiply-adds per token:
@@ -86,7 +87,9 @@ CBS = replace(
     critical_batch.QUICK,
     name="realtext_cbs",
     sizes=("150K",),
-    data_sizes=(160_000, 320_000, 640_000),  # 625, 1250, 2500 steps at B_ref = 4
+    # 625, 1250, 1875, 2500 steps at B_ref = 4; four, the fewest a CBS-vs-D fit takes (the runs'
+    # budgets follow the largest alone, so a D added here costs no training)
+    data_sizes=(160_000, 320_000, 480_000, 640_000),
     eval_every_ref=25,  # an eval lands on each D at B_ref
     base_lr={"150K": 3e-3},
     base=replace(critical_batch.QUICK.base, data=DATA),
@@ -321,7 +324,7 @@ def write_cbs_report(root: Path, res) -> str:
     from scalelaws.io import write_text
 
     lines = [
-        "# Real text: critical batch size on the Python standard library (150K model)",
+        f"# Real text: critical batch size on the Python standard library ({', '.join(CBS.sizes)})",
         "",
         "Zhang et al.'s steps-to-target CBS (experiments/critical_batch.py's analysis), EWA "
         "eval loss, 95% bootstrap intervals; batch sizes in sequences of "
