@@ -338,6 +338,12 @@ def write_cbs_report(root: Path, res) -> str:
     if synth.is_file():
         lines += _cbs_rows("synthetic (PCFG)", CBSResult.load(synth))
         lines += ["", f"Synthetic rows from {synth}."]
+    else:
+        lines += [
+            "",
+            f"No {synth} beside this study: the synthetic study's measured rows are in "
+            "docs/critical_batch.md (run experiments/critical_batch.py to have them here).",
+        ]
     lines += ["", *[f"- {d.line()}" for d in res.diagnostics]]
     report = "\n".join(lines) + "\n"
     write_text(root / "report.md", report)
