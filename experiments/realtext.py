@@ -114,7 +114,7 @@ def after(root: Path) -> None:
 # ---------------------------------------------------------------- MPL analysis
 
 
-def fit_size(study, size: str, n_boot: int = 30):
+def fit_one_size(study, size: str, n_boot: int = 30):
     """The MPL fitted on one size's constant, cosine and wsdcon curves, WSD held out."""
     import polars as pl
 
@@ -132,25 +132,31 @@ def fit_size(study, size: str, n_boot: int = 30):
     return curves, sl.fit_multipower(curves, n_boot=n_boot)
 
 
-def mpl_after(root: Path) -> str:
-    """Fits (every size), the proposal (FIT_SIZE) and report.md; returns the report."""
+def mpl_after(root: Path, spec: SweepSpec = MPL, fit_size: str = FIT_SIZE) -> str:
+    """Fits (every size of `spec`), the proposal (`fit_size`) and report.md; returns the
+    report. `spec`: MPL, or a smaller loop of the same shape (a grid of model.size x the four
+    schedules; the tests run one)."""
     import scalelaws as sl
     from scalelaws.multipower.plots import plot_curves, plot_proposal
 
     study = sl.load_study(root)
     fits = {}
-    for size in SIZES:
-        curves, fit = fit_size(study, size)
+    for size in spec.grid["model.size"]:
+        curves, fit = fit_one_size(study, size)
         fits[size] = fit
-        if size == FIT_SIZE:
+        if size == fit_size:
             fit.to_json(root / "mpl_fit.json")
             plot_curves(curves, fit.params, root / "mpl_fit.png", law=fit.law, fit=fit)
         else:
             fit.to_json(root / f"mpl_fit_{size}.json")
-    prop = sl.propose_schedule(root / "mpl_fit.json", STEPS, PEAK, warmup_steps=WARMUP, floor=FLOOR)
+    steps, peak = spec.base.total_steps, spec.base.optim.lr
+    warmup = spec.grid["schedule"][0].warmup_steps
+    prop = sl.propose_schedule(
+        root / "mpl_fit.json", steps, peak, warmup_steps=warmup, floor=peak * FLOOR / PEAK
+    )
     prop.to_json(root / "proposed_schedule.json")
     plot_proposal(prop, root / "proposed_schedule.png")
-    return write_mpl_report(root, study, fits, prop)
+    return write_mpl_report(root, study, fits, prop, spec, fit_size)
 
 
 def synthetic_quickstart(root: Path) -> tuple[Path, str] | None:
@@ -178,7 +184,7 @@ def _metrics_row(label: str, fit) -> str:
     return f"| {label} | {f['r2']:.4f} | {f['mae']:.4f} | {f['pred_e']:.4f} | {test} |"
 
 
-def final_predictions(fit, size: str, runs) -> list[str]:
+def final_predictions(fit, size: str, runs, spec: SweepSpec) -> list[str]:
     """Predicted against measured final eval loss of each schedule at `size` (the fit's law on
     the trial's exact per-update LR)."""
     import polars as pl
@@ -186,7 +192,7 @@ def final_predictions(fit, size: str, runs) -> list[str]:
     from scalelab.sweep import expand
 
     lines = []
-    for t in expand(MPL):
+    for t in expand(spec):
         if t.spec.model.size != size:
             continue
         row = runs.filter(pl.col("trial") == t.name)["final_eval_loss"]
@@ -197,7 +203,7 @@ def final_predictions(fit, size: str, runs) -> list[str]:
     return lines
 
 
-def write_mpl_report(root: Path, study, fits: dict, prop) -> str:
+def write_mpl_report(root: Path, study, fits: dict, prop, spec: SweepSpec, fit_size: str) -> str:
     import polars as pl
 
     import scalelaws as sl
@@ -208,7 +214,8 @@ def write_mpl_report(root: Path, study, fits: dict, prop) -> str:
 
     manifest = files.read_json(ensure_prepared(_source_params()) / "manifest.json")
     runs = study.runs.filter(pl.col("status") == "completed")
-    tps = MPL.base.tokens_per_step
+    tps, steps = spec.base.tokens_per_step, spec.base.total_steps
+    sizes, schedules = spec.grid["model.size"], spec.grid["schedule"]
     try:
         trained = files.read_json(root / "prefix.json")["trained_steps"]
     except (OSError, KeyError, ValueError):
@@ -223,19 +230,19 @@ def write_mpl_report(root: Path, study, fits: dict, prop) -> str:
         f"Prepared in {manifest['timing']['total_s']:.1f} s "
         f"({manifest['timing']['mb_per_s']:.2f} MB/s on {manifest['timing']['input_mb']:.1f} MB).",
         "",
-        f"{len(runs)} of {len(study.runs)} trials completed: {len(SIZES)} sizes x "
-        f"{len(SCHEDULES)} schedules, {STEPS} steps of {tps:,} tokens; "
+        f"{len(runs)} of {len(study.runs)} trials completed: {len(sizes)} sizes x "
+        f"{len(schedules)} schedules, {steps} steps of {tps:,} tokens; "
         f"{trained:,} steps trained ({trained * tps:,} tokens) with shared prefixes.",
         "",
         "Final eval loss (nats per token):",
         "",
-        "| model | " + " | ".join(s.name for s in SCHEDULES) + " |",
-        "|---|" + "---|" * len(SCHEDULES),
+        "| model | " + " | ".join(s.name for s in schedules) + " |",
+        "|---|" + "---|" * len(schedules),
     ]
-    for size in SIZES:
+    for size in sizes:
         row = runs.filter(pl.col("model") == size)
         cells = []
-        for s in SCHEDULES:
+        for s in schedules:
             v = row.filter(pl.col("schedule") == s.name)["final_eval_loss"]
             cells.append(f"{v[0]:.4f}" if len(v) else "—")
         lines.append(f"| {size} | " + " | ".join(cells) + " |")
@@ -247,8 +254,8 @@ def write_mpl_report(root: Path, study, fits: dict, prop) -> str:
         "| fit | fit R² | fit MAE | fit PredE | test R² | test MAE | test PredE | test WorstE |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for size in SIZES:
-        mark = " (fitted, proposal)" if size == FIT_SIZE else ""
+    for size in sizes:
+        mark = " (fitted, proposal)" if size == fit_size else ""
         lines.append(_metrics_row(f"real text, {size}{mark}", fits[size]))
     synth = synthetic_quickstart(root)
     synth_fit = MultipowerFit.load(synth[0]) if synth else None
@@ -260,7 +267,7 @@ def write_mpl_report(root: Path, study, fits: dict, prop) -> str:
     lines += [
         "",
         "R² is relative to the curves' own spread: after warmup the eval loss of the fitted and held-out "
-        f"curves spans {_span(study.curves, fits[FIT_SIZE])} here"
+        f"curves spans {_span(study.curves, fits[fit_size])} here"
         + (
             f" and {_span(sl.load_study(synth[0].parent).curves, synth_fit)} in the synthetic one"
             if synth
@@ -268,20 +275,21 @@ def write_mpl_report(root: Path, study, fits: dict, prop) -> str:
         )
         + ", so read MAE and PredE (mean relative error) too.",
         "",
-        f"Diagnostics of the {FIT_SIZE} fit: "
-        + (", ".join(sorted({d.code for d in fits[FIT_SIZE].diagnostics})) or "none")
+        f"Diagnostics of the {fit_size} fit: "
+        + (", ".join(sorted({d.code for d in fits[fit_size].diagnostics})) or "none")
         + " (mpl_fit.json).",
         "",
-        f"Final eval loss at {FIT_SIZE}, the law against the run:",
+        f"Final eval loss at {fit_size}, the law against the run:",
         "",
         "| schedule | predicted | measured |",
         "|---|---|---|",
-        *final_predictions(fits[FIT_SIZE], FIT_SIZE, runs),
+        *final_predictions(fits[fit_size], fit_size, runs, spec),
     ]
     base = prop.baselines
     lines += [
         "",
-        f"Proposal for {STEPS} steps at peak {PEAK:g} (floor {FLOOR:g}), {FIT_SIZE} model: "
+        f"Proposal for {prop.total_steps} steps at peak {prop.peak_lr:g} (floor "
+        f"{base['cosine']['floor']:g}), {fit_size} model: "
         f"predicted final loss {prop.predicted_final_loss:.4f}{_interval(prop, 'proposed')}; cosine "
         f"{base['cosine']['predicted_final_loss']:.4f}, best WSD "
         f"{base['wsd']['predicted_final_loss']:.4f} ({base['wsd']['params']}).",

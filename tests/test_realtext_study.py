@@ -85,3 +85,45 @@ def test_report_helpers_name_the_synthetic_source(rt, tmp_path):
     assert found is not None
     path, words = found
     assert path.is_file() and "fixture" in words
+
+
+@pytest.mark.slow
+def test_a_small_loop_runs_end_to_end(rt, tmp_path):
+    """The MPL loop at toy size on the real corpus: 2 tiny models x the four schedules (scaled to
+    200 steps), trained in this process, collected, then the study's own analysis and report."""
+    import dataclasses
+
+    from scalelab import launch, results
+    from scalelab.config import ScheduleSpec
+    from scalelab.sweep import SweepSpec
+    from scalelab.train import train
+
+    steps, warmup, peak = 200, 10, rt.PEAK
+    schedules = [  # the study's four, at 200 steps
+        ScheduleSpec("constant", warmup),
+        ScheduleSpec("cosine", warmup, {"final_lr": peak / 10}),
+        ScheduleSpec("wsdcon", warmup, {"drop_step": 140, "value": peak / 10}),
+        ScheduleSpec("wsd", warmup, {"decay_frac": 0.2, "shape": "linear", "final_lr": peak / 10}),
+    ]
+    base = dataclasses.replace(
+        rt.MPL.base, batch_size=8, seq_len=32, total_steps=steps, eval_batch_size=32
+    )
+    spec = SweepSpec(
+        "realtext_small",
+        base,
+        run=dataclasses.replace(rt.MPL.run, eval_every=10),
+        grid={"model.size": ["6K", "14K"], "schedule": schedules},
+    )
+    root = tmp_path / "realtext_small"
+    root.mkdir()
+    trials = expand(spec)
+    launch.write_study_json(root, spec, trials)
+    for t in trials:
+        train(t, launch.trial_dir(root, t))
+    results.collect(root)
+    report = rt.mpl_after(root, spec, fit_size="14K")
+    for name in ("mpl_fit.json", "mpl_fit_6K.json", "proposed_schedule.json", "report.md"):
+        assert (root / name).is_file(), name
+    assert "8 of 8 trials completed" in report
+    assert "| wsd (held out) |" in report
+    assert "fixture" in report  # no results/quickstart beside tmp_path
