@@ -16,12 +16,12 @@ Two presets, one corpus:
 
 Data. The BPE vocabulary is 1,024 tokens, not the source's default 4,096. With tied
 embeddings the embedding is V·d parameters and the output layer V·d multiply-adds per token:
-at 4,096 tokens it is 1.8x the 150K model's non-embedding parameters and halves its speed on
-a CPU (measured: 13K against 28K tokens/s on 2 cores). At 1,024 it is 0.44x. Bytes (257
-tokens) are faster per token (35K/s) but a token is one character instead of 2.7, so per
-character of text BPE-1024 learns about twice as fast, and the loss stays a per-token loss on
-a real vocabulary. The held-out eval data are the source's eval split: 2% of the stdlib
-files, whole.
+at 4,096 tokens it is 1.8x the 150K model's non-embedding parameters and trains 1.5-2x
+slower on a CPU (measured on 2 shared cores: 13-14K against 20-28K tokens/s). At 1,024 it is
+0.44x. Bytes (257 tokens) are faster per token (35K/s), but a BPE-1,024 token is 2.7
+characters, so BPE-1,024 trains on about twice as much text per second, and the loss stays a
+per-token loss on a real vocabulary. The held-out eval data are the source's eval split: 2%
+of the stdlib files, whole.
 
     scalelab run experiments/realtext.py --no-wandb                # MPL loop (~10 min, 2 cores)
     scalelab run experiments/realtext.py --no-wandb --preset cbs   # CBS measurement
