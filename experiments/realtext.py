@@ -8,11 +8,12 @@ Two presets, one corpus:
   and WSD. As in the quickstart, the multi-power law (Luo et al., ICLR 2025) is fitted on the
   constant, cosine and wsdcon curves of one size (150K, the quickstart's fitted size) and
   tested on the held-out WSD; then a schedule is proposed for the same budget. The other two
-  sizes are fitted the same way for the report. Sized for about 10 minutes on 2 cores.
+  sizes are fitted the same way for the report. 7.5-8.3 min on 2 shared cores (2026-12-06).
 - `cbs` (study `realtext_cbs`): Zhang et al.'s steps-to-target critical batch size (ICLR 2025)
   at one size (150K): experiments/critical_batch.py's design and analysis, with its batch
   sizes (4-128 sequences) and LR ladder, on this corpus, with D = 160K-640K tokens (four data
-  sizes, from one set of 18 runs; the synthetic study's largest D halved).
+  sizes, from one set of 18 runs; the synthetic study's largest D halved). 14 min on 2 shared
+  cores.
 
 Data. The BPE vocabulary is 1,024 tokens, not the source's default 4,096. With tied
 embeddings the embedding is V·d parameters and the output layer V·d multiply-adds per token:
@@ -23,7 +24,7 @@ characters, so BPE-1,024 trains on about twice as much text per second, and the 
 per-token loss on a real vocabulary. The held-out eval data are the source's eval split: 2%
 of the stdlib files, whole.
 
-    scalelab run experiments/realtext.py --no-wandb                # MPL loop (~10 min, 2 cores)
+    scalelab run experiments/realtext.py --no-wandb                # MPL loop
     scalelab run experiments/realtext.py --no-wandb --preset cbs   # CBS measurement
 
 `after(root)`: for `realtext` the fits (mpl_fit.json/png: 150K; mpl_fit_<size>.json: the
@@ -91,6 +92,8 @@ CBS = replace(
     # budgets follow the largest alone, so a D added here costs no training)
     data_sizes=(160_000, 320_000, 480_000, 640_000),
     eval_every_ref=25,  # an eval lands on each D at B_ref
+    # the synthetic study's LR centre; on this corpus the best LR at B = 4-16 sits on the grid's
+    # top edge (docs/realtext.md): a rerun should raise it (new trials)
     base_lr={"150K": 3e-3},
     base=replace(critical_batch.QUICK.base, data=DATA),
 )
