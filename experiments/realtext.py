@@ -12,8 +12,8 @@ Two presets, one corpus:
 - `cbs` (study `realtext_cbs`): Zhang et al.'s steps-to-target critical batch size (ICLR 2025)
   at one size (150K): experiments/critical_batch.py's design and analysis, with its batch
   sizes (4-128 sequences) and LR ladder, on this corpus, with D = 160K-640K tokens (four data
-  sizes, from one set of 18 runs; the synthetic study's largest D halved). 14 min on 2 shared
-  cores.
+  sizes, from one set of 18 runs; the synthetic study's largest D halved). 14-18 min on 2
+  shared cores.
 
 Data. The BPE vocabulary is 1,024 tokens, not the source's default 4,096. With tied
 embeddings the embedding is V·d parameters and the output layer V·d multiply-adds per token:
