@@ -6,6 +6,7 @@ No training here: the study itself is run by `scalelab run experiments/critical_
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -169,3 +170,37 @@ def test_analysis_recovers_b_crit(study, tmp_path):
 def test_sizes_exist(study):
     for d in (study.QUICK, study.CLUSTER):
         assert set(d.sizes) <= set(SIZES)
+
+
+def test_lr_at_edge_names_the_batch_sizes_whose_fastest_lr_ends_the_sweep():
+    """T(B) is a minimum over the LRs swept: where the fastest LR is the sweep's highest (or
+    lowest), a faster one may lie beyond it, and the fit says so at exactly those batch sizes
+    (study_cbs: LRs 3e-3 and 1e-2 at every batch size, so every reached best is an edge)."""
+    import scalelaws as sl
+
+    fixture = Path(__file__).parent / "data" / "study_cbs" / "cbs"
+    res = sl.fit_cbs(study=fixture, ref_batch=4, loss="ewa_eval_loss", n_boot=200)
+    steps = pl.DataFrame(list(res.steps))
+    runs = sl.load_study(fixture).runs
+    swept = runs.group_by("batch_size").agg(hi=pl.col("lr").max(), lo=pl.col("lr").min())
+    want = {}
+    for row in steps.join(swept, on="batch_size").filter(pl.col("reached")).to_dicts():
+        edge = "high" if row["lr"] == row["hi"] else "low" if row["lr"] == row["lo"] else None
+        if edge:
+            want.setdefault(row["group"], []).append(f"B = {row['batch_size']:g} ({edge} LR")
+    got = {d.subject: d.message for d in res.diagnostics if d.code == "LR_AT_EDGE"}
+    assert want and got.keys() == want.keys()
+    for group, parts in want.items():
+        assert all(p in got[group] for p in parts) and len(
+            re.findall(r"\((?:high|low) LR ", got[group])
+        ) == len(parts)
+    # one LR per batch size: nothing to be beyond, no diagnostic
+    one = sl.load_study(fixture)
+    keep = one.runs.filter(pl.col("lr") == 3e-3)["trial"]
+    solo = sl.Study(
+        one.root,
+        one.runs.filter(pl.col("trial").is_in(keep)),
+        one.curves.filter(pl.col("trial").is_in(keep)),
+    )
+    res1 = sl.fit_cbs(study=solo, ref_batch=4, loss="ewa_eval_loss", n_boot=200)
+    assert not [d for d in res1.diagnostics if d.code == "LR_AT_EDGE"]

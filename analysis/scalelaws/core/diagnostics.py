@@ -126,6 +126,9 @@ CODES: dict[str, str] = {
     "trust neither blindly; add runs near the optimum",
     "COMPUTE_CONVENTION_MISMATCH": "the fits compared use different FLOPs conventions -> refit "
     "with one convention",
+    "LR_AT_EDGE": "the fewest steps to a target came from the highest (or lowest) LR swept at "
+    "that batch size: T(B) may be over-estimated there, and the CBS with it -> extend the LR "
+    "sweep past that edge",
     # hyperparameter laws (scalelaws.hparams.checks; docs/laws.md §9)
     "OPTIMUM_AT_EDGE": "a cell's fitted optimum (minimum of its loss over ln lr, ln batch) lies "
     "outside the LRs or batch sizes swept there; the cell reports its best run instead and is "

@@ -167,3 +167,32 @@ def _exponent(what, value, interval) -> tuple[Diagnostic, ...]:
             what,
         ),
     )
+
+
+def lr_edges(steps) -> tuple[Diagnostic, ...]:
+    """LR_AT_EDGE per group: batch sizes whose fewest steps came from the highest (or lowest)
+    LR swept there. T(B) is a minimum over the LR sweep (Zhang et al.); with the best LR on an
+    edge, a faster LR may lie beyond it, so T(B) is over-estimated there and S_min, E_min and
+    the CBS move with it."""
+    out = []
+    if "lr_edge" not in steps.columns:
+        return ()
+    for group in steps["group"].unique(maintain_order=True).to_list():
+        rows = steps.filter((steps["group"] == group) & steps["lr_edge"].is_not_null())
+        if rows.height == 0:
+            continue
+        where = ", ".join(
+            f"B = {b:g} ({e} LR {lr:.3g})"
+            for b, e, lr in zip(rows["batch_size"], rows["lr_edge"], rows["lr"], strict=True)
+        )
+        out.append(
+            Diagnostic(
+                "LR_AT_EDGE",
+                "warning",
+                "the fewest steps to the target came from an edge of the LR "
+                f"sweep at {where}: T(B) may be over-estimated there, and the CBS with it",
+                "extend the LR sweep past that edge at those batch sizes",
+                group,
+            )
+        )
+    return tuple(out)

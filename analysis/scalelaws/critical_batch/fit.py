@@ -196,6 +196,8 @@ def fit_cbs(
     fits = tuple(dataclasses.replace(f, **extras.get(f.group, {})) for f in fits)
     diags = tuple(_diagnostic(str(w.message)) for w in caught) + diags + diags_bc
     diags += tuple(d for f in fits for d in cbscheck.group_diagnostics(f))
+    if study is not None:
+        diags += cbscheck.lr_edges(steps)
     params, intervals, metrics = _summary(fits, scaling, scaling_bc)
     return CBSResult(
         groups=fits,

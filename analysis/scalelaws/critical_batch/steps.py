@@ -115,7 +115,8 @@ def steps_to_target(
     A group is (model, D); D is `grid.tokens` when the table has it (with_data_size).
     Returns one row per (group, batch_size): group, model, params, tokens, batch_size,
     target, steps_to_target (null when not reached), reached, trial, lr (the best LR's
-    trial and value; null when not reached).
+    trial and value; null when not reached), lr_edge ("high" / "low" when that LR is the
+    highest / lowest of two or more swept there: a faster LR may lie beyond the sweep).
     """
     check_columns(
         runs, ("trial", "status", "model", "params", "batch_size", "lr", "tokens"), "runs"
@@ -158,6 +159,9 @@ def steps_to_target(
             pl.col("steps").first().alias("steps_to_target"),
             pl.col("trial").first(),
             pl.col("lr").first(),
+            pl.col("lr").max().alias("lr_max"),
+            pl.col("lr").min().alias("lr_min"),
+            pl.col("lr").n_unique().alias("n_lr"),
         )
         .with_columns(reached=pl.col("steps_to_target").is_not_null())
         .with_columns(
@@ -165,6 +169,14 @@ def steps_to_target(
             pl.when(pl.col("reached")).then(pl.col("lr")).alias("lr"),
         )
     )
+    edge = pl.col("reached") & (pl.col("n_lr") >= 2)
+    best = best.with_columns(
+        lr_edge=pl.when(edge & (pl.col("lr") == pl.col("lr_max")))
+        .then(pl.lit("high"))
+        .when(edge & (pl.col("lr") == pl.col("lr_min")))
+        .then(pl.lit("low"))
+        .otherwise(None)
+    ).drop("lr_max", "lr_min", "n_lr")
     return best.sort("params", "tokens", "batch_size")
 
 
