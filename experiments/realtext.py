@@ -11,9 +11,9 @@ Two presets, one corpus:
   sizes are fitted the same way for the report. 7.5-8.3 min on 2 shared cores (2026-12-06).
 - `cbs` (study `realtext_cbs`): Zhang et al.'s steps-to-target critical batch size (ICLR 2025)
   at one size (150K): experiments/critical_batch.py's design and analysis, with its batch
-  sizes (4-128 sequences) and LR ladder, on this corpus, with D = 160K-640K tokens (four data
-  sizes, from one set of 18 runs; the synthetic study's largest D halved). 14-18 min on 2
-  shared cores.
+  sizes (4-128 sequences) and LR ladder plus one rung above it, on this corpus, with D =
+  160K-640K tokens (four data sizes, from one set of 24 runs; the synthetic study's largest D
+  halved). About 20 min on 2 shared cores (18 runs took 14-18 min; 6 more, 5.8 min).
 
 Data. The BPE vocabulary is 1,024 tokens, not the source's default 4,096. With tied
 embeddings the embedding is V·d parameters and the output layer V·d multiply-adds per token:
@@ -92,9 +92,10 @@ CBS = replace(
     # budgets follow the largest alone, so a D added here costs no training)
     data_sizes=(160_000, 320_000, 480_000, 640_000),
     eval_every_ref=25,  # an eval lands on each D at B_ref
-    # the synthetic study's LR centre; on this corpus the best LR at B = 4-16 sits on the grid's
-    # top edge (docs/realtext.md): a rerun should raise it (new trials)
+    # the synthetic study's LR centre and one rung more above it: with three rungs the best LR
+    # at B = 4-32 sat on the grid's top edge on this corpus (LR_AT_EDGE; docs/realtext.md)
     base_lr={"150K": 3e-3},
+    lr_steps=(-1, 0, 1, 2),
     base=replace(critical_batch.QUICK.base, data=DATA),
 )
 

@@ -69,7 +69,7 @@ def test_cbs_preset_is_the_critical_batch_design_at_one_size(rt):
     assert cb.check(d) is d  # every D lands on an eval step at B_ref
     assert len(d.data_sizes) >= 4  # the fewest points a CBS-vs-D scaling fit accepts
     trials = expand(rt.PRESETS["cbs"])
-    assert len(trials) == len(d.batch_sizes) * len(d.lr_steps) == 18
+    assert len(trials) == len(d.batch_sizes) * len(d.lr_steps) == 24
     grid = {(t.spec.batch_size, t.spec.optim.lr) for t in trials}
     assert len(grid) == len(trials)
     for t in trials:
