@@ -129,8 +129,11 @@ def _tune(spec, pending, root, wandb_mode, show_progress, num_cpus, max_concurre
         thread.start()
     launch_id = uuid.uuid4().hex  # marks the trial.json records this run writes
     try:
-        todo, i = forks.end_orphans(root, pending, plan, by_name), 0
-        while todo:
+        todo, i, tried = forks.end_orphans(root, pending, plan, by_name), 0, set()
+        # a branch that never writes a record (its process dies before) would come back every
+        # round: stop once a round has nothing new; it stays pending for the next run
+        while todo and {t.name for t in todo} != tried:
+            tried = {t.name for t in todo}
             _fit(spec, todo, root, wandb_mode, min(n, len(todo)), plan, by_name,
                  f"{spec.name}-{i}" if i else spec.name, launch_id)  # fmt: skip
             left = [t for t in todo if not is_done(root, t)]
