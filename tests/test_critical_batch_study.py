@@ -196,7 +196,7 @@ def test_lr_at_edge_names_the_batch_sizes_whose_fastest_lr_ends_the_sweep():
         ) == len(parts)
     # one LR per batch size: nothing to be beyond, no diagnostic
     one = sl.load_study(fixture)
-    keep = one.runs.filter(pl.col("lr") == 3e-3)["trial"]
+    keep = one.runs.filter(pl.col("lr") == 3e-3)["trial"].to_list()
     solo = sl.Study(
         one.root,
         one.runs.filter(pl.col("trial").is_in(keep)),
